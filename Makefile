@@ -1,0 +1,34 @@
+# Two commands for people (README): `make demo` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
+
+.PHONY: demo test test-unit lint prepare clean
+
+# The venv is rebuilt only when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+# Kafka jars from Maven Central (cached in .cache/) and redis-server from the OS packages.
+prepare: $(VENV)/.installed
+	$(PY) -m devstack prepare
+
+test: prepare
+	$(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit tests/dags -q
+
+demo: prepare
+	$(PY) -m devstack demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check include plugins dags tests
+
+clean:
+	rm -rf .stack

@@ -1,0 +1,103 @@
+"""`airflow standalone` (LocalExecutor, SQLite) wired to the local Kafka, Redis and simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import httpx
+
+from devstack.paths import PROJECT_ROOT
+from devstack.process import ManagedProcess, free_port, wait_until
+
+ADMIN_USER = "admin"
+
+
+def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str | None) -> dict[str, str]:
+    """Airflow connections as AIRFLOW_CONN_* variables (JSON form), pointing at the local services."""
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    conns = {
+        "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}},
+        "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port},
+    }
+    if simulator_url:
+        conns |= {
+            "stripe_default": {"conn_type": "http", "host": simulator_url, "password": "sk_test_apisync"},
+            "github_default": {"conn_type": "http", "host": simulator_url, "password": "ghp_apisync",
+                               "extra": {"repos": ["apisync/demo"]}},
+            "salesforce_default": {"conn_type": "http", "host": simulator_url, "password": "sf_apisync_token"},
+        }
+    return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
+
+
+class AirflowStandalone:
+    """One `airflow standalone` process group; its API server on `port`."""
+
+    def __init__(self, state: Path, extra_env: dict[str, str], port: int | None = None) -> None:
+        self.home = state / "airflow"
+        self.port = port or free_port()
+        self.extra_env = extra_env
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            **os.environ, **self.extra_env,
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT / "plugins")]),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        }
+
+    def start(self, timeout: float = 300.0) -> "AirflowStandalone":
+        self.process = ManagedProcess("airflow", ["airflow", "standalone"], self.home / "standalone.log",
+                                      env=self.env(), cwd=PROJECT_ROOT)
+        wait_until(self.healthy, timeout, f"Airflow ({self.url})", self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=30)
+            self.process = None
+
+    def healthy(self) -> bool:
+        """Every component in /api/v2/monitor/health reports healthy."""
+        health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+        return all(part.get("status") == "healthy" for part in health.values() if isinstance(part, dict))
+
+    def password(self) -> str:
+        """The admin password `airflow standalone` generated on first start."""
+        generated = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        return generated[ADMIN_USER]
+
+    def client(self) -> httpx.Client:
+        """An authenticated REST API client (as the UI would be)."""
+        token = httpx.post(f"{self.url}/auth/token", json={"username": ADMIN_USER, "password": self.password()},
+                           timeout=10).json()["access_token"]
+        return httpx.Client(base_url=f"{self.url}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def _jwt_secret(self) -> str:
+        # Every component must sign and check task tokens with one secret; keep it across restarts.
+        path = self.home / "jwt_secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()

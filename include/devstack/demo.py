@@ -1,0 +1,122 @@
+"""`make demo`: the whole pipeline on one machine, up until Ctrl-C, then nothing left behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from contextlib import ExitStack
+
+from devstack.airflow import ADMIN_USER, AirflowStandalone, connection_env
+from devstack.kafka import KafkaCluster
+from devstack.paths import state_dir
+from devstack.redis import RedisServer
+from devstack.simulator import SimulatorServer
+
+APIS = ("stripe", "github", "salesforce")
+WEBHOOK_PATH = "/apisync/webhooks"  # where the apisync plugin mounts the receiver on the api-server
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def run_demo() -> None:
+    """Start everything, run the backfills, report, then wait for Ctrl-C / SIGTERM."""
+    state = state_dir()
+    with ExitStack() as stack:
+        kafka = KafkaCluster(state / "kafka").start()
+        stack.callback(kafka.stop)
+        say(f"Kafka {kafka.bootstrap} (data in {state / 'kafka'})")
+        redis = RedisServer(state / "redis", persistent=True).start()
+        stack.callback(redis.stop)
+        say(f"Redis {redis.url}")
+        simulator = _start_simulator(state, stack)
+        airflow = AirflowStandalone(state, connection_env(kafka.bootstrap, redis.url, simulator and simulator.url))
+        _ensure_topics(kafka.bootstrap)
+        say("starting Airflow (first start initialises its database: a minute or two)")
+        airflow.start()
+        stack.callback(airflow.stop)
+        if simulator:
+            _point_webhooks_at(simulator.url, airflow.url)
+        _banner(airflow)
+        _run_backfills(airflow, kafka.bootstrap)
+        say("up; press Ctrl-C to stop every process the demo started")
+        while True:
+            time.sleep(1)
+
+
+def _start_simulator(state, stack) -> SimulatorServer | None:
+    if not has_module("api_simulator.__main__"):
+        say("missing: the API simulator (include/api_simulator) is not built yet; running without it")
+        return None
+    simulator = SimulatorServer(state / "simulator").start()
+    stack.callback(simulator.stop)
+    say(f"API simulator {simulator.url}")
+    return simulator
+
+
+def _ensure_topics(bootstrap: str) -> None:
+    if not has_module("apisync.kafka.admin"):
+        say("missing: topic contracts (include/apisync/kafka) are not built yet; no topics created")
+        return
+    from apisync.kafka.admin import admin_client, ensure
+    from apisync.kafka.topics import declared_topics
+
+    report = ensure(admin_client({"bootstrap.servers": bootstrap}), declared_topics())
+    say(f"topics: {len(report.created)} created, {len(report.altered)} repaired, "
+        f"{len(report.unrepaired)} need attention {list(report.unrepaired) or ''}")
+
+
+def _point_webhooks_at(simulator_url: str, airflow_url: str) -> None:
+    import httpx
+
+    hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}"} for api in APIS}
+    httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0}, timeout=10)
+    say(f"simulator webhooks -> {airflow_url}{WEBHOOK_PATH}/<api>, mutating 1 object/s")
+
+
+def _banner(airflow: AirflowStandalone) -> None:
+    say(f"Airflow UI: {airflow.url}  login: {ADMIN_USER} / {airflow.password()}")
+
+
+def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
+    with airflow.client() as api:
+        dag_ids = [d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json().get("dags", [])]
+        backfills = sorted(d for d in dag_ids if d.endswith("_backfill"))
+        if not backfills:
+            say("missing: no apisync DAGs yet (dags/ is empty); the stack is up without pipelines")
+            return
+        for dag_id in dag_ids:
+            api.patch(f"/dags/{dag_id}", json={"is_paused": False})
+        runs = {d: api.post(f"/dags/{d}/dagRuns", json={"logical_date": None}).json()["dag_run_id"] for d in backfills}
+        say(f"triggered {', '.join(backfills)}; waiting for them to finish")
+        _wait_for_runs(api, runs)
+    _print_topic_counts(bootstrap)
+
+
+def _wait_for_runs(api, runs: dict[str, str], timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(runs)
+    while pending and time.monotonic() < deadline:
+        for dag_id, run_id in list(pending.items()):
+            state = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json().get("state")
+            if state in ("success", "failed"):
+                say(f"{dag_id}: {state}")
+                pending.pop(dag_id)
+        time.sleep(5)
+    for dag_id in pending:
+        say(f"{dag_id}: still running after {timeout:.0f}s; see the Airflow UI")
+
+
+def _print_topic_counts(bootstrap: str) -> None:
+    from devstack.topics import message_counts
+
+    for topic, count in message_counts(bootstrap).items():
+        say(f"  {topic:<40} {count:>8} messages")

@@ -1,0 +1,168 @@
+"""Apache Kafka from the official jars on Maven Central, run as a local KRaft cluster.
+
+One node (broker + controller) by default; three for replication and failover tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.errors import StackError
+from devstack.paths import RESOURCES, cache_dir
+from devstack.process import ManagedProcess, free_port, port_open, wait_until
+
+KAFKA_VERSION = "4.1.1"
+_POM = RESOURCES / "kafka" / "pom.xml"
+_LOG4J = RESOURCES / "kafka" / "log4j2.properties"
+
+
+def libs_dir() -> Path:
+    """The folder holding the broker's jars (resolved on first use)."""
+    return cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def resolve_libs() -> Path:
+    """Fetch kafka_2.13 and its runtime dependencies with Maven once; later calls reuse the cache."""
+    target = libs_dir()
+    if (target / ".complete").exists():
+        return target
+    _require_tool("java", "Java 17+ is missing: install it (apt-get install openjdk-17-jre-headless)")
+    _require_tool("mvn", "Maven is missing: install it (apt-get install maven)")
+    staging = target.with_name("libs.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise StackError(f"could not fetch the Kafka {KAFKA_VERSION} jars from Maven Central "
+                         f"(is it reachable?): {last[0][:200]}")
+    (staging / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def _require_tool(name: str, message: str) -> None:
+    if shutil.which(name) is None:
+        raise StackError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    node_id: int
+    port: int
+    controller_port: int
+    data_dir: Path
+
+
+class KafkaCluster:
+    """A KRaft cluster of `size` combined broker+controller nodes on loopback."""
+
+    def __init__(self, state: Path, size: int = 1, heap: str = "512m", ports: list[int] | None = None) -> None:
+        self.state = state
+        self.size = size
+        self.heap = heap
+        ports = ports or [free_port() for _ in range(size)]
+        self.nodes = [_Node(i + 1, ports[i], free_port(), state / f"node-{i + 1}") for i in range(size)]
+        self.processes: dict[int, ManagedProcess] = {}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self, timeout: float = 120.0) -> "KafkaCluster":
+        libs = resolve_libs()
+        cluster_id = self._cluster_id()
+        for node in self.nodes:
+            self._write_properties(node)
+            self._format(libs, node, cluster_id)
+        for node in self.nodes:
+            self.start_node(node.node_id, wait=False)
+        wait_until(lambda: self._brokers_up() == self.size, timeout, f"Kafka ({self.bootstrap})",
+                   next(iter(self.processes.values())))
+        return self
+
+    def start_node(self, node_id: int, wait: bool = True) -> None:
+        """(Re)start one node; used for broker-restart tests."""
+        node = self.nodes[node_id - 1]
+        argv = ["java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseSerialGC",
+                f"-Dlog4j2.configurationFile={_LOG4J}", "-cp", f"{libs_dir()}/*",
+                "kafka.Kafka", str(node.data_dir / "server.properties")]
+        self.processes[node_id] = ManagedProcess(f"kafka-{node_id}", argv, self.state / f"kafka-{node_id}.log")
+        if wait:
+            wait_until(lambda: self._brokers_up() >= 1, 120, f"Kafka node {node_id}", self.processes[node_id])
+
+    def stop_node(self, node_id: int, kill: bool = False) -> None:
+        process = self.processes.pop(node_id)
+        process.kill() if kill else process.stop()
+
+    def stop(self) -> None:
+        for node_id in list(self.processes):
+            self.stop_node(node_id)
+
+    def _cluster_id(self) -> str:
+        # Reuse the id of an already formatted data dir so a restart keeps its topics.
+        meta = self.nodes[0].data_dir / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1]
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+    def _format(self, libs: Path, node: _Node, cluster_id: str) -> None:
+        if (node.data_dir / "data" / "meta.properties").exists():
+            return
+        result = subprocess.run(
+            ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={_LOG4J}", "-cp", f"{libs}/*",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node.data_dir / "server.properties")],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {(result.stderr or result.stdout).strip()[:300]}")
+
+    def _write_properties(self, node: _Node) -> None:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        replication = min(3, self.size)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": node.data_dir / "data",
+            "num.partitions": 1,
+            "offsets.topic.replication.factor": replication,
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min(2, self.size),
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": 1,
+            "default.replication.factor": replication,
+            "min.insync.replicas": min(2, self.size),
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "false",
+            # Compaction must be able to run within a test, not only after days.
+            "log.cleaner.backoff.ms": 1000,
+        }
+        text = "".join(f"{k}={v}\n" for k, v in props.items())
+        (node.data_dir / "server.properties").write_text(text)
+
+    def _brokers_up(self) -> int:
+        # A TCP probe first: librdkafka clients pointed at a closed port log a line every 50 ms.
+        if not all(port_open(n.port) for n in self.nodes if n.node_id in self.processes):
+            return 0
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000, "log_level": 3})
+        return len(admin.list_topics(timeout=3).brokers)
