@@ -61,3 +61,43 @@ def simulator_url(stack_dir):
     server = SimulatorServer(stack_dir / "simulator").start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+def clean_slate(kafka_config, redis_url, simulator_url):
+    """Start a test from nothing: fresh apisync topics, an empty Redis, a re-seeded simulator.
+
+    Topic names are fixed by the message contract, so tests sharing one broker must not see each
+    other's messages or checkpoints. Call it as `clean_slate(seed=7, objects=120)`.
+    """
+    import httpx
+    import redis as redis_lib
+    from confluent_kafka.admin import AdminClient
+
+    from apisync.kafka.admin import admin_client, ensure
+    from apisync.kafka.topics import declared_topics
+
+    def reset(seed: int = 42, objects: int = 100) -> None:
+        admin = AdminClient(kafka_config)
+        names = [spec.name for spec in declared_topics()]
+        existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
+        for future in admin.delete_topics(existing, operation_timeout=30).values() if existing else ():
+            future.result()
+        _wait_for_deletion(admin, existing)
+        ensure(admin_client(kafka_config), declared_topics())
+        redis_lib.Redis.from_url(redis_url).flushdb()
+        httpx.post(f"{simulator_url}/_admin/reset", json={"seed": seed, "objects": objects}, timeout=30)
+        httpx.delete(f"{simulator_url}/_admin/faults", timeout=10)
+        httpx.post(f"{simulator_url}/_admin/config", json={"mutation_rate_per_s": 0}, timeout=10)
+
+    return reset
+
+
+def _wait_for_deletion(admin, names, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while names and time.monotonic() < deadline:
+        if not set(names) & set(admin.list_topics(timeout=10).topics):
+            return
+        time.sleep(0.2)

@@ -1,0 +1,1 @@
+"""Local stand-in for Stripe, GitHub and Salesforce (demo and integration tests)."""

@@ -68,7 +68,7 @@ class AirflowStandalone:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         }
 
-    def start(self, timeout: float = 300.0) -> "AirflowStandalone":
+    def start(self, timeout: float = 300.0) -> AirflowStandalone:
         self.process = ManagedProcess("airflow", ["airflow", "standalone"], self.home / "standalone.log",
                                       env=self.env(), cwd=PROJECT_ROOT)
         wait_until(self.healthy, timeout, f"Airflow ({self.url})", self.process)

@@ -78,7 +78,7 @@ class KafkaCluster:
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
-    def start(self, timeout: float = 120.0) -> "KafkaCluster":
+    def start(self, timeout: float = 120.0) -> KafkaCluster:
         libs = resolve_libs()
         cluster_id = self._cluster_id()
         for node in self.nodes:

@@ -46,10 +46,11 @@ def ensure_port_free(port: int, what: str) -> None:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            raise StackError(f"port {port} for {what} is already in use: stop what holds it or pick another port") from None
+            raise StackError(f"port {port} for {what} is already in use: "
+                             "stop what holds it or pick another port") from None
 
 
-def wait_until(check, timeout: float, what: str, process: "ManagedProcess | None" = None) -> None:
+def wait_until(check, timeout: float, what: str, process: ManagedProcess | None = None) -> None:
     """Poll `check()` until it returns truthy; fail with the tail of the log if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,7 +62,8 @@ def wait_until(check, timeout: float, what: str, process: "ManagedProcess | None
         except Exception:  # noqa: BLE001 - any failure here just means "not ready yet"
             pass
         time.sleep(0.3)
-    raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {process.log_path if process else 'its log'}")
+    where = process.log_path if process else "its log"
+    raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {where}")
 
 
 class ManagedProcess:

@@ -25,7 +25,7 @@ class SimulatorServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "SimulatorServer":
+    def start(self, timeout: float = 60.0) -> SimulatorServer:
         env = {**os.environ, "PYTHONPATH": _pythonpath()}
         argv = [sys.executable, "-m", "api_simulator", "--host", "127.0.0.1", "--port", str(self.port),
                 *self.extra_args]

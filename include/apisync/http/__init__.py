@@ -1,0 +1,30 @@
+"""HTTP layer: httpx client with retries, token auth, paginators and the shared Redis rate limiter."""
+from apisync.http.auth import BearerTokenAuth, GitHubTokenAuth, redact
+from apisync.http.client import ApiClient, JsonResponse
+from apisync.http.errors import (
+    ApiError,
+    FatalError,
+    MalformedResponseError,
+    PaginationLoopError,
+    RateLimitedError,
+    RetriableError,
+)
+from apisync.http.paginators import (
+    HeaderLinkPaginator,
+    Page,
+    PageRequest,
+    Paginator,
+    SalesforceNextRecordsPaginator,
+    StripeCursorPaginator,
+    iterate_pages,
+)
+from apisync.http.ratelimit import LANES, QuotaSignal, RateLimitSpec, RedisRateLimiter
+from apisync.http.retry import Backoff, Outcome, Verdict, classify
+
+__all__ = [
+    "LANES", "ApiClient", "ApiError", "Backoff", "BearerTokenAuth", "FatalError", "GitHubTokenAuth",
+    "HeaderLinkPaginator", "JsonResponse", "MalformedResponseError", "Outcome", "Page", "PageRequest",
+    "PaginationLoopError", "Paginator", "QuotaSignal", "RateLimitSpec", "RateLimitedError",
+    "RedisRateLimiter", "RetriableError", "SalesforceNextRecordsPaginator", "StripeCursorPaginator",
+    "Verdict", "classify", "iterate_pages", "redact",
+]

@@ -1,0 +1,25 @@
+"""One module per API. Adding an API = a module with a Source class, registered in `build_source`."""
+
+from __future__ import annotations
+
+from apisync.settings import ApiSettings
+from apisync.sources.base import Batch, Source
+from apisync.sources.github import GitHubSource
+from apisync.sources.salesforce import SalesforceSource
+from apisync.sources.stripe import StripeSource
+
+__all__ = ["Batch", "Source", "build_source"]
+
+
+def build_source(settings: ApiSettings) -> Source:
+    """The source object for one API account."""
+    if settings.api == "stripe":
+        return StripeSource()
+    if settings.api == "github":
+        repos = settings.extra.get("repos") or [settings.extra.get("repo")]
+        if not repos or not repos[0]:
+            raise ValueError("the github connection needs extra {\"repos\": [\"owner/name\"]}")
+        return GitHubSource(repos[0])
+    if settings.api == "salesforce":
+        return SalesforceSource()
+    raise ValueError(f"unknown api {settings.api!r}; known: stripe, github, salesforce")

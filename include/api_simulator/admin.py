@@ -1,0 +1,126 @@
+"""Admin API under /_admin: truth, mutate, config, faults, stats, reset, clock (no auth)."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.routing import Route
+
+from .config import APIS, ConfigError
+from .faults import FaultError
+from .mutations import MutationError
+from .responses import get_sim, json_response
+
+
+def _bad(message: str):
+    return json_response({"error": message}, 400)
+
+
+async def _body(request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ConfigError("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError("request body must be a JSON object")
+    return data
+
+
+async def truth(request):
+    """GET /_admin/truth/{api}."""
+    api = request.path_params["api"]
+    if api not in APIS:
+        return json_response({"error": f"unknown api {api!r}"}, 404)
+    return json_response(get_sim(request).truth(api))
+
+
+async def mutate(request):
+    """POST /_admin/mutate {"api", "count", "kinds"?, "collection"?}."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+        count = body.get("count", 1)
+        if not isinstance(count, int) or count < 0:
+            return _bad("count must be an integer >= 0")
+        done = request.app.state.engine.run(body.get("api"), count, body.get("kinds"), body.get("collection"))
+    except (ConfigError, MutationError) as exc:
+        return _bad(str(exc))
+    sim.flush_webhooks()
+    return json_response({"mutations": [m.as_dict() for m in done]})
+
+
+async def config(request):
+    """GET or POST (deep-merge) /_admin/config."""
+    sim = get_sim(request)
+    if request.method == "POST":
+        try:
+            sim.update_config(await _body(request))
+        except ConfigError as exc:
+            return _bad(str(exc))
+        request.app.state.engine.ensure_running()
+    return json_response(sim.runtime)
+
+
+async def faults(request):
+    """POST adds a fault, GET lists, DELETE clears."""
+    sim = get_sim(request)
+    if request.method == "DELETE":
+        sim.faults.clear()
+        return json_response({"faults": []})
+    if request.method == "GET":
+        return json_response({"faults": sim.faults.active()})
+    try:
+        fault = sim.faults.add(await _body(request))
+    except (ConfigError, FaultError, TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    return json_response(fault.as_dict())
+
+
+async def stats(request):
+    """GET /_admin/stats: answered requests per api/status and webhook delivery counts."""
+    sim = get_sim(request)
+    return json_response({"requests": sim.stats, "webhooks": dict(sim.webhooks.stats),
+                          "webhook_log": list(sim.webhooks.log[-200:])})
+
+
+async def reset(request):
+    """POST /_admin/reset {"seed", "objects", "epoch"?}."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+        seed, objects = body.get("seed", sim.config.seed), body.get("objects", sim.config.objects)
+        if not isinstance(seed, int) or not isinstance(objects, int) or objects < 0:
+            return _bad("seed and objects must be integers (objects >= 0)")
+        sim.reset(seed, objects, body.get("epoch"))
+    except ConfigError as exc:
+        return _bad(str(exc))
+    request.app.state.engine.rng.seed(f"engine:{seed}")
+    return json_response({"seed": seed, "objects": objects, "now": sim.clock.now()})
+
+
+async def clock(request):
+    """GET the server time; POST {"advance_s": N} moves it forward."""
+    sim = get_sim(request)
+    if request.method == "POST":
+        try:
+            advance = (await _body(request)).get("advance_s", 0)
+            if isinstance(advance, bool) or not isinstance(advance, (int, float)):
+                return _bad("advance_s must be a number")
+            sim.clock.advance(float(advance))
+        except (ConfigError, ValueError) as exc:
+            return _bad(str(exc))
+    return json_response({"now": sim.clock.now()})
+
+
+routes = [
+    Route("/_admin/truth/{api}", truth),
+    Route("/_admin/mutate", mutate, methods=["POST"]),
+    Route("/_admin/config", config, methods=["GET", "POST"]),
+    Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
+    Route("/_admin/stats", stats),
+    Route("/_admin/reset", reset, methods=["POST"]),
+    Route("/_admin/clock", clock, methods=["GET", "POST"]),
+]

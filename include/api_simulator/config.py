@@ -1,0 +1,90 @@
+"""Start-up settings and the run-time config the admin API edits."""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+APIS = ("stripe", "github", "salesforce")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The one valid secret per API."""
+
+    stripe: str = "sk_test_apisync"
+    github: str = "ghp_apisync"
+    salesforce: str = "sf_apisync_token"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Credentials":
+        """Defaults overridden by API_SIMULATOR_{STRIPE_KEY,GITHUB_TOKEN,SALESFORCE_TOKEN}."""
+        env = os.environ if env is None else env
+        base = cls()
+        return cls(
+            stripe=env.get("API_SIMULATOR_STRIPE_KEY") or base.stripe,
+            github=env.get("API_SIMULATOR_GITHUB_TOKEN") or base.github,
+            salesforce=env.get("API_SIMULATOR_SALESFORCE_TOKEN") or base.salesforce,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """How the simulator starts; everything else is changed through /_admin."""
+
+    seed: int = 42
+    objects: int = 200
+    epoch: float | None = None
+    mutation_rate_per_s: float = 0.0
+    credentials: Credentials = field(default_factory=Credentials.from_env)
+
+
+def default_runtime() -> dict[str, Any]:
+    """The admin-editable config with its defaults."""
+    return {
+        "mutation_rate_per_s": 0.0,
+        "rate_limits": {
+            "stripe": {"per_second": 25},
+            "github": {"per_hour": 5000, "secondary_per_minute": 900},
+            "salesforce": {"per_day": 100000},
+        },
+        "webhooks": {api: {"url": None, "secrets": []} for api in APIS},
+        "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5, "retry_base_s": 0.2},
+        "events_retention_days": 30,
+    }
+
+
+class ConfigError(ValueError):
+    """A config patch names an unknown key or has a value of the wrong type."""
+
+
+def merge_config(base: dict[str, Any], patch: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Deep-merge `patch` into a copy of `base`, rejecting keys `base` does not have."""
+    if not isinstance(patch, dict):
+        raise ConfigError(f"config{path or ''} must be a JSON object")
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        where = f"{path}.{key}"
+        if key not in merged:
+            raise ConfigError(f"unknown config key {where.lstrip('.')}")
+        current = merged[key]
+        if isinstance(current, dict) and key != "secrets":
+            merged[key] = merge_config(current, value, where)
+        else:
+            merged[key] = _check_leaf(where.lstrip("."), current, value)
+    return merged
+
+
+def _check_leaf(where: str, current: Any, value: Any) -> Any:
+    """Accept null for optional leaves, numbers for numbers, lists for lists."""
+    if value is None:
+        return None
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false")
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where} must be a number >= 0")
+    if isinstance(current, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where} must be a list of strings")
+    return value

@@ -1,0 +1,86 @@
+"""Fault injection switched at run time through /_admin/faults, scoped by API and path prefix."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from .config import APIS
+
+# Applied by the gateway before/after the handler runs.
+TRANSPORT_KINDS = ("http_500", "slow", "timeout", "malformed_json", "truncated", "reset")
+# Applied inside handlers, where the page or object is known.
+HANDLER_KINDS = ("repeat_cursor", "delete_between_list_and_fetch")
+DEFAULT_DELAY = {"slow": 2.0, "timeout": 30.0}
+
+
+class FaultError(ValueError):
+    """A fault spec the admin API refuses."""
+
+
+@dataclass(slots=True)
+class Fault:
+    """One active fault; `remaining` None means until cleared."""
+
+    id: str
+    kind: str
+    api: str | None
+    path_prefix: str | None
+    remaining: int | None
+    delay_s: float
+    status: int
+
+    def matches(self, api: str, path: str) -> bool:
+        """Whether this fault covers a request."""
+        return (self.api is None or self.api == api) and (not self.path_prefix or path.startswith(self.path_prefix))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form for the admin API."""
+        return {"id": self.id, "kind": self.kind, "api": self.api, "path_prefix": self.path_prefix,
+                "count": self.remaining, "delay_s": self.delay_s, "status": self.status}
+
+
+class Faults:
+    """The active faults, consumed in the order they were added."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._ids = count(1)
+
+    def add(self, spec: dict[str, Any]) -> Fault:
+        """Validate and activate a fault spec."""
+        kind = spec.get("kind")
+        if kind not in TRANSPORT_KINDS + HANDLER_KINDS:
+            raise FaultError(f"unknown fault kind {kind!r}; use one of {', '.join(TRANSPORT_KINDS + HANDLER_KINDS)}")
+        api = spec.get("api")
+        if api is not None and api not in APIS:
+            raise FaultError(f"unknown api {api!r}")
+        remaining = spec.get("count", 1)
+        if remaining is not None and (not isinstance(remaining, int) or remaining < 1):
+            raise FaultError("count must be a positive integer or null")
+        delay = float(spec.get("delay_s") or DEFAULT_DELAY.get(kind, 0.0))
+        status = int(spec.get("status") or 500)
+        if not 500 <= status <= 599:
+            raise FaultError("status must be a 5xx code")
+        fault = Fault(f"flt_{next(self._ids)}", kind, api, spec.get("path_prefix"), remaining, delay, status)
+        self._faults.append(fault)
+        return fault
+
+    def take(self, api: str, path: str, kinds: tuple[str, ...]) -> Fault | None:
+        """Consume one use of the first active fault of `kinds` matching the request."""
+        for fault in self._faults:
+            if fault.kind in kinds and fault.matches(api, path):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def active(self) -> list[dict[str, Any]]:
+        """All active faults as JSON."""
+        return [f.as_dict() for f in self._faults]
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        self._faults.clear()

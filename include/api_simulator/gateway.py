@@ -1,0 +1,205 @@
+"""Pure-ASGI front door: auth, rate limits, transport faults, stats and per-API headers."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any, Callable
+
+from . import github, salesforce, stripe
+from .faults import TRANSPORT_KINDS, Fault
+from .ratelimit import Verdict
+from .timefmt import http_date
+
+PREFIXES = (("/v1/", "stripe"), ("/repos/", "github"), ("/services/", "salesforce"))
+SCHEMES = {"stripe": ("bearer",), "github": ("bearer", "token"), "salesforce": ("bearer", "oauth")}
+
+
+def api_for(path: str) -> str | None:
+    """Which API a path belongs to (None for /_admin and unknown paths)."""
+    for prefix, api in PREFIXES:
+        if path.startswith(prefix):
+            return api
+    return None
+
+
+def _token(scope: dict, api: str) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            return token.strip() if scheme.lower() in SCHEMES[api] else ""
+    return None
+
+
+def _redact(token: str) -> str:
+    # Stripe echoes only the last 4 characters of a wrong key; never the rest.
+    return "*" * 4 + token[-4:] if len(token) > 8 else "****"
+
+
+def auth_error(api: str, token: str | None):
+    """The API's own answer to a missing or wrong credential."""
+    if api == "stripe":
+        if not token:
+            return stripe.api_error_response(401, "You did not provide an API key. You need to provide your API "
+                                             "key in the Authorization header, using Bearer auth (e.g. "
+                                             "'Authorization: Bearer YOUR_SECRET_KEY').", "invalid_request_error")
+        return stripe.api_error_response(401, f"Invalid API Key provided: {_redact(token)}", "invalid_request_error")
+    if api == "github":
+        return github.error(401, "Requires authentication" if token is None else "Bad credentials")
+    return salesforce.error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+
+def limit_error(api: str, verdict: Verdict):
+    """The API's answer to a request over its rate limit."""
+    if api == "stripe":
+        response = stripe.api_error_response(429, "Request rate limit exceeded. Learn more about rate limits "
+                                                  "here https://stripe.com/docs/rate-limits.")
+    elif api == "github":
+        if verdict.limited == "secondary":
+            # docs: secondary limits answer 403 or 429 with retry-after; we use 429 here.
+            response = github.error(429, "You have exceeded a secondary rate limit. Please wait a few minutes "
+                                         "before you try again.", headers={"retry-after": str(verdict.retry_after)})
+        else:
+            response = github.error(403, "API rate limit exceeded for user ID 1. (But here's the good news: "
+                                         "Authenticated requests get a higher rate limit.)")
+    else:
+        response = salesforce.error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    response.headers.update(verdict.headers)
+    return response
+
+
+def server_error(api: str, status: int):
+    """An injected 5xx in the API's error shape."""
+    if api == "stripe":
+        return stripe.api_error_response(status, "An unknown error occurred", "api_error")
+    if api == "github":
+        return github.error(status, "Server Error")
+    return salesforce.error(status, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this "
+                                                         "ErrorId if you contact support: 0-0 (0)")
+
+
+async def abort_connection(send: Callable) -> None:
+    """Drop the TCP connection with a reset (uvicorn); elsewhere, fail the request."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("api_simulator fault: connection reset")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+    for _ in range(3):
+        await asyncio.sleep(0)  # let the server see the disconnect before this call returns
+
+
+class Gateway:
+    """Wraps the Starlette app; everything under an API prefix passes through here first."""
+
+    def __init__(self, app: Any, sim_of: Callable[[], Any]) -> None:
+        self.app = app
+        self.sim_of = sim_of
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        sim = self.sim_of()
+        api = api_for(scope["path"])
+        extra = [(b"date", http_date(sim.clock.now()).encode())]
+        if api is None:
+            return await self.app(scope, receive, _with_headers(send, extra))
+        status_box = [0]
+        counting = _counting(_with_headers(send, extra), status_box)
+        try:
+            await self._serve(sim, api, scope, receive, send, counting, extra)
+        finally:
+            if status_box[0]:
+                sim.count(api, status_box[0])
+
+    async def _serve(self, sim, api, scope, receive, raw_send, send, extra) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            return await _respond(_method_error(api), scope, receive, send)
+        token = _token(scope, api)
+        if token != getattr(sim.config.credentials, api):
+            return await _respond(auth_error(api, token), scope, receive, send)
+        verdict = sim.limiter.check(api, token)
+        if verdict.limited:
+            return await _respond(limit_error(api, verdict), scope, receive, send)
+        extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers.items()]
+        fault = sim.faults.take(api, scope["path"], TRANSPORT_KINDS)
+        if fault is not None:
+            return await self._fault(fault, api, scope, receive, raw_send, send)
+        status_box: list[int] = [0]
+        await self.app(scope, receive, _counting(send, status_box))
+        if api == "github" and status_box[0] == 304:
+            sim.limiter.refund(api, token)  # docs: 304s do not count against the primary limit
+
+    async def _fault(self, fault: Fault, api, scope, receive, raw_send, send) -> None:
+        kind = fault.kind
+        if kind == "http_500":
+            return await _respond(server_error(api, fault.status), scope, receive, send)
+        if kind in ("slow", "timeout"):
+            await asyncio.sleep(fault.delay_s)
+            if kind == "slow":
+                return await self.app(scope, receive, send)
+        if kind in ("timeout", "reset"):
+            return await abort_connection(raw_send)
+        if kind == "malformed_json":
+            body = b'{"object": "list", "data": [{"id": "broken", "amount": 12,,]'
+            return await send_raw(send, 200, body)
+        await self._truncated(scope, receive, raw_send, send)
+
+    async def _truncated(self, scope, receive, raw_send, send) -> None:
+        """Send the real headers and full Content-Length, then half the body, then drop the connection."""
+        captured: dict[str, Any] = {"body": b""}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                captured["start"] = message
+            else:
+                captured["body"] += message.get("body", b"")
+        await self.app(scope, receive, capture)
+        body = captured["body"]
+        start = dict(captured["start"])
+        start["headers"] = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        start["headers"].append((b"content-length", str(len(body)).encode()))
+        await send(start)
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        await abort_connection(raw_send)
+
+
+def _method_error(api: str):
+    if api == "stripe":
+        return stripe.api_error_response(405, "This simulator serves GET requests only.", "invalid_request_error")
+    if api == "github":
+        return github.error(404, "Not Found")
+    return salesforce.error(405, "METHOD_NOT_ALLOWED", "HTTP Method not allowed for this resource")
+
+
+async def _respond(response, scope, receive, send) -> None:
+    await response(scope, receive, send)
+
+
+async def send_raw(send: Callable, status: int, body: bytes) -> None:
+    """A raw JSON-typed answer (used for the malformed body fault)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _with_headers(send: Callable, extra: list[tuple[bytes, bytes]]) -> Callable:
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": list(message.get("headers", [])) + extra}
+        await send(message)
+    return wrapped
+
+
+def _counting(send: Callable, box: list[int]) -> Callable:
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            box[0] = message["status"]
+        await send(message)
+    return wrapped
+

@@ -1,0 +1,85 @@
+"""The Simulator: one object holding clock, datasets, config, faults, limits, webhooks and stats."""
+from __future__ import annotations
+
+from typing import Any
+
+from .clock import Clock
+from .config import APIS, SimulatorConfig, default_runtime, merge_config
+from .faults import Faults
+from .github_model import GitHubModel
+from .model import ApiModel
+from .ratelimit import RateLimiter
+from .salesforce import Cursors
+from .salesforce_model import SalesforceModel
+from .stripe_model import StripeModel
+from .webhooks import WebhookDispatcher
+
+
+class Simulator:
+    """Everything a request handler or admin call needs, built from a SimulatorConfig."""
+
+    def __init__(self, config: SimulatorConfig | None = None, clock: Clock | None = None,
+                 dispatcher: WebhookDispatcher | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.clock = clock or Clock(start=self.config.epoch)
+        self.runtime: dict[str, Any] = default_runtime()
+        self.runtime["mutation_rate_per_s"] = float(self.config.mutation_rate_per_s)
+        self.faults = Faults()
+        self.limiter = RateLimiter(self.clock.now, lambda: self.runtime["rate_limits"])
+        self.webhooks = dispatcher or WebhookDispatcher(lambda: self.runtime, seed=self.config.seed)
+        self.stats: dict[str, dict[str, int]] = {}
+        self.sf_cursors = Cursors()
+        self.models: dict[str, ApiModel] = {}
+        self.reset(self.config.seed, self.config.objects)
+
+    def reset(self, seed: int, objects: int, epoch: float | None = None) -> None:
+        """Rebuild every dataset; clear faults, stats, counters and pending webhooks."""
+        if epoch is not None:
+            self.clock = Clock(start=epoch)
+            self.limiter._now = self.clock.now
+        self.models = {
+            "stripe": StripeModel(self.clock, seed, lambda: self.runtime["events_retention_days"]),
+            "github": GitHubModel(self.clock, seed),
+            "salesforce": SalesforceModel(self.clock, seed),
+        }
+        for model in self.models.values():
+            model.seed(objects)
+        self.faults.clear()
+        self.limiter.reset()
+        self.webhooks.clear()
+        self.stats.clear()
+        self.sf_cursors = Cursors()
+
+    def update_config(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Deep-merge an admin patch (ConfigError on unknown keys) and return the effective config."""
+        self.runtime = merge_config(self.runtime, patch)
+        return self.runtime
+
+    def take_fault(self, api: str, path: str, kind: str):
+        """Consume a handler-level fault (repeat_cursor, delete_between_list_and_fetch) if one applies."""
+        return self.faults.take(api, path, (kind,))
+
+    def delete_now(self, api: str, collection: str, oid: str) -> None:
+        """Delete one object now, with its event and webhook."""
+        if self.models[api].delete_now(collection, oid) is not None:
+            self.flush_webhooks()
+
+    def flush_webhooks(self) -> None:
+        """Hand every model's pending webhooks to the dispatcher."""
+        for model in self.models.values():
+            messages = model.drain_outbox()
+            if messages:
+                self.webhooks.submit(messages)
+
+    def count(self, api: str, status: int) -> None:
+        """Tally one answered request."""
+        per_api = self.stats.setdefault(api, {})
+        per_api[str(status)] = per_api.get(str(status), 0) + 1
+
+    def truth(self, api: str) -> dict[str, Any]:
+        """Ground truth of one API."""
+        return self.models[api].truth()
+
+    def all_apis(self) -> tuple[str, ...]:
+        """The served APIs."""
+        return APIS

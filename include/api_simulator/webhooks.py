@@ -1,0 +1,153 @@
+"""Background webhook delivery: signing, shuffling, duplicates and bounded redelivery."""
+from __future__ import annotations
+
+import heapq
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+
+from .model import WebhookMessage
+from .signing import github_signature, standard_webhooks_signature, stripe_signature
+
+
+@dataclass(order=True, slots=True)
+class _Pending:
+    due: float
+    seq: int
+    url: str = field(compare=False)
+    message: WebhookMessage = field(compare=False)
+    attempt: int = field(compare=False, default=1)
+    generation: int = field(compare=False, default=0)
+
+
+def signed_headers(message: WebhookMessage, secrets: list[str], now: int) -> dict[str, str]:
+    """The provider's headers for one delivery attempt (fresh timestamp each attempt)."""
+    headers = {"Content-Type": "application/json", "User-Agent": f"api_simulator-{message.api}"}
+    if message.api == "stripe":
+        if secrets:
+            headers["Stripe-Signature"] = stripe_signature(message.body, secrets, now)
+    elif message.api == "github":
+        headers.update({"X-GitHub-Event": message.event, "X-GitHub-Delivery": message.delivery_id,
+                        "X-GitHub-Hook-ID": "1"})
+        if secrets:
+            headers["X-Hub-Signature-256"] = github_signature(message.body, secrets[0])
+    else:
+        headers.update({"webhook-id": message.delivery_id, "webhook-timestamp": str(now)})
+        if secrets:
+            headers["webhook-signature"] = standard_webhooks_signature(message.delivery_id, now, message.body, secrets)
+    return headers
+
+
+class WebhookDispatcher:
+    """Delivers queued messages from its own thread so API requests never wait on a receiver."""
+
+    def __init__(self, config: Callable[[], dict[str, Any]], client: httpx.Client | None = None,
+                 wall: Callable[[], float] = time.time, seed: int = 0) -> None:
+        self._config = config
+        self._client = client or httpx.Client(timeout=5.0)
+        self._wall = wall
+        self._rng = random.Random(seed)
+        self._inbox: queue.Queue = queue.Queue()
+        self._heap: list[_Pending] = []
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.stats: dict[str, dict[str, int]] = {}
+        self._generation = 0
+        self.log: list[dict[str, Any]] = []
+
+    def submit(self, messages: list[WebhookMessage]) -> None:
+        """Queue messages for their API's configured URL (dropped if none is set)."""
+        hooks = self._config()["webhooks"]
+        for message in messages:
+            url = (hooks.get(message.api) or {}).get("url")
+            if url:
+                self._inbox.put((self._generation, url, message))
+        if messages and self._thread is None:
+            self.start()
+
+    def start(self) -> None:
+        """Start the delivery thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread; undelivered messages are dropped."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._client.close()
+
+    def clear(self) -> None:
+        """Drop everything pending (admin reset): queued and scheduled messages of older generations."""
+        self._generation += 1
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+        self.stats = {}
+        self.log = []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._collect(timeout=0.05)
+            now = self._wall()
+            batch = []
+            while self._heap and self._heap[0].due <= now:
+                batch.append(heapq.heappop(self._heap))
+            chaos = self._config()["webhook_chaos"]
+            if chaos.get("shuffle"):
+                self._rng.shuffle(batch)
+            for item in batch:
+                self._deliver(item, chaos)
+
+    def _collect(self, timeout: float) -> None:
+        try:
+            generation, url, message = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return
+        chaos = self._config()["webhook_chaos"]
+        # With shuffle on, hold new messages a moment so a batch forms and can be reordered.
+        hold = 0.2 if chaos.get("shuffle") else 0.0
+        while True:
+            self._push(url, message, self._wall() + hold, 1, generation)
+            try:
+                generation, url, message = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _push(self, url: str, message: WebhookMessage, due: float, attempt: int, generation: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, _Pending(due, self._seq, url, message, attempt, generation))
+
+    def _deliver(self, item: _Pending, chaos: dict[str, Any]) -> None:
+        if item.generation != self._generation:
+            return  # queued before an admin reset
+        copies = 2 if self._rng.random() < (chaos.get("duplicate_rate") or 0.0) else 1
+        ok = False
+        for _ in range(copies):
+            ok = self._post(item) or ok
+        if not ok and item.attempt < int(chaos.get("max_attempts") or 1):
+            backoff = float(chaos.get("retry_base_s") or 0.2) * (2 ** (item.attempt - 1))
+            self._push(item.url, item.message, self._wall() + backoff, item.attempt + 1, item.generation)
+
+    def _post(self, item: _Pending) -> bool:
+        message = item.message
+        secrets = list((self._config()["webhooks"].get(message.api) or {}).get("secrets") or [])
+        headers = signed_headers(message, secrets, int(self._wall()))
+        counts = self.stats.setdefault(message.api, {"delivered": 0, "failed": 0, "attempts": 0})
+        counts["attempts"] += 1
+        try:
+            status = self._client.post(item.url, content=message.body, headers=headers).status_code
+        except httpx.HTTPError:
+            status = 0
+        ok = 200 <= status < 300
+        counts["delivered" if ok else "failed"] += 1
+        self.log.append({"api": message.api, "delivery_id": message.delivery_id, "event": message.event,
+                         "attempt": item.attempt, "status": status})
+        del self.log[:-1000]
+        return ok

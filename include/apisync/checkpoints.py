@@ -1,0 +1,136 @@
+"""Sync cursors in the compacted topic `apisync.checkpoints`, committed atomically with the data they cover.
+
+Key `<api>.<job>.<collection>`, value `{"cursor": {...}, "updated_at": iso, "pages": n, "done": bool}`.
+A page's messages and its checkpoint go in ONE Kafka transaction, so a read_committed reader never sees
+a checkpoint ahead of (or behind) its data. A tombstone resets the cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, UTC
+from typing import Any
+
+import orjson
+from apisync.kafka.producer import Outgoing, Producer, client_config
+from apisync.kafka.reader import TopicReadError, read_topic
+from apisync.kafka.topics import CHECKPOINTS_TOPIC
+
+Clock = Callable[[], datetime]
+READ_TIMEOUT_S = 30.0
+
+
+class CheckpointError(Exception):
+    """The checkpoint topic could not be read or a checkpoint is malformed."""
+
+
+def checkpoint_key(api: str, job: str, collection: str) -> str:
+    """`<api>.<job>.<collection>`, e.g. `stripe.backfill.customer`."""
+    for part in (api, job, collection):
+        if not part or "." in part:
+            raise ValueError(f"checkpoint key parts must be non-empty and dot-free, got {part!r}")
+    return f"{api}.{job}.{collection}"
+
+
+def transactional_id(key: str) -> str:
+    """Stable per job+collection, so a restarted worker fences its zombie predecessor."""
+    return f"apisync.{key}"
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+def iso_utc(clock: Clock = utc_now) -> str:
+    """The clock's time as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T14:53:32.000Z."""
+    return clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def checkpoint_value(cursor: Mapping[str, Any], pages: int, done: bool = False, clock: Clock = utc_now) -> dict:
+    """A checkpoint value stamped with the time it was written."""
+    return {"cursor": dict(cursor), "updated_at": iso_utc(clock), "pages": pages, "done": done}
+
+
+def fold(records: Iterable[tuple[str, bytes | None]]) -> dict[str, dict]:
+    """Last value per key, in offset order; a tombstone removes the key."""
+    state: dict[str, dict] = {}
+    for key, value in records:
+        if value is None:
+            state.pop(key, None)
+            continue
+        try:
+            state[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise CheckpointError(f"checkpoint {key!r} is not valid JSON") from None
+    return state
+
+
+class CheckpointStore:
+    """Reads and resets cursors; writing goes through a PageWriter so it shares the page's transaction."""
+
+    def __init__(self, config: Mapping[str, Any], topic: str = CHECKPOINTS_TOPIC,
+                 timeout: float = READ_TIMEOUT_S) -> None:
+        self._config = client_config(config)
+        self._topic = topic
+        self._timeout = timeout
+
+    def load_all(self, prefix: str = "") -> dict[str, dict]:
+        """Every current checkpoint (optionally only keys starting with prefix)."""
+        state = fold(self._read_to_end())
+        return {key: value for key, value in sorted(state.items()) if key.startswith(prefix)}
+
+    def load(self, key: str) -> dict | None:
+        """The committed checkpoint for key, or None if never written or reset."""
+        return fold(rec for rec in self._read_to_end() if rec[0] == key).get(key)
+
+    def reset(self, key: str) -> None:
+        """Write a tombstone: the next run starts from scratch. Run it while the job is stopped."""
+        # A plain idempotent producer: a tombstone needs no page to travel with.
+        producer = Producer({k: v for k, v in self._config.items() if k != "transactional.id"})
+        producer.produce(self._topic, key, None)
+        producer.flush(self._timeout)
+
+    def _read_to_end(self) -> list[tuple[str, bytes | None]]:
+        try:
+            messages = read_topic(self._config, self._topic, self._timeout)
+        except TopicReadError as exc:
+            raise CheckpointError(f"{exc} (does it exist? run `python -m apisync topics ensure`)") from None
+        return [(msg.key().decode("utf-8"), msg.value()) for msg in messages]
+
+
+class PageWriter:
+    """Writes one page of messages and its checkpoint in a single transaction."""
+
+    def __init__(self, producer: Producer, topic: str = CHECKPOINTS_TOPIC, clock: Clock = utc_now) -> None:
+        if not producer.transactional_id:
+            raise ValueError("PageWriter needs a transactional producer ('transactional.id' in its config)")
+        self._producer = producer
+        self._topic = topic
+        self._clock = clock
+
+    @classmethod
+    def for_key(cls, config: Mapping[str, Any], key: str, **kwargs: Any) -> PageWriter:
+        """A writer with its own producer whose transactional.id is derived from the checkpoint key."""
+        conf = {**client_config(config), "transactional.id": transactional_id(key)}
+        return cls(Producer(conf), **kwargs)
+
+    @property
+    def transactional_id(self) -> str:
+        """The id that fences any older writer of the same job and collection."""
+        return self._producer.transactional_id
+
+    def write_page(self, messages: Iterable[Outgoing], checkpoint_key: str, checkpoint: Mapping[str, Any]) -> None:
+        """begin, produce all messages, produce the checkpoint, commit; abort and raise on any error."""
+        if "cursor" not in checkpoint:
+            raise ValueError("a checkpoint value needs a 'cursor'")
+        value = dict(checkpoint)
+        value.setdefault("updated_at", iso_utc(self._clock))
+        with self._producer.transaction():
+            for message in messages:
+                self._producer.send(message)
+            self._producer.produce(self._topic, checkpoint_key, value)
+
+    def close(self) -> None:
+        """Flush anything left (nothing, after a committed page)."""
+        self._producer.close()

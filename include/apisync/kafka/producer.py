@@ -1,0 +1,250 @@
+"""A safe Kafka producer: idempotent, acks=all, Java-compatible partitioning, checked delivery reports."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import confluent_kafka
+import orjson
+from confluent_kafka import KafkaError, KafkaException
+
+log = logging.getLogger(__name__)
+
+# Non-negotiable: a different value would break ordering, durability or key placement.
+REQUIRED = {"enable.idempotence": "true", "acks": "all", "partitioner": "murmur2_random"}
+_EQUIVALENT = {"acks": {"all", "-1"}, "enable.idempotence": {"true", "1"}}
+DEFAULTS = {"linger.ms": 20, "compression.type": "lz4"}
+_SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "credential")
+
+Headers = Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None
+
+
+class ProducerConfigError(ValueError):
+    """The client config is unusable or would weaken a delivery guarantee."""
+
+
+class DeliveryError(Exception):
+    """Kafka did not acknowledge one or more messages."""
+
+
+class TransactionError(Exception):
+    """A Kafka transaction failed; nothing from it is visible to read_committed consumers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to produce."""
+
+    topic: str
+    key: str | bytes | None
+    value: Any  # bytes pass through, None is a tombstone, anything else becomes JSON
+    headers: Headers = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    topic: str
+    key: str
+    reason: str
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with secret values masked, safe to log."""
+    return {k: ("***" if any(word in k.lower() for word in _SECRET_WORDS) else v) for k, v in config.items()}
+
+
+def client_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a plain client config dict (e.g. Airflow's kafka connection extra), checked for bootstrap.servers."""
+    if not isinstance(config, Mapping):
+        raise ProducerConfigError("Kafka client config must be a mapping of librdkafka settings")
+    if not str(config.get("bootstrap.servers") or "").strip():
+        raise ProducerConfigError("Kafka client config has no 'bootstrap.servers'")
+    return dict(config)
+
+
+def producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The full producer config: the caller's settings, our defaults, and the required safety settings."""
+    merged = {**DEFAULTS, **client_config(config)}
+    for key, value in REQUIRED.items():
+        given = str(merged.get(key, value)).strip().lower()
+        if given not in _EQUIVALENT.get(key, {value}):
+            raise ProducerConfigError(f"producer setting {key!r} must be {value!r} (apisync relies on it)")
+        merged[key] = value
+    return merged
+
+
+def encode_key(key: str | bytes | None) -> bytes | None:
+    """Keys are UTF-8 strings on the wire."""
+    return key.encode("utf-8") if isinstance(key, str) else key
+
+
+def encode_value(value: Any) -> bytes | None:
+    """bytes untouched, None stays a tombstone, everything else is serialized with orjson."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return orjson.dumps(value)
+
+
+class Producer:
+    """Wrapper over confluent_kafka.Producer that never loses a failed delivery silently."""
+
+    def __init__(self, config: Mapping[str, Any], *, client_factory: Callable[[dict], Any] = confluent_kafka.Producer,
+                 clock: Callable[[], float] = time.monotonic, queue_full_timeout: float = 60.0) -> None:
+        conf = producer_config(config)
+        self.transactional_id: str | None = conf.get("transactional.id")
+        self._failures: list[_Failure] = []
+        self._clock = clock
+        self._queue_full_timeout = queue_full_timeout
+        self._fatal: KafkaError | None = None
+        self._client = client_factory({**conf, "error_cb": self._on_error})
+        if self.transactional_id:
+            self._txn_call("initialize transactions", self._client.init_transactions, 30.0)
+        log.debug("kafka producer created: %s", redacted(conf))
+
+    def produce(self, topic: str, key: str | bytes | None, value: Any, headers: Headers = None,
+                on_delivery: Callable[[Any], None] | None = None) -> None:
+        """Queue one message; delivery is confirmed (or raised) by the next flush()."""
+        kwargs: dict[str, Any] = {"key": encode_key(key), "value": encode_value(value),
+                                  "on_delivery": self._reporter(topic, key, on_delivery)}
+        if headers:
+            kwargs["headers"] = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        deadline = self._clock() + self._queue_full_timeout
+        while True:
+            try:
+                self._client.produce(topic, **kwargs)
+                break
+            except KafkaException as exc:
+                self._fatal = exc.args[0] if exc.args[0].fatal() else None
+                if self._fatal is None:
+                    raise DeliveryError(f"cannot produce to topic {topic}: {exc.args[0].str()}") from None
+                self._raise_fatal()
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                if self._clock() >= deadline:
+                    raise DeliveryError(f"local produce queue stayed full for {self._queue_full_timeout:.0f}s "
+                                        f"(topic {topic}); is the broker reachable?") from None
+                self._client.poll(0.1)
+        self._client.poll(0)
+
+    def send(self, message: Outgoing) -> None:
+        """Queue an Outgoing message."""
+        self.produce(message.topic, message.key, message.value, message.headers)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every queued message; raise one DeliveryError if any failed since the last flush."""
+        try:
+            remaining = self._client.flush(timeout)
+        except (KafkaException, SystemError) as exc:
+            # confluent-kafka raises a fatal error (e.g. fenced) out of flush, sometimes wrapped in a
+            # SystemError when a delivery callback ran after it was set.
+            self._fatal = _kafka_error(exc) or self._fatal
+            if self._fatal is None:
+                raise
+        failures, self._failures = self._failures, []
+        if self._fatal is not None:
+            self._raise_fatal()
+        if failures:
+            first = failures[0]
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise DeliveryError(f"delivery to topic {first.topic} failed for key {first.key!r}: {first.reason}{more}")
+        if remaining:
+            raise DeliveryError(f"{remaining} messages still unacknowledged after {timeout:.0f}s; "
+                                "is the broker reachable?")
+
+    def _raise_fatal(self) -> None:
+        error = TransactionError if self.transactional_id else DeliveryError
+        who = f"producer {self.transactional_id!r}" if self.transactional_id else "producer"
+        raise error(f"{who} is unusable: {self._fatal.str()}{_fenced_hint(self._fatal)}") from None
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Runs inside librdkafka's callback loop: record, never raise here.
+        if err.fatal():
+            self._fatal = err
+        log.log(logging.WARNING if err.fatal() else logging.INFO, "kafka client error: %s", err.str())
+
+    def _reporter(self, topic: str, key: str | bytes | None, callback: Callable[[Any], None] | None):
+        def report(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                shown = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                self._failures.append(_Failure(topic, shown, err.str()))
+            elif callback is not None:
+                callback(msg)
+        return report
+
+    @contextmanager
+    def transaction(self) -> Iterator[Producer]:
+        """begin; the block's messages; flush + commit — or abort (and re-raise) on any exception."""
+        if not self.transactional_id:
+            raise ProducerConfigError("transaction() needs 'transactional.id' in the producer config")
+        self._txn_call("begin transaction", self._client.begin_transaction)
+        try:
+            yield self
+            self.flush()
+            self._commit()
+        except BaseException:
+            self._abort()
+            raise
+
+    def send_offsets_to_transaction(self, positions: list, group_metadata: Any, timeout: float = 30.0) -> None:
+        """Add consumed offsets to the open transaction (consume -> produce -> commit)."""
+        self._txn_call("send offsets to transaction", self._client.send_offsets_to_transaction,
+                       positions, group_metadata, timeout)
+
+    def _commit(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                self._client.commit_transaction(60.0)
+                return
+            except KafkaException as exc:
+                # A retriable commit error (e.g. a timeout) may simply be repeated, per librdkafka.
+                if not exc.args[0].retriable() or attempt == attempts - 1:
+                    raise self._txn_error("commit transaction", exc.args[0]) from None
+
+    def _abort(self) -> None:
+        try:
+            self._client.abort_transaction(60.0)
+            # Purged messages report failures of their own: they belong to the aborted page.
+            self._client.poll(0)
+        except (KafkaException, SystemError) as exc:
+            # The original error matters more; a failed abort leaves a fatal state the next call reports.
+            log.warning("abort of transaction %r failed: %s", self.transactional_id, exc)
+        self._failures = []
+
+    def _txn_call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except KafkaException as exc:
+            raise self._txn_error(what, exc.args[0]) from None
+
+    def _txn_error(self, what: str, err: KafkaError) -> TransactionError:
+        return TransactionError(f"cannot {what} for transactional.id {self.transactional_id!r}: "
+                                f"{err.str()}{_fenced_hint(err)}")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Deliver what is queued (raising on failure)."""
+        self.flush(timeout)
+
+    def __len__(self) -> int:
+        return len(self._client)
+
+    def __repr__(self) -> str:
+        return f"Producer(transactional_id={self.transactional_id!r})"
+
+
+def _kafka_error(exc: BaseException | None) -> KafkaError | None:
+    """The KafkaError carried by exc or its cause, if any."""
+    while exc is not None:
+        if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+            return exc.args[0]
+        exc = exc.__cause__
+    return None
+
+
+def _fenced_hint(err: KafkaError) -> str:
+    fenced = err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+    return " (fenced: another worker now owns this transactional.id)" if fenced else ""

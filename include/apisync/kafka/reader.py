@@ -1,0 +1,70 @@
+"""Read a whole topic, from the first offset to its current end, with a throwaway consumer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from apisync.kafka.producer import client_config
+
+_PRODUCER_ONLY = ("transactional.", "enable.idempotence", "acks", "linger.ms", "compression.", "partitioner")
+
+
+class TopicReadError(Exception):
+    """A topic could not be read to its end."""
+
+
+def reader_config(config: Mapping[str, Any], isolation: str = "read_committed") -> dict[str, Any]:
+    """Consumer config for a one-off full read: no offsets committed, partition EOF reported."""
+    conf = {k: v for k, v in client_config(config).items() if not k.startswith(_PRODUCER_ONLY)}
+    conf.update({
+        # A throwaway group that never commits: a read must not leave state behind.
+        "group.id": f"apisync.reader.{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    })
+    return conf
+
+
+def read_topic(config: Mapping[str, Any], topic: str, timeout: float = 30.0,
+               isolation: str = "read_committed") -> list[Message]:
+    """Every message of topic in offset order per partition (read_committed: up to the last stable offset)."""
+    consumer = Consumer(reader_config(config, isolation))
+    try:
+        return _drain(consumer, topic, timeout)
+    finally:
+        consumer.close()
+
+
+def _drain(consumer: Consumer, topic: str, timeout: float) -> list[Message]:
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+    except KafkaException as exc:
+        raise TopicReadError(f"cannot read topic {topic}: {exc.args[0].str()}") from None
+    if metadata.error is not None:
+        raise TopicReadError(f"cannot read topic {topic}: {metadata.error.str()}")
+    pending = set(metadata.partitions)
+    consumer.assign([TopicPartition(topic, p, -2) for p in pending])  # -2: OFFSET_BEGINNING
+    messages: list[Message] = []
+    # EOF per partition, not the high watermark: under read_committed the end is the last stable
+    # offset, and transaction markers occupy offsets no message is returned for.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # a deadline, not a poll count: each poll returns one message
+        if not pending:
+            return messages
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                raise TopicReadError(f"cannot read topic {topic}: {msg.error().str()}")
+            pending.discard(msg.partition())
+            continue
+        messages.append(msg)
+    raise TopicReadError(f"reading {topic} did not reach its end within {timeout:.0f}s")

@@ -1,0 +1,283 @@
+"""The normalizer: `<api>.changes` + `<api>.webhooks` → `<api>.records` / `<api>.events`, one writer per key.
+
+Each batch: consume (read_committed) → parse → version fence (Redis, `apisync.fence`) → records,
+tombstones, events and dead letters produced in ONE Kafka transaction together with the consumed
+offsets (`send_offsets_to_transaction`) → commit. The consumer group gives each partition one owner;
+the `range` assignor keeps partition N of both input topics on the same member (both topics have the
+same partition count and murmur2 placement, so a key lives on the same N in both). A static
+`group.instance.id` lets a restarted worker take its partitions back at once, and reusing the
+transactional.id makes `init_transactions` abort whatever the dead worker left open.
+
+Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
+or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
+back states from uncommitted attempts on re-delivery (see `apisync.fence`'s docstring). Every batch
+passes the start position of each assigned partition so the script can tell committed from not.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+
+from apisync import catalog
+from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
+from apisync.fence import LEDGER_PREFIX, SourcePosition, Verdict, VersionFence
+from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
+from apisync.rules import Rule, default_rules
+from apisync.webhooks.payloads import parse_webhook
+
+log = logging.getLogger("apisync.normalizer")
+
+MAX_FAILED_BATCHES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizerStats:
+    """What one run did."""
+
+    batches: int = 0
+    consumed: int = 0
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    aborted: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Working state of one batch attempt."""
+
+    attempt: str
+    positions: dict[str, int]
+    out: list[Outgoing] = field(default_factory=list)
+    records: int = 0
+    events: int = 0
+    dead: int = 0
+
+
+def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
+                    namespace: str = "") -> dict[str, Any]:
+    """Consumer settings for the normalizer group of one api."""
+    base = {k: v for k, v in kafka_config.items() if not k.startswith(("transactional.", "acks", "enable.idem",
+                                                                        "linger", "compression", "partitioner"))}
+    return {**base, "group.id": f"{namespace}apisync.normalizer.{api}",
+            "group.instance.id": f"{namespace}normalizer-{api}-{instance}",
+            "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range", "session.timeout.ms": 10000}
+
+
+def producer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
+                    namespace: str = "") -> dict[str, Any]:
+    """Transactional producer settings; the id is stable per api and instance so a zombie is fenced."""
+    return {**kafka_config, "transactional.id": f"{namespace}apisync.normalizer.{api}.{instance}"}
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Normalizer:
+    """Consume observations of one api and write records and events, exactly once per transition."""
+
+    def __init__(self, api: str, consumer: Any, producer: Producer, fence: VersionFence, *,
+                 rules: Mapping[str, Sequence[Rule]] | None = None,
+                 refetch: Callable[[Observation], Observation] | None = None,
+                 batch_size: int = 500, poll_timeout: float = 1.0, namespace: str = "",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
+        self._consumer, self._producer, self._fence = consumer, producer, fence
+        self._rules = default_rules(api) if rules is None else dict(rules)
+        self._refetch, self._batch_size, self._poll_timeout = refetch, batch_size, poll_timeout
+        self._clock = clock
+        self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"])
+
+    def run(self, max_seconds: float | None = None, max_batches: int | None = None,
+            stop_when_idle: bool = False) -> NormalizerStats:
+        """Process batches until max_seconds / max_batches, or the first empty poll if stop_when_idle."""
+        stats, failures = NormalizerStats(), 0
+        deadline = None if max_seconds is None else self._clock() + max_seconds
+        while (deadline is None or self._clock() < deadline) and (max_batches is None or stats.batches < max_batches):
+            messages = self._consumer.consume(self._batch_size, self._poll_timeout)
+            messages = [m for m in messages if m.error() is None]
+            if not messages:
+                if stop_when_idle:
+                    break
+                continue
+            try:
+                stats = _add(stats, self.process(messages), len(messages))
+                failures = 0
+            except (TransactionError, DeliveryError) as exc:
+                failures += 1
+                stats = _add(stats, None, 0)
+                log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)
+                self._rewind(messages)
+                if failures >= MAX_FAILED_BATCHES:
+                    raise
+        return stats
+
+    def process(self, messages: Sequence[Any]) -> _Batch:
+        """One transaction: fence, derive, produce, send offsets, commit."""
+        batch = _Batch(uuid.uuid4().hex, self._positions(messages))
+        pending: list[tuple[Observation, SourcePosition]] = []
+        for msg in messages:
+            source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
+            try:
+                pending.append((self._observe(msg), source))
+            except Exception as exc:  # anything unusable is a dead letter, never a crash loop
+                self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
+        verdicts = self._fence.check_many(pending, batch.attempt, batch.positions)
+        for (obs, _source), verdict in zip(pending, verdicts, strict=True):
+            self._emit(batch, obs, verdict)
+        with self._producer.transaction():
+            for message in batch.out:
+                self._producer.send(message)
+            self._producer.send_offsets_to_transaction(_next_offsets(messages),
+                                                       self._consumer.consumer_group_metadata())
+        return batch
+
+    def close(self) -> None:
+        """Leave the group cleanly (partitions are handed over without waiting for a timeout)."""
+        self._consumer.close()
+
+    def _observe(self, msg: Any) -> Observation:
+        """Message → validated observation (re-fetched if the webhook was thin)."""
+        if msg.value() is None:
+            raise ObservationError("empty message value")
+        if msg.topic().endswith(".webhooks"):
+            headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers() or []) if v is not None}
+            obs = parse_webhook(self.api, msg.value(), headers, _now_iso())
+        else:
+            obs = observation_from_change(msg.value())
+        if obs.api != self.api or obs.collection not in catalog.COLLECTIONS.get(self.api, ()):
+            raise ObservationError(f"observation {obs.key} is not a known {self.api} collection")
+        if obs.thin:
+            if self._refetch is None:
+                raise ObservationError(f"thin webhook for {obs.key} and no re-fetch client configured")
+            obs = self._refetch(obs)
+        return obs
+
+    def _emit(self, batch: _Batch, obs: Observation, verdict: Verdict) -> None:
+        """Record (or tombstone) and events for an accepted observation; nothing otherwise."""
+        if not verdict.accepted:
+            return
+        headers = [("apisync-version", str(obs.version).encode())]
+        value = None if obs.deleted else record_value(obs)
+        for topic in (f"{self._ns}.records", f"{self._ns}.{obs.collection}"):
+            batch.out.append(Outgoing(topic, obs.key, value, headers))
+        batch.records += 1
+        for event in derive_events(obs, verdict.previous, self._rules.get(obs.collection, ())):
+            for topic in (f"{self._ns}.events", f"{self._ns}.{obs.collection}.{event['type']}"):
+                batch.out.append(Outgoing(topic, obs.key, event))
+            batch.events += 1
+
+    def _dead_letter(self, batch: _Batch, msg: Any, reason: str) -> None:
+        value = {"reason": reason, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                 "value": base64.b64encode(msg.value() or b"").decode()}
+        batch.out.append(Outgoing(f"{self._ns}.dlq", msg.key(), value))
+        batch.dead += 1
+        log.warning("normalizer %s: dead letter %s[%d]@%d: %s", self.api, msg.topic(), msg.partition(),
+                    msg.offset(), reason)
+
+    def _positions(self, messages: Sequence[Any]) -> dict[str, int]:
+        """Start position of every assigned partition for this batch (the committed offsets)."""
+        positions: dict[str, int] = {}
+        assigned = self._consumer.assignment()
+        for tp in self._consumer.position(assigned) if assigned else []:
+            positions[f"{tp.topic}:{tp.partition}"] = tp.offset
+        unknown = [tp for tp in assigned if positions.get(f"{tp.topic}:{tp.partition}", -1) < 0]
+        if unknown:
+            for tp in self._consumer.committed(unknown, timeout=10):
+                # nothing committed yet: every ledger state from this partition is uncommitted
+                positions[f"{tp.topic}:{tp.partition}"] = max(tp.offset, 0) if tp.offset != OFFSET_INVALID else 0
+        for topic, partition in _batch_tps(messages):
+            # position() has already moved past this batch: its partitions start at their first message
+            positions[f"{topic}:{partition}"] = _first_offset(messages, topic, partition)
+        return positions
+
+    def _rewind(self, messages: Sequence[Any]) -> None:
+        """After an abort, seek each partition of the batch back to its first message."""
+        for topic, partition in _batch_tps(messages):
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, _first_offset(messages, topic, partition)))
+            except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset
+                log.info("normalizer %s: cannot rewind %s[%d]: %s", self.api, topic, partition, exc)
+
+
+def _batch_tps(messages: Sequence[Any]) -> set[tuple[str, int]]:
+    return {(m.topic(), m.partition()) for m in messages}
+
+
+def _first_offset(messages: Sequence[Any], topic: str, partition: int) -> int:
+    return min(m.offset() for m in messages if m.topic() == topic and m.partition() == partition)
+
+
+def _next_offsets(messages: Sequence[Any]) -> list[TopicPartition]:
+    """Offsets to commit: one past the last message of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for m in messages:
+        last[(m.topic(), m.partition())] = max(last.get((m.topic(), m.partition()), -1), m.offset())
+    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+
+
+def _add(stats: NormalizerStats, batch: _Batch | None, consumed: int) -> NormalizerStats:
+    if batch is None:
+        return NormalizerStats(stats.batches, stats.consumed, stats.records, stats.events,
+                               stats.dead_letters, stats.aborted + 1)
+    return NormalizerStats(stats.batches + 1, stats.consumed + consumed, stats.records + batch.records,
+                           stats.events + batch.events, stats.dead_letters + batch.dead, stats.aborted)
+
+
+def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, instance: str = "0",
+                    namespace: str = "", ledger_prefix: str = LEDGER_PREFIX,
+                    refetch: Callable[[Observation], Observation] | None = None, **options: Any) -> Normalizer:
+    """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
+    producer = Producer(producer_config(api, kafka_config, instance, namespace))
+    consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
+    return Normalizer(api, consumer, producer, VersionFence(redis_client, ledger_prefix), refetch=refetch,
+                      namespace=namespace, **options)
+
+
+def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
+              instance: str = "0") -> NormalizerStats:
+    """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    normalizer = open_normalizer(api, kafka_config, client, instance=instance)
+    try:
+        return normalizer.run(max_seconds=max_seconds)
+    finally:
+        normalizer.close()
+
+
+def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, timeout: float = 60.0, *,
+                   namespace: str = "", ledger_prefix: str = LEDGER_PREFIX) -> int:
+    """Rewrite the Redis ledger of one api from `<api>.records` read to its end; run with the normalizer stopped."""
+    from apisync.kafka.reader import read_topic
+
+    latest: dict[str, Any] = {}
+    for msg in read_topic(kafka_config, f"{namespace}{api}.records", timeout=timeout):
+        if msg.key() is not None:
+            latest[msg.key().decode()] = msg
+    fence = VersionFence(redis_client, ledger_prefix)
+    fence.clear(api)
+    return fence.write_committed(_ledger_state(key, msg) for key, msg in latest.items())
+
+
+def _ledger_state(key: str, msg: Any) -> Observation:
+    """A committed ledger state from one records message (a tombstone's version is in its header)."""
+    if msg.value() is not None:
+        return observation_from_change(msg.value())
+    headers = dict(msg.headers() or [])
+    version = int(headers.get("apisync-version", b"0"))
+    api, collection, ident = key.split(".", 2)
+    return Observation(api, collection, ident, version, "reconcile", "", None, deleted=True)

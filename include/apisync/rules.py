@@ -1,0 +1,116 @@
+"""Declarative event rules per collection: data, not code.
+
+A rule set is a plain mapping (it could come from YAML) turned into frozen dataclasses by
+`rules_from_config`. Two kinds exist:
+
+- `transition`: a field changes value (optionally only from / to given values), e.g. a subscription's
+  `status` going `active` → `canceled` emits `status_changed`.
+- `threshold`: a numeric field crosses a threshold upwards (rising edge only): the event fires when the
+  previous value was below the threshold (or absent, e.g. on creation) and the new one is at or above it;
+  later updates that stay above it emit nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRule:
+    """Emit `event` when `field` changes, optionally only from `from_values` and/or to `to_values`."""
+
+    field: str
+    event: str
+    from_values: tuple[Any, ...] = ()
+    to_values: tuple[Any, ...] = ()
+
+    def fires(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+        """True when this update is a matching transition (never on creation)."""
+        if old is None or self.field not in new:
+            return False
+        before, after = old.get(self.field), new.get(self.field)
+        if before == after:
+            return False
+        if self.from_values and before not in self.from_values:
+            return False
+        return not self.to_values or after in self.to_values
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """Emit `event` when numeric `field` rises from below `threshold` to at least it."""
+
+    field: str
+    threshold: float
+    event: str
+
+    def fires(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+        """True only on the rising edge."""
+        after = _number(new.get(self.field))
+        if after is None or after < self.threshold:
+            return False
+        before = _number(old.get(self.field)) if old is not None else None
+        return before is None or before < self.threshold
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int subclass but never a meaningful amount
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+Rule = TransitionRule | ThresholdRule
+
+
+def rule_from_config(spec: Mapping[str, Any]) -> Rule:
+    """One rule from its plain-data form; raise ValueError naming what is wrong."""
+    kind = spec.get("kind")
+    try:
+        if kind == "transition":
+            return TransitionRule(
+                spec["field"], spec["event"], tuple(spec.get("from", ())), tuple(spec.get("to", ()))
+            )
+        if kind == "threshold":
+            return ThresholdRule(spec["field"], float(spec["threshold"]), spec["event"])
+    except KeyError as missing:
+        raise ValueError(f"event rule {spec!r} lacks {missing}") from None
+    raise ValueError(f"event rule kind must be transition or threshold, got {kind!r}")
+
+
+RuleSet = Mapping[str, tuple[Rule, ...]]
+
+
+def rules_from_config(config: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, tuple[Rule, ...]]:
+    """{collection: [rule spec, ...]} → {collection: (Rule, ...)}."""
+    return {coll: tuple(rule_from_config(s) for s in specs) for coll, specs in config.items()}
+
+
+# The project's declared rules, per api then collection.
+DEFAULT_RULES: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "stripe": {
+        "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
+        "invoice": [
+            {"kind": "threshold", "field": "amount_due", "threshold": 1000, "event": "amount_due_crossed_1000"}
+        ],
+    },
+    "github": {
+        "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
+        "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],
+    },
+    "salesforce": {
+        "opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}],
+    },
+}
+
+
+def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
+    """The declared rules for one api (empty when it declares none)."""
+    return rules_from_config(DEFAULT_RULES.get(api, {}))
+
+
+def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
+    """{collection: (rule event type, ...)} so topic contracts can declare `<api>.<coll>.<event>`."""
+    return {coll: tuple(r.event for r in rules) for coll, rules in default_rules(api).items()}

@@ -1,0 +1,77 @@
+"""What every source module provides: pages of observations plus the cursor that follows them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from apisync.events import Observation
+from apisync.http import ApiClient, MalformedResponseError
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One page worth of observations and the cursor to checkpoint once they are durable in Kafka."""
+
+    observations: list[Observation]
+    cursor: dict[str, Any]
+    done: bool = False
+    total: int | None = None  # objects in the whole listing, when the API says (for an ETA)
+
+
+class Source(Protocol):
+    """One API. Cursors are plain JSON dicts built only from server-side values."""
+
+    api: str
+    collections: tuple[str, ...]
+
+    def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
+        """Where incremental sync must begin, taken BEFORE a backfill starts so nothing is missed."""
+
+    def backfill(self, client: ApiClient, collection: str, cursor: Mapping[str, Any] | None,
+                 start_date: str | None) -> Iterator[Batch]:
+        """Every object, page by page, resuming after `cursor`."""
+
+    def incremental(self, client: ApiClient, collection: str, cursor: Mapping[str, Any]) -> Iterator[Batch]:
+        """Changes after `cursor`, oldest first, page by page."""
+
+    def list_ids(self, client: ApiClient, collection: str) -> Iterator[str]:
+        """Every live object id (for delete reconciliation)."""
+
+    def fetch(self, client: ApiClient, collection: str, object_id: str) -> Observation | None:
+        """One object now, or None if the API says it no longer exists."""
+
+
+@dataclass(slots=True)
+class ObservationFactory:
+    """Builds observations of one API with a shared `synced_at` clock."""
+
+    api: str
+    clock: Any = field(default=lambda: datetime.now(UTC))
+
+    def make(self, collection: str, object_id: Any, version: int, data: Mapping[str, Any] | None, *,
+             source: str, deleted: bool = False) -> Observation:
+        synced_at = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return Observation(self.api, collection, str(object_id), int(version), source, synced_at,
+                           dict(data) if data is not None else None, deleted)
+
+
+def server_time_ms(response: httpx.Response) -> int:
+    """The API server's clock from its `Date` header (never the worker's clock)."""
+    header = response.headers.get("date")
+    if not header:
+        raise MalformedResponseError("api", "GET", response.request.url.path, response.status_code,
+                                     "response has no Date header to take the server time from")
+    return int(parsedate_to_datetime(header).timestamp() * 1000)
+
+
+def require(obj: Any, field_name: str, api: str, endpoint: str) -> Any:
+    """A field every object of this listing must carry; a missing one is a malformed page."""
+    if not isinstance(obj, Mapping) or obj.get(field_name) in (None, ""):
+        raise MalformedResponseError(api, "GET", endpoint, 200, f"an object on the page has no {field_name!r}")
+    return obj[field_name]

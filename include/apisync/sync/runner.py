@@ -1,0 +1,157 @@
+"""Backfill and incremental runs: pages from a source into `<api>.changes`, each page in one Kafka
+transaction together with its checkpoint, so a cursor is never ahead of (or behind) durable data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
+from apisync.events import Observation, record_value
+from apisync.http import ApiClient, BearerTokenAuth, RateLimitSpec, RedisRateLimiter
+from apisync.kafka.producer import Outgoing
+from apisync.kafka.topics import CHECKPOINTS_TOPIC
+from apisync.settings import SyncSettings
+from apisync.sources import Batch, Source, build_source
+from apisync.sync.progress import Progress, ProgressTracker, RunSummary
+
+log = logging.getLogger("apisync.sync")
+# Default request budgets per account when the connection sets none (requests per second).
+DEFAULT_RATE = {"stripe": 20.0, "github": 1.3, "salesforce": 5.0}
+
+
+class BackfillNotDone(RuntimeError):
+    """Incremental sync waits for a finished backfill; it has nothing safe to start from before."""
+
+
+def changes_topic(api: str) -> str:
+    return f"{api}.changes"
+
+
+def change_message(obs: Observation) -> Outgoing:
+    """One `<api>.changes` message: key = record key, value = the observation envelope."""
+    return Outgoing(changes_topic(obs.api), obs.key, {**record_value(obs), "deleted": obs.deleted})
+
+
+class MeteredLimiter:
+    """Passes through to the shared limiter and adds up the time this run waited on it."""
+
+    def __init__(self, inner: RedisRateLimiter) -> None:
+        self.inner, self.waited_s = inner, 0.0
+
+    def acquire(self, lane: str = "incremental", timeout: float | None = None) -> float:
+        waited = self.inner.acquire(lane, timeout)
+        self.waited_s += waited
+        return waited
+
+    def pause(self, seconds: float, reason: str = "") -> Any:
+        return self.inner.pause(seconds, reason)
+
+    def observe(self, signal) -> None:
+        self.inner.observe(signal)
+
+
+@contextmanager
+def api_client(settings: SyncSettings, lane: str) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
+    """An ApiClient for the account, behind the account's shared Redis budget."""
+    api = settings.api
+    rate = api.rate_per_s or DEFAULT_RATE.get(api.api, 5.0)
+    limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
+                                              RateLimitSpec(rate=rate, burst=api.burst)))
+    client = ApiClient(api.api, api.base_url, BearerTokenAuth(api.token), rate_limiter=limiter, lane=lane)
+    try:
+        yield client, limiter
+    finally:
+        client.close()
+
+
+def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = False, start_date: str | None = None,
+                 on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+    """Load every object of one collection, resuming from the last committed page."""
+    api = settings.api.api
+    source = source or build_source(settings.api)
+    _check_collection(source, collection)
+    store = CheckpointStore(settings.kafka)
+    backfill_key = checkpoint_key(api, "backfill", collection)
+    incremental_key = checkpoint_key(api, "incremental", collection)
+    saved = None if restart else store.load(backfill_key)
+    summary = RunSummary(api, collection, "backfill", cursor_before=saved and saved["cursor"])
+    if saved and saved.get("done"):
+        summary.note = "backfill already complete; trigger with restart=true to run it again"
+        return summary
+    writer = PageWriter.for_key(settings.kafka, backfill_key)
+    with api_client(settings, "backfill") as (client, limiter):
+        try:
+            if saved is None:
+                # Before the first page: note where incremental sync must begin, so no change made
+                # while the backfill runs is missed. Committed as the backfill's first checkpoint.
+                start = source.incremental_start(client, collection)
+                saved = checkpoint_value({"page": None, "incremental_start": start}, 0)
+                writer.write_page([], backfill_key, saved)
+            cursor = saved["cursor"]
+            tracker = ProgressTracker(summary, on_progress)
+            pages = saved.get("pages", 0)
+            for batch in source.backfill(client, collection, cursor.get("page"), start_date):
+                pages += 1
+                next_cursor = {"page": batch.cursor, "incremental_start": cursor["incremental_start"]}
+                messages = [change_message(obs) for obs in batch.observations]
+                if batch.done:
+                    messages += _incremental_handover(store, incremental_key, cursor["incremental_start"])
+                writer.write_page(messages, backfill_key, checkpoint_value(next_cursor, pages, batch.done))
+                _report(tracker, batch, next_cursor, limiter)
+        finally:
+            writer.close()
+    log.info("%s %s backfill finished: %d records in %d pages", api, collection, summary.records, summary.pages)
+    return summary
+
+
+def run_incremental(settings: SyncSettings, collection: str, *,
+                    on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+    """Changes since the saved cursor; refuses to run before the collection's backfill finished."""
+    api = settings.api.api
+    source = source or build_source(settings.api)
+    _check_collection(source, collection)
+    store = CheckpointStore(settings.kafka)
+    backfill = store.load(checkpoint_key(api, "backfill", collection))
+    saved = store.load(checkpoint_key(api, "incremental", collection))
+    if not (backfill and backfill.get("done")) or saved is None:
+        raise BackfillNotDone(f"{api} {collection}: the backfill has not finished yet; "
+                              "incremental sync starts after it")
+    key = checkpoint_key(api, "incremental", collection)
+    summary = RunSummary(api, collection, "incremental", cursor_before=saved["cursor"])
+    writer = PageWriter.for_key(settings.kafka, key)
+    pages = saved.get("pages", 0)
+    with api_client(settings, "incremental") as (client, limiter):
+        try:
+            tracker = ProgressTracker(summary, on_progress)
+            for batch in source.incremental(client, collection, saved["cursor"]):
+                pages += 1
+                messages = [change_message(obs) for obs in batch.observations]
+                writer.write_page(messages, key, checkpoint_value(batch.cursor, pages))
+                _report(tracker, batch, batch.cursor, limiter)
+        finally:
+            writer.close()
+    return summary
+
+
+def _incremental_handover(store: CheckpointStore, key: str, start: dict) -> list[Outgoing]:
+    """The incremental cursor, written with the backfill's last page; an existing one is kept
+    (it is older, so re-reading from it can only repeat changes, never skip deletes)."""
+    if store.load(key) is not None:
+        return []
+    return [Outgoing(CHECKPOINTS_TOPIC, key, checkpoint_value(start, 0))]
+
+
+def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter) -> None:
+    deletes = sum(1 for obs in batch.observations if obs.deleted)
+    tracker.page(len(batch.observations), deletes, cursor, limiter.waited_s, batch.total)
+
+
+def _check_collection(source: Source, collection: str) -> None:
+    if collection not in source.collections:
+        raise ValueError(f"{source.api} has no collection {collection!r}; known: {', '.join(source.collections)}")

@@ -1,0 +1,134 @@
+"""Raw webhook bodies → Observations, one small parser per provider.
+
+- Stripe: the event object; the record is `data.object`, version = `created` × 1000 (Stripe objects
+  carry no updated stamp), `*.deleted` types are deletes. A thin event (no `data.object`, only
+  `related_object`) is flagged `thin` so the normalizer re-fetches the object.
+- GitHub: `X-GitHub-Event` issues | pull_request | issue_comment; the record is `issue` /
+  `pull_request` / `comment`, version = `updated_at` in ms, action `deleted` is a delete.
+- Salesforce (Standard Webhooks): `data.record`, version = `SystemModstamp` in ms, `*.deleted` is a delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from apisync.events import Observation, ObservationError, iso_to_ms
+
+# Stripe's `object` names → apisync collections (only what the catalog syncs).
+_STRIPE_COLLECTIONS = {"customer": "customer", "subscription": "subscription",
+                       "invoice": "invoice", "charge": "charge"}
+_GITHUB_EVENTS = {"issues": ("issue", "issue"), "pull_request": ("pull_request", "pull_request"),
+                  "issue_comment": ("comment", "issue_comment")}
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ObservationError("webhook body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ObservationError("webhook body is not a JSON object")
+    return doc
+
+
+def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
+    """A Stripe event → an observation of its object."""
+    event = _load(body)
+    kind, created = event.get("type"), event.get("created")
+    if not isinstance(kind, str) or not isinstance(created, int):
+        raise ObservationError("Stripe event lacks type or integer created")
+    obj = (event.get("data") or {}).get("object")
+    thin = not isinstance(obj, dict)
+    if thin:
+        # thin events name the object in related_object and carry no snapshot
+        obj = event.get("related_object") or {}
+    object_name = obj.get("object") or obj.get("type")
+    collection = _STRIPE_COLLECTIONS.get(object_name)
+    if collection is None or not obj.get("id"):
+        raise ObservationError(f"Stripe event {kind!r} names no known object")
+    deleted = kind.endswith(".deleted")
+    data = None if thin else obj
+    return Observation("stripe", collection, str(obj["id"]), created * 1000, "webhook", synced_at,
+                       data, deleted, thin and not deleted)
+
+
+def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
+    """A GitHub issues / pull_request / issue_comment delivery → an observation."""
+    event = _lower(headers).get("x-github-event", "")
+    if event not in _GITHUB_EVENTS:
+        raise ObservationError(f"GitHub event {event!r} is not synced")
+    field, collection = _GITHUB_EVENTS[event]
+    doc = _load(body)
+    obj = doc.get(field)
+    if not isinstance(obj, dict) or not obj.get("updated_at"):
+        raise ObservationError(f"GitHub {event} delivery lacks {field}.updated_at")
+    ident = obj.get("id") if collection == "issue_comment" else obj.get("number")
+    if ident is None:
+        raise ObservationError(f"GitHub {event} delivery lacks the object's identifier")
+    deleted = doc.get("action") == "deleted"
+    return Observation("github", collection, str(ident), iso_to_ms(obj["updated_at"]), "webhook",
+                       synced_at, obj, deleted)
+
+
+def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
+    """A Salesforce-style Standard Webhooks delivery → an observation of its record."""
+    doc = _load(body)
+    kind, data = doc.get("type"), doc.get("data")
+    if not isinstance(kind, str) or not isinstance(data, dict):
+        raise ObservationError("Salesforce delivery lacks type or data")
+    sobject, ident = data.get("sobject"), data.get("Id")
+    if not isinstance(sobject, str) or not ident:
+        raise ObservationError("Salesforce delivery lacks data.sobject or data.Id")
+    record = data.get("record")
+    deleted = kind.endswith(".deleted")
+    if isinstance(record, dict) and record.get("SystemModstamp"):
+        version = iso_to_ms(record["SystemModstamp"])
+        return Observation("salesforce", sobject.lower(), str(ident), version, "webhook", synced_at,
+                           record, deleted)
+    if not doc.get("timestamp"):
+        raise ObservationError("Salesforce delivery has neither record.SystemModstamp nor timestamp")
+    # no snapshot: the delivery time orders it and the normalizer re-fetches the record
+    return Observation("salesforce", sobject.lower(), str(ident), iso_to_ms(doc["timestamp"]),
+                       "webhook", synced_at, None, deleted, not deleted)
+
+
+PARSERS: dict[str, Callable[[bytes, Mapping[str, str], str], Observation]] = {
+    "stripe": parse_stripe, "github": parse_github, "salesforce": parse_salesforce,
+}
+
+
+def parse_webhook(api: str, body: bytes, headers: Mapping[str, str], synced_at: str = "") -> Observation:
+    """Dispatch to the api's parser; raise ObservationError for anything unusable."""
+    parser = PARSERS.get(api)
+    if parser is None:
+        raise ObservationError(f"no webhook parser for api {api!r}")
+    return parser(body, headers, synced_at)
+
+
+def delivery_id(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """The provider's delivery id (GitHub X-GitHub-Delivery, Standard Webhooks webhook-id, Stripe event id)."""
+    lowered = _lower(headers)
+    if api == "github":
+        return lowered.get("x-github-delivery")
+    if "webhook-id" in lowered:
+        return lowered["webhook-id"]
+    try:
+        event_id = orjson.loads(body).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return event_id if isinstance(event_id, str) else None
+
+
+def webhook_key(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """Kafka key for `<api>.webhooks`: the record key if the payload names the object, else the delivery id."""
+    try:
+        return parse_webhook(api, body, headers).key
+    except ObservationError:
+        return delivery_id(api, body, headers)

@@ -1,0 +1,147 @@
+"""The webhook receiver: verify, write the raw bytes to `<api>.webhooks`, answer after Kafka acked.
+
+`create_app(settings, producer)` returns a FastAPI app with `POST /webhooks/{api}`. The Airflow
+plugin mounts it on the api-server; alone it runs under uvicorn (`python -m apisync.webhooks`).
+Order of checks: known api (404) → body size (413) → signature headers (400) → signature and
+timestamp (401) → produce and wait for the acknowledgement (acks=all) → 200, or 503 so the provider
+retries. Nothing is produced for a rejected request, and secrets never reach a log or an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from apisync.webhooks.payloads import webhook_key
+from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError, scheme_for
+
+log = logging.getLogger("apisync.webhooks")
+
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB; Stripe and GitHub payloads stay far below (GitHub caps at 25 MB)
+# Request headers worth keeping next to the raw body (lower-case).
+KEPT_HEADERS = ("content-type", "stripe-signature", "x-hub-signature-256", "x-github-event",
+                "x-github-delivery", "x-github-hook-id", "webhook-id", "webhook-timestamp",
+                "webhook-signature", "user-agent")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Receiver settings; secrets are per api, several active during a rotation."""
+
+    secrets: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    tolerance_s: int = DEFAULT_TOLERANCE_S
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    ack_timeout_s: float = 10.0  # GitHub wants an answer within 10 s
+    clock: Callable[[], float] = time.time
+    topic_prefix: str = ""  # isolates test runs; production topics are plain `<api>.webhooks`
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebhookSettings:
+        """APISYNC_WEBHOOK_SECRETS_<API>=s1,s2 (comma-separated), APISYNC_WEBHOOK_TOLERANCE_S, ..._MAX_BODY."""
+        env = os.environ if env is None else env
+        prefix = "APISYNC_WEBHOOK_SECRETS_"
+        secrets = {k.removeprefix(prefix).lower(): tuple(s.strip() for s in v.split(",") if s.strip())
+                   for k, v in env.items() if k.startswith(prefix)}
+        tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
+        max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
+        return cls(secrets={k: v for k, v in secrets.items() if v}, tolerance_s=tolerance,
+                   max_body_bytes=max_body, **overrides)
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured limit."""
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than limit bytes without reading all of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class AckingSink:
+    """Produce one message and block until Kafka acknowledged it (or raise)."""
+
+    def __init__(self, producer: Any, timeout_s: float) -> None:
+        self._producer = producer
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+
+    def send(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        """Raise RuntimeError unless this very message was acknowledged."""
+        acked = threading.Event()
+        with self._lock:  # the wrapper's produce path is not meant for concurrent callers
+            self._producer.produce(topic, key, value, headers, on_delivery=lambda _msg: acked.set())
+        try:
+            # flush() reports every message it waited for; ours failed if its success callback never ran
+            self._producer.flush(self._timeout_s)
+        except Exception as exc:  # another request's failure may surface here: judge our own message
+            if not acked.is_set():
+                raise RuntimeError(f"Kafka did not acknowledge the webhook: {exc}") from None
+        if not acked.is_set():
+            raise RuntimeError(f"Kafka did not acknowledge the webhook on topic {topic}")
+
+
+def _kafka_headers(request: Request, received_at: str) -> list[tuple[str, bytes]]:
+    kept = [(name, request.headers[name].encode()) for name in KEPT_HEADERS if name in request.headers]
+    return kept + [("apisync-received-at", received_at.encode())]
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message} if status >= 400 else {"status": message}, status_code=status)
+
+
+def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
+    """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all)."""
+    app = FastAPI(title="apisync webhooks", docs_url=None, redoc_url=None)
+    sink = AckingSink(producer, settings.ack_timeout_s)
+
+    @app.post("/webhooks/{api}")
+    async def receive(api: str, request: Request) -> JSONResponse:
+        secrets = settings.secrets.get(api)
+        if not secrets:
+            return _answer(404, f"no webhook endpoint for api {api!r}")
+        try:
+            body = await read_limited(request, settings.max_body_bytes)
+        except BodyTooLarge:
+            return _answer(413, f"body larger than {settings.max_body_bytes} bytes")
+        try:
+            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock())
+        except SignatureError as exc:
+            log.warning("rejected %s webhook: %s", api, exc)
+            return _answer(exc.status, str(exc))
+        return await _forward(api, body, request)
+
+    async def _forward(api: str, body: bytes, request: Request) -> JSONResponse:
+        received_at = datetime.fromtimestamp(settings.clock(), tz=UTC).isoformat()
+        key = webhook_key(api, body, request.headers)
+        try:
+            await run_in_threadpool(sink.send, f"{settings.topic_prefix}{api}.webhooks", key, body,
+                                    _kafka_headers(request, received_at))
+        except Exception as exc:  # any Kafka trouble: the provider must retry
+            log.error("webhook for %s not stored: %s", api, exc)
+            return _answer(503, "webhook not stored, retry later")
+        return _answer(200, "stored")
+
+    @app.get("/webhooks/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

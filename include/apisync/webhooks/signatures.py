@@ -1,0 +1,199 @@
+"""Webhook signature schemes (Stripe, GitHub, Standard Webhooks), verified over the raw body bytes.
+
+Each scheme is one small class with `verify(body, headers, now)`; it raises `MalformedSignature`
+(answer 400) or `InvalidSignature` (answer 401) and never puts a secret in the message.
+Several secrets may be active at once (rotation): any one matching is enough.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_TOLERANCE_S = 300
+
+
+class SignatureError(Exception):
+    """A delivery that must not be accepted; `status` is the HTTP answer."""
+
+    status = 401
+
+
+class MalformedSignature(SignatureError):
+    """A signature header is missing or cannot be parsed."""
+
+    status = 400
+
+
+class InvalidSignature(SignatureError):
+    """No signature matches, or the timestamp is outside the tolerance."""
+
+    status = 401
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    """Return a required header (case-insensitive lookup) or raise MalformedSignature."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get(name.lower())
+    if not value:
+        raise MalformedSignature(f"missing header {name}")
+    return value
+
+
+def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
+    """Constant-time comparison of every expected digest against every given one."""
+    found = False
+    for digest in expected:
+        for candidate in given:
+            # no short-circuit: the timing must not reveal which secret matched
+            found |= hmac.compare_digest(digest, candidate)
+    return found
+
+
+def _timestamp(raw: str, header: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise MalformedSignature(f"header {header} has a non-integer timestamp") from None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeSignature:
+    """`Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>]`, HMAC-SHA256 over "<t>.<body>"."""
+
+    secrets: tuple[str, ...] = field(repr=False)
+    tolerance_s: int = DEFAULT_TOLERANCE_S
+    header = "Stripe-Signature"
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise SignatureError unless one v1 signature matches and t is recent enough."""
+        timestamp, signatures = self._parse(_header(headers, self.header))
+        # Stripe's own libraries reject only timestamps older than the tolerance.
+        if timestamp < now - self.tolerance_s:
+            raise InvalidSignature("Stripe-Signature timestamp outside the tolerance (replayed or delayed)")
+        signed = f"{timestamp}.".encode() + body
+        expected = [_hmac_sha256(s.encode(), signed) for s in self.secrets]
+        if not _any_match(expected, signatures):
+            raise InvalidSignature("Stripe-Signature does not match any active secret")
+
+    def _parse(self, value: str) -> tuple[int, list[bytes]]:
+        timestamp, signatures = None, []
+        for item in value.split(","):
+            name, _, val = item.strip().partition("=")
+            if name == "t":
+                timestamp = _timestamp(val, self.header)
+            elif name == "v1":
+                signatures.append(_unhex(val, self.header))
+        if timestamp is None or not signatures:
+            raise MalformedSignature("Stripe-Signature needs t= and at least one v1=")
+        return timestamp, signatures
+
+
+def _unhex(value: str, header: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedSignature(f"header {header} carries a signature that is not hex") from None
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubSignature:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`; GitHub signs no timestamp."""
+
+    secrets: tuple[str, ...] = field(repr=False)
+    tolerance_s: int = DEFAULT_TOLERANCE_S  # unused: kept so every scheme takes the same settings
+    header = "X-Hub-Signature-256"
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise SignatureError unless the sha256 signature matches one active secret."""
+        scheme, _, hexdigest = _header(headers, self.header).partition("=")
+        if scheme != "sha256" or not hexdigest:
+            raise MalformedSignature("X-Hub-Signature-256 must look like sha256=<hex>")
+        given = [_unhex(hexdigest, self.header)]
+        expected = [_hmac_sha256(s.encode(), body) for s in self.secrets]
+        if not _any_match(expected, given):
+            raise InvalidSignature("X-Hub-Signature-256 does not match any active secret")
+
+
+@dataclass(frozen=True, slots=True)
+class StandardWebhooksSignature:
+    """Standard Webhooks: webhook-id/-timestamp/-signature, `v1,<b64>` over "<id>.<ts>.<body>"."""
+
+    secrets: tuple[str, ...] = field(repr=False)
+    tolerance_s: int = DEFAULT_TOLERANCE_S
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+        """Raise SignatureError unless one v1 signature matches and the timestamp is within ±tolerance."""
+        msg_id = _header(headers, "webhook-id")
+        raw_ts = _header(headers, "webhook-timestamp")
+        given = _sw_signatures(_header(headers, "webhook-signature"))
+        # the spec rejects timestamps too far in the future as well as too old
+        if abs(now - _timestamp(raw_ts, "webhook-timestamp")) > self.tolerance_s:
+            raise InvalidSignature("webhook-timestamp outside the tolerance (replayed or delayed)")
+        signed = f"{msg_id}.{raw_ts}.".encode() + body
+        expected = [_hmac_sha256(_sw_key(s), signed) for s in self.secrets]
+        if not _any_match(expected, given):
+            raise InvalidSignature("webhook-signature does not match any active secret")
+
+
+def _sw_signatures(value: str) -> list[bytes]:
+    """Decode the space-separated `v1,<base64>` entries; other versions are ignored."""
+    found = []
+    for entry in value.split():
+        version, _, b64 = entry.partition(",")
+        if version != "v1":
+            continue
+        try:
+            found.append(base64.b64decode(b64, validate=True))
+        except (binascii.Error, ValueError):
+            raise MalformedSignature("webhook-signature carries a v1 entry that is not base64") from None
+    if not found:
+        raise MalformedSignature("webhook-signature has no v1 entry")
+    return found
+
+
+def _sw_key(secret: str) -> bytes:
+    """`whsec_<base64>` → key bytes; a secret without the prefix is used as its own bytes."""
+    if not secret.startswith("whsec_"):
+        return secret.encode()
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a configured Standard Webhooks secret is not valid whsec_<base64>") from None
+
+
+SCHEMES = {"stripe": StripeSignature, "github": GitHubSignature, "salesforce": StandardWebhooksSignature}
+
+
+def scheme_for(api: str, secrets: Sequence[str], tolerance_s: int = DEFAULT_TOLERANCE_S):
+    """The signature scheme an API's provider uses, with its active secrets."""
+    if api not in SCHEMES:
+        raise KeyError(f"no webhook signature scheme for api {api!r}")
+    return SCHEMES[api](tuple(secrets), tolerance_s)
+
+
+# --- signing, for the simulator-free tests and for tools that replay deliveries -------------
+
+def sign_stripe(secret: str, body: bytes, timestamp: int) -> str:
+    """A Stripe-Signature header value for body at timestamp."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def sign_github(secret: str, body: bytes) -> str:
+    """An X-Hub-Signature-256 header value for body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """A webhook-signature header value (one v1 entry) for body."""
+    digest = _hmac_sha256(_sw_key(secret), f"{msg_id}.{timestamp}.".encode() + body)
+    return "v1," + base64.b64encode(digest).decode()

@@ -1,0 +1,214 @@
+"""Build every apisync DAG from the catalog: the thin files in dags/ call these functions.
+
+Parse time reads only the process environment (schedules, retry timing) and the catalog: no
+connection, variable or metadata-DB lookups. Per API: `<api>_backfill`, `<api>_incremental`,
+`<api>_normalize`, `<api>_reconcile`; plus `kafka_topics`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from apisync.catalog import APIS, COLLECTIONS
+from apisync_airflow.notifiers import ApisyncAlertNotifier
+from apisync_airflow.operators import (
+    BackfillApiToKafkaOperator,
+    EnsureKafkaTopicsOperator,
+    NormalizeChangesOperator,
+    ReconcileDeletesToKafkaOperator,
+    SyncChangesToKafkaOperator,
+)
+from apisync_airflow.pools import normalizer_pool, sync_pool
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+MIN_RETRIES = 2
+CLUSTER = "apisync"  # logical Kafka cluster name in asset URIs (the real bootstrap is a run-time secret)
+
+
+@dataclass(frozen=True, slots=True)
+class DagDefaults:
+    """Schedules and retry timing, from APISYNC_* environment variables with safe defaults."""
+
+    retries: int = 3
+    retry_delay_s: float = 60.0
+    max_retry_delay_s: float = 1800.0
+    incremental_schedule: str = "*/5 * * * *"
+    normalize_schedule: str = "* * * * *"
+    reconcile_schedule: str = "@daily"
+    topics_schedule: str = "@hourly"
+    normalize_seconds: int = 50
+    backfill_timeout_s: float = 6 * 3600.0
+    sync_timeout_s: float = 1800.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "DagDefaults":
+        """APISYNC_RETRIES (>= 2), APISYNC_RETRY_DELAY_S, APISYNC_MAX_RETRY_DELAY_S, APISYNC_*_SCHEDULE, ..."""
+        env = os.environ if env is None else env
+        base = cls()
+
+        def num(name: str, default: float) -> float:
+            raw = env.get(name, "").strip()
+            return float(raw) if raw else default
+
+        return cls(
+            retries=max(MIN_RETRIES, int(num("APISYNC_RETRIES", base.retries))),
+            retry_delay_s=num("APISYNC_RETRY_DELAY_S", base.retry_delay_s),
+            max_retry_delay_s=num("APISYNC_MAX_RETRY_DELAY_S", base.max_retry_delay_s),
+            incremental_schedule=env.get("APISYNC_INCREMENTAL_SCHEDULE") or base.incremental_schedule,
+            normalize_schedule=env.get("APISYNC_NORMALIZE_SCHEDULE") or base.normalize_schedule,
+            reconcile_schedule=env.get("APISYNC_RECONCILE_SCHEDULE") or base.reconcile_schedule,
+            topics_schedule=env.get("APISYNC_TOPICS_SCHEDULE") or base.topics_schedule,
+            normalize_seconds=int(num("APISYNC_NORMALIZE_SECONDS", base.normalize_seconds)),
+            backfill_timeout_s=num("APISYNC_BACKFILL_TIMEOUT_S", base.backfill_timeout_s),
+            sync_timeout_s=num("APISYNC_SYNC_TIMEOUT_S", base.sync_timeout_s),
+        )
+
+    def default_args(self) -> dict[str, Any]:
+        """Retries with exponential backoff and the failure alert, for every task."""
+        return {
+            "owner": "apisync",
+            "retries": self.retries,
+            "retry_delay": timedelta(seconds=self.retry_delay_s),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(seconds=self.max_retry_delay_s),
+            "execution_timeout": timedelta(seconds=self.sync_timeout_s),
+            "on_failure_callback": [ApisyncAlertNotifier()],
+        }
+
+
+def topic_asset(topic: str) -> Asset:
+    """A Kafka topic as an Airflow Asset, for lineage in the UI."""
+    return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka")
+
+
+def _dag(dag_id: str, defaults: DagDefaults, *, doc: str, tags: list[str], **kwargs: Any) -> DAG:
+    kwargs.setdefault("catchup", False)
+    return DAG(dag_id, start_date=START, default_args=defaults.default_args(), doc_md=doc,
+               tags=["apisync", *tags], render_template_as_native_obj=True, **kwargs)
+
+
+@task(task_id="choose_collections")
+def choose_collections(api: str, params: dict | None = None) -> list[str]:
+    """The collections picked in the trigger form, validated against the catalog."""
+    chosen = list((params or {}).get("collections") or [])
+    unknown = sorted(set(chosen) - set(COLLECTIONS[api]))
+    if unknown or not chosen:
+        raise AirflowFailException(f"choose collections from {', '.join(COLLECTIONS[api])}; got {chosen or 'none'}")
+    return chosen
+
+
+def _collections_param(api: str) -> Param:
+    return Param(list(COLLECTIONS[api]), type="array", items={"type": "string", "enum": list(COLLECTIONS[api])},
+                 uniqueItems=True, minItems=1, title="Collections", description="Collections to backfill.")
+
+
+def backfill_dag(api: str, defaults: DagDefaults) -> DAG:
+    """`<api>_backfill`: manual, resumable full load (one mapped task per collection), then normalizing."""
+    params = {
+        "collections": _collections_param(api),
+        "start_date": Param(None, type=["null", "string"], format="date", title="Start date",
+                            description="Only objects created on or after this day (YYYY-MM-DD); empty = all."),
+        "restart": Param(False, type="boolean", title="Restart from scratch",
+                         description="Ignore the saved checkpoint and load everything again."),
+        "normalize_seconds": Param(defaults.normalize_seconds, type="integer", minimum=5, maximum=3600,
+                                   title="Normalizer time", description="Seconds the normalizing step runs."),
+    }
+    doc = (f"### {api} backfill\nFull historical load of every chosen {api} collection into `{api}.changes`, "
+           "page by page; re-triggering resumes from the checkpoint unless *Restart from scratch* is set. "
+           "Then the normalizer turns the changes into records and events. The incremental DAG starts "
+           "syncing each collection once its backfill has finished.")
+    # One run at a time: two backfills of a collection would share (and fence) one transactional.id.
+    with _dag(f"{api}_backfill", defaults, schedule=None, max_active_runs=1, params=params, doc=doc,
+              tags=[api, "backfill"]) as dag:
+        topics = EnsureKafkaTopicsOperator(task_id="ensure_topics", apis=[api])
+        chosen = choose_collections(api)
+        backfill = BackfillApiToKafkaOperator.partial(
+            task_id="backfill", api=api, pool=sync_pool(api), restart="{{ params.restart }}",
+            start_from="{{ params.start_date }}", outlets=[topic_asset(f"{api}.changes")],
+            execution_timeout=timedelta(seconds=defaults.backfill_timeout_s),
+        ).expand(collection=chosen)
+        # The param's maximum bounds the run, so the timeout is sized from it.
+        normalize = _normalize_task(api, "{{ params.normalize_seconds }}", timeout_s=3600 + 120)
+        topics >> chosen
+        backfill >> normalize
+    return dag
+
+
+def _normalize_task(api: str, seconds: Any, timeout_s: float) -> NormalizeChangesOperator:
+    return NormalizeChangesOperator(
+        task_id="normalize", api=api, max_seconds=seconds, pool=normalizer_pool(api),
+        execution_timeout=timedelta(seconds=timeout_s),
+        inlets=[topic_asset(f"{api}.changes"), topic_asset(f"{api}.webhooks")],
+        outlets=[topic_asset(f"{api}.records"), topic_asset(f"{api}.events")],
+    )
+
+
+def incremental_dag(api: str, defaults: DagDefaults) -> DAG:
+    """`<api>_incremental`: scheduled change sync per collection; skips until its backfill finished."""
+    doc = (f"### {api} incremental\nEvery run reads each {api} collection's changes since its cursor into "
+           f"`{api}.changes`. A collection whose backfill has not finished is skipped (the log says so). "
+           f"Schedule `{defaults.incremental_schedule}` (env APISYNC_INCREMENTAL_SCHEDULE).")
+    with _dag(f"{api}_incremental", defaults, schedule=defaults.incremental_schedule, max_active_runs=1,
+              doc=doc, tags=[api, "incremental"]) as dag:
+        SyncChangesToKafkaOperator.partial(
+            task_id="incremental", api=api, pool=sync_pool(api), outlets=[topic_asset(f"{api}.changes")],
+        ).expand(collection=list(COLLECTIONS[api]))
+    return dag
+
+
+def normalize_dag(api: str, defaults: DagDefaults) -> DAG:
+    """`<api>_normalize`: the normalizer for a bounded time, every minute, one at a time."""
+    doc = (f"### {api} normalize\nRuns the {api} normalizer for {defaults.normalize_seconds}s: "
+           f"`{api}.changes` and `{api}.webhooks` become `{api}.records` (latest copy, compacted) and "
+           f"`{api}.events`. One run at a time (pool `{normalizer_pool(api)}` has one slot).")
+    with _dag(f"{api}_normalize", defaults, schedule=defaults.normalize_schedule, max_active_runs=1,
+              doc=doc, tags=[api, "normalize"]) as dag:
+        # Extra time past the bounded run: joining the consumer group and closing take a few seconds.
+        _normalize_task(api, defaults.normalize_seconds, timeout_s=defaults.normalize_seconds + 120)
+    return dag
+
+
+def reconcile_dag(api: str, defaults: DagDefaults) -> DAG:
+    """`<api>_reconcile`: daily delete sweep per collection, dry run by default, deletes capped."""
+    params = {
+        "dry_run": Param(True, type="boolean", title="Dry run", description="Only report what would be deleted."),
+        "max_delete_share": Param(0.05, type="number", minimum=0, maximum=1, title="Max share deleted",
+                                  description="Refuse to delete more than this share of a collection."),
+    }
+    doc = (f"### {api} reconcile\nCompares the ids {api} still has with the records in Kafka and deletes "
+           "(deleted event + tombstone) those gone upstream. Dry run by default; a run that would delete "
+           "more than *Max share deleted* of a collection stops instead.")
+    with _dag(f"{api}_reconcile", defaults, schedule=defaults.reconcile_schedule, max_active_runs=1,
+              params=params, doc=doc, tags=[api, "reconcile"]) as dag:
+        ReconcileDeletesToKafkaOperator.partial(
+            task_id="reconcile", api=api, pool=sync_pool(api), dry_run="{{ params.dry_run }}",
+            max_delete_share="{{ params.max_delete_share }}", outlets=[topic_asset(f"{api}.changes")],
+        ).expand(collection=list(COLLECTIONS[api]))
+    return dag
+
+
+def topics_dag(defaults: DagDefaults) -> DAG:
+    """`kafka_topics`: create missing topics and repair drifted configs; fail on what needs a person."""
+    doc = ("### Kafka topic contracts\nCreates every declared apisync topic with its configs and sets drifted "
+           "configs back. Drift it cannot repair (too few partitions) fails the task so the alert fires.")
+    with _dag("kafka_topics", defaults, schedule=defaults.topics_schedule, max_active_runs=1,
+              doc=doc, tags=["kafka"]) as dag:
+        EnsureKafkaTopicsOperator(task_id="ensure_topics", apis=list(APIS))
+    return dag
+
+
+def api_dags(api: str, defaults: DagDefaults | None = None) -> dict[str, DAG]:
+    """The four DAGs of one API, by dag_id."""
+    if api not in COLLECTIONS:
+        raise ValueError(f"unknown api {api!r}; known: {', '.join(APIS)}")
+    defaults = defaults or DagDefaults.from_env()
+    dags = (backfill_dag(api, defaults), incremental_dag(api, defaults), normalize_dag(api, defaults),
+            reconcile_dag(api, defaults))
+    return {dag.dag_id: dag for dag in dags}

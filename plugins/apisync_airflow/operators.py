@@ -1,0 +1,200 @@
+"""Thin operators over include/apisync: constructors store plain arguments, all I/O happens in execute.
+
+Each sync operator logs progress lines while it runs and returns RunSummary.as_dict() (counts and
+cursors, never payloads), which Airflow stores as the task's XCom. Library imports happen inside
+execute so that parsing a DAG never needs Kafka, Redis, the API or even the sync engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from apisync_airflow.errors import UnrepairedDrift, airflow_errors
+from apisync_airflow.hooks import ApiConnectionHook, KafkaConfigHook, RedisUrlHook
+from apisync_airflow.progress import ProgressLogger, summary_line
+
+log = logging.getLogger("apisync.airflow")
+
+
+def as_bool(value: Any) -> bool:
+    """A templated flag: real bools pass, strings like 'true'/'False' are read as people mean them."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def as_optional_str(value: Any) -> str | None:
+    """A templated optional string: None, '' and 'None' all mean unset."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None", "null") else text
+
+
+class _KafkaRedisOperator(BaseOperator):
+    """Shared connection handling: Kafka config and Redis URL from their Airflow connections."""
+
+    def __init__(self, *, kafka_conn_id: str = "kafka_default", redis_conn_id: str = "redis_default",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kafka_conn_id = kafka_conn_id
+        self.redis_conn_id = redis_conn_id
+
+    def kafka_config(self) -> dict[str, Any]:
+        return KafkaConfigHook(self.kafka_conn_id).get_config()
+
+    def redis_url(self) -> str:
+        return RedisUrlHook(self.redis_conn_id).get_url()
+
+
+class _SyncOperator(_KafkaRedisOperator):
+    """One collection of one API, read through the sync engine into `<api>.changes`."""
+
+    job = "sync"
+    template_fields: Sequence[str] = ("collection",)
+
+    def __init__(self, *, api: str, collection: str, api_conn_id: str | None = None,
+                 progress_interval_s: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api = api
+        self.collection = collection
+        self.api_conn_id = api_conn_id
+        self.progress_interval_s = progress_interval_s
+
+    def sync_settings(self):
+        """SyncSettings from the three connections (looked up now, at run time)."""
+        from apisync.settings import SyncSettings
+
+        api = ApiConnectionHook(self.api, self.api_conn_id).get_settings()
+        return SyncSettings(kafka=self.kafka_config(), redis_url=self.redis_url(), api=api)
+
+    def progress(self) -> ProgressLogger:
+        return ProgressLogger(f"{self.api}.{self.collection} {self.job}", self.progress_interval_s)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        label = f"{self.api} {self.job} of {self.collection}"
+        with airflow_errors(label):
+            summary = self.run(self.sync_settings())
+        result = summary.as_dict()
+        log.info("%s finished: %s", label, summary_line(result))
+        return result
+
+    def run(self, settings: Any) -> Any:
+        raise NotImplementedError
+
+
+class BackfillApiToKafkaOperator(_SyncOperator):
+    """Full historical load of one collection, resumable from its checkpoint (or restarted)."""
+
+    job = "backfill"
+    template_fields: Sequence[str] = ("collection", "restart", "start_from")
+
+    def __init__(self, *, restart: Any = False, start_from: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restart = restart
+        self.start_from = start_from
+
+    def run(self, settings: Any) -> Any:
+        from apisync.sync import run_backfill
+
+        restart, start = as_bool(self.restart), as_optional_str(self.start_from)
+        if restart:
+            log.info("%s.%s: restarting the backfill from scratch (checkpoint ignored)", self.api, self.collection)
+        return run_backfill(settings, self.collection, restart=restart, start_date=start, on_progress=self.progress())
+
+
+class SyncChangesToKafkaOperator(_SyncOperator):
+    """Incremental sync of one collection from its cursor; skipped until its backfill has finished."""
+
+    job = "incremental"
+
+    def run(self, settings: Any) -> Any:
+        from apisync.sync import BackfillNotDone, run_incremental
+
+        try:
+            return run_incremental(settings, self.collection, on_progress=self.progress())
+        except BackfillNotDone as exc:
+            log.info("%s.%s: skipping incremental sync, the backfill has not finished yet (%s)",
+                     self.api, self.collection, exc)
+            raise AirflowSkipException(f"backfill of {self.api}.{self.collection} not finished yet") from None
+
+
+class ReconcileDeletesToKafkaOperator(_SyncOperator):
+    """Find objects deleted upstream but still live in Kafka; dry run by default, deletes capped."""
+
+    job = "reconcile"
+    template_fields: Sequence[str] = ("collection", "dry_run", "max_delete_share")
+
+    def __init__(self, *, dry_run: Any = True, max_delete_share: Any = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dry_run = dry_run
+        self.max_delete_share = max_delete_share
+
+    def run(self, settings: Any) -> Any:
+        from apisync.sync import run_reconcile
+
+        dry_run, share = as_bool(self.dry_run), float(self.max_delete_share)
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"max_delete_share must be between 0 and 1, got {share}")
+        log.info("%s.%s: reconciling deletes (dry_run=%s, max_delete_share=%s)", self.api, self.collection,
+                 dry_run, share)
+        return run_reconcile(settings, self.collection, dry_run=dry_run, max_delete_share=share,
+                             on_progress=self.progress())
+
+
+class NormalizeChangesOperator(_KafkaRedisOperator):
+    """Run the normalizer of one API for a bounded time: changes + webhooks → records + events."""
+
+    template_fields: Sequence[str] = ("max_seconds",)
+
+    def __init__(self, *, api: str, max_seconds: Any = 50, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api = api
+        self.max_seconds = max_seconds
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from apisync.normalizer import normalize
+
+        label = f"{self.api} normalizer"
+        with airflow_errors(label):
+            kafka, redis_url, seconds = self.kafka_config(), self.redis_url(), float(self.max_seconds)
+            started = time.monotonic()
+            stats = normalize(self.api, kafka, redis_url, max_seconds=seconds)
+        result = {"api": self.api, **dataclasses.asdict(stats), "seconds": round(time.monotonic() - started, 1)}
+        log.info("%s finished: %s", label, summary_line(result))
+        return result
+
+
+class EnsureKafkaTopicsOperator(_KafkaRedisOperator):
+    """Create missing topics with their declared configs and set drifted configs back."""
+
+    template_fields: Sequence[str] = ("apis",)
+
+    def __init__(self, *, apis: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.apis = apis
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from apisync import catalog
+        from apisync.kafka.admin import admin_client, ensure
+        from apisync.kafka.topics import declared_topics
+        from apisync.rules import rule_event_types
+
+        apis = tuple(self.apis or catalog.APIS)
+        with airflow_errors("topic contracts"):
+            specs = declared_topics(rule_events={api: rule_event_types(api) for api in apis}, apis=apis)
+            report = ensure(admin_client(self.kafka_config()), specs)
+            for line in report.describe():
+                log.info("topics: %s", line)
+            if report.unrepaired:
+                lines = [line for drift in report.unrepaired for line in drift.describe()]
+                raise UnrepairedDrift(f"{len(lines)} topic difference(s) need an operator: {'; '.join(lines)}")
+        return {"topics": len(specs), "created": list(report.created),
+                "altered": {k: list(v) for k, v in report.altered.items()}}

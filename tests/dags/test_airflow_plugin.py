@@ -1,0 +1,136 @@
+"""The plugin: only plugin.py is loaded, it mounts the receiver at /apisync, Kafka is contacted lazily."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from apisync.webhooks.signatures import sign_github
+from apisync_airflow.webhook_app import (
+    LazyProducer,
+    WebhookConfigError,
+    create_webhook_app,
+    kafka_config_from_env,
+    webhook_settings_from_env,
+)
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+GITHUB_SECRET = "It's a Secret to Everybody"
+
+
+class RecordingProducer:
+    """Acknowledges every message at flush, like Kafka would."""
+
+    def __init__(self, config):
+        self.config = dict(config)
+        self.sent: list[tuple] = []
+        self._pending: list = []
+
+    def produce(self, topic, key, value, headers, on_delivery=None):
+        self.sent.append((topic, key, value, dict(headers)))
+        self._pending.append(on_delivery)
+
+    def flush(self, timeout=60.0):
+        for callback in self._pending:
+            callback(None)
+        self._pending = []
+
+
+def test_only_plugin_py_is_executed_by_the_plugin_manager(monkeypatch):
+    from airflow._shared.module_loading import find_path_from_directory
+    from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
+
+    files = [Path(p).relative_to(PLUGINS).as_posix() for p in find_path_from_directory(str(PLUGINS), ".airflowignore")]
+    assert files == ["apisync_airflow/plugin.py"]
+    monkeypatch.setenv("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # never contacted: the producer is lazy
+    plugins, errors = _load_plugins_from_plugin_directory(str(PLUGINS))
+    assert errors == {}
+    (plugin,) = plugins
+    (app,) = plugin.fastapi_apps
+    assert app["url_prefix"] == "/apisync" and isinstance(app["app"], FastAPI)
+
+
+def mounted(env: dict, factory=RecordingProducer) -> tuple[TestClient, list]:
+    """The receiver mounted like the api-server does it; returns the client and the built producers."""
+    built: list[RecordingProducer] = []
+
+    def make(config):
+        built.append(factory(config))
+        return built[-1]
+
+    server = FastAPI()
+    server.mount("/apisync", create_webhook_app(env, producer_factory=make))
+    return TestClient(server), built
+
+
+def test_signed_github_webhook_is_stored_raw_under_apisync_prefix():
+    env = {"AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "k:9092"}}),
+           "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http", "extra": {"webhook_secrets": [GITHUB_SECRET]}})}
+    client, built = mounted(env)
+    assert built == []  # nothing built before the first webhook
+    body = b'{"action": "edited", "issue": {"number": 7, "updated_at": "2026-01-01T00:00:00Z"}}'
+    answer = client.post("/apisync/webhooks/github", content=body, headers={
+        "X-Hub-Signature-256": sign_github(GITHUB_SECRET, body), "X-GitHub-Event": "issues",
+        "X-GitHub-Delivery": "d-1", "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    (producer,) = built
+    assert producer.config["bootstrap.servers"] == "k:9092"
+    ((topic, _key, value, headers),) = producer.sent
+    assert (topic, value, headers["x-github-delivery"]) == ("github.webhooks", body, b"d-1")
+
+
+@pytest.mark.parametrize("api, headers, status", [
+    ("github", {"X-Hub-Signature-256": "sha256=" + "0" * 64}, 401),
+    ("github", {}, 400),
+    ("stripe", {}, 404),  # no stripe secret configured: no endpoint
+])
+def test_rejected_webhooks_produce_nothing(api, headers, status):
+    client, built = mounted({"APISYNC_KAFKA_BOOTSTRAP": "k:1", "APISYNC_WEBHOOK_SECRETS_GITHUB": GITHUB_SECRET})
+    assert client.post(f"/apisync/webhooks/{api}", content=b"{}", headers=headers).status_code == status
+    assert all(not p.sent for p in built)
+
+
+def test_no_kafka_config_answers_503_so_the_provider_retries():
+    client, _ = mounted({"APISYNC_WEBHOOK_SECRETS_GITHUB": GITHUB_SECRET})
+    body = b"{}"
+    answer = client.post("/apisync/webhooks/github", content=body,
+                         headers={"X-Hub-Signature-256": sign_github(GITHUB_SECRET, body)})
+    assert answer.status_code == 503
+
+
+@pytest.mark.parametrize("env, bootstrap", [
+    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": {"bootstrap.servers": "a:1"}}'}, "a:1"),
+    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": "{\\"bootstrap.servers\\": \\"b:2\\"}"}'}, "b:2"),
+    ({"AIRFLOW_CONN_KAFKA_DEFAULT": "kafka://?__extra__=%7B%22bootstrap.servers%22%3A+%22c%3A3%22%7D"}, "c:3"),
+    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka"}', "APISYNC_KAFKA_BOOTSTRAP": "d:4"}, "d:4"),
+    ({"APISYNC_KAFKA_BOOTSTRAP": "e:5"}, "e:5"),
+])
+def test_kafka_config_from_env(env, bootstrap):
+    assert kafka_config_from_env(env)["bootstrap.servers"] == bootstrap
+
+
+def test_kafka_config_missing_says_what_to_set():
+    with pytest.raises(WebhookConfigError, match="AIRFLOW_CONN_KAFKA_DEFAULT or APISYNC_KAFKA_BOOTSTRAP"):
+        kafka_config_from_env({})
+
+
+def test_secrets_from_env_and_connection_are_merged_without_duplicates():
+    env = {"APISYNC_WEBHOOK_SECRETS_STRIPE": "whsec_new,whsec_old",
+           "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps({"conn_type": "http", "extra": {"webhook_secrets": ["whsec_old", "whsec_x"]}}),
+           "AIRFLOW_CONN_GITHUB_DEFAULT": "not json at all {"}
+    settings = webhook_settings_from_env(env)
+    assert settings.secrets == {"stripe": ("whsec_new", "whsec_old", "whsec_x")}
+    assert "whsec" not in repr(settings)
+
+
+def test_lazy_producer_builds_once():
+    made = []
+    lazy = LazyProducer(lambda: {"bootstrap.servers": "x"}, lambda cfg: made.append(RecordingProducer(cfg)) or made[-1])
+    lazy.produce("t", "k", b"v", [], on_delivery=lambda _m: None)
+    lazy.flush(1)
+    lazy.produce("t", "k2", b"v", [], on_delivery=lambda _m: None)
+    assert len(made) == 1 and [m[1] for m in made[0].sent] == ["k", "k2"]

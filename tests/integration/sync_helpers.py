@@ -1,0 +1,60 @@
+"""Shared checks for the sync tests: read `<api>.changes`, fetch the simulator's ground truth."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from apisync.kafka.reader import read_topic
+from apisync.settings import ApiSettings, SyncSettings
+from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
+
+TOKENS = {"stripe": "sk_test_apisync", "github": "ghp_apisync", "salesforce": "sf_apisync_token"}
+
+
+def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: str, rate: float = 200) -> SyncSettings:
+    return SyncSettings(kafka_config, redis_url,
+                        ApiSettings(api, simulator_url, TOKENS[api], {"repos": ["apisync/demo"]}, rate_per_s=rate,
+                                    burst=20))
+
+
+def changes(kafka_config: dict, api: str) -> list[dict]:
+    """Every committed observation on `<api>.changes`, in offset order per partition."""
+    return [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{api}.changes", timeout=60)]
+
+
+def newest_per_key(observations: list[dict]) -> dict[str, dict]:
+    """What the normalizer would keep: the highest version per key (later offset wins a tie)."""
+    newest: dict[str, dict] = {}
+    for obs in observations:
+        current = newest.get(obs["key"])
+        if current is None or obs["version"] >= current["version"]:
+            newest[obs["key"]] = obs
+    return newest
+
+
+def truth(simulator_url: str, api: str) -> dict:
+    return httpx.get(f"{simulator_url}/_admin/truth/{api}", timeout=30).json()
+
+
+def comparable(api: str, collection: str, data: dict) -> dict:
+    """Salesforce rows hold the declared fields only (SOQL has no SELECT *)."""
+    if api == "salesforce":
+        fields = SALESFORCE_OBJECTS[collection][1]
+        return {f: data.get(f) for f in fields}
+    return data
+
+
+def live_mismatches(api: str, collections, newest: dict[str, dict], ground: dict) -> list[str]:
+    """Keys whose newest observation differs from the truth (missing, stale or wrongly deleted)."""
+    problems = []
+    for collection in collections:
+        for object_id, entry in ground["objects"].get(collection, {}).items():
+            obs = newest.get(f"{api}.{collection}.{object_id}")
+            if obs is None:
+                problems.append(f"missing {collection} {object_id}")
+            elif obs["deleted"]:
+                problems.append(f"{collection} {object_id} is live but observed deleted")
+            elif comparable(api, collection, obs["data"]) != comparable(api, collection, entry["data"]):
+                problems.append(f"stale {collection} {object_id}")
+    return problems

@@ -1,0 +1,94 @@
+"""The Redis version fence on a real redis-server: ordering, dedup, and rollback of aborted attempts."""
+
+import uuid
+
+import pytest
+import redis
+
+from apisync.events import Observation
+from apisync.fence import SourcePosition, VersionFence
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def fence(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"test:ledger:{uuid.uuid4().hex}"
+    yield VersionFence(client, prefix=prefix)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
+
+
+def obs(version, status="active", deleted=False):
+    data = None if deleted else {"id": "sub_1", "status": status}
+    return Observation("stripe", "subscription", "sub_1", version, "poll", "", data, deleted)
+
+
+def at(offset, topic="stripe.changes", partition=0):
+    return SourcePosition(topic, partition, offset)
+
+
+def test_accepts_newer_discards_older_and_unchanged(fence):
+    positions = {"stripe.changes:0": 0}
+    verdicts = fence.check_many([(obs(10), at(0)), (obs(5, "x"), at(1)), (obs(10), at(2)),
+                                 (obs(20, "canceled"), at(3)), (obs(20, "past_due"), at(4))], "a1", positions)
+    assert [v.status for v in verdicts] == ["accepted", "stale", "unchanged", "accepted", "accepted"]
+    assert verdicts[0].previous is None
+    assert verdicts[3].previous == {"id": "sub_1", "status": "active"} and verdicts[3].previous_version == 10
+    assert fence.current("stripe.subscription.sub_1") == {
+        "version": 20, "deleted": False, "data": {"id": "sub_1", "status": "past_due"}}
+
+
+def test_delete_wins_a_tie_and_blocks_resurrection(fence):
+    p = {"stripe.changes:0": 0}
+    assert fence.check(obs(10), at(0), "a", p).accepted
+    deleted = fence.check(obs(10, deleted=True), at(1), "a", p)
+    assert deleted.accepted and deleted.previous == {"id": "sub_1", "status": "active"}
+    assert fence.check(obs(10), at(2), "a", p).status == "stale"
+    assert fence.check(obs(11, deleted=True), at(3), "a", p).status == "unchanged"
+    assert fence.check(obs(12, "active"), at(4), "a", p).accepted  # a newer version revives it
+
+
+def test_redelivery_after_an_aborted_attempt_is_judged_like_the_first_time(fence):
+    # committed batch: offset 0 (version 10)
+    assert fence.check(obs(10), at(0), "batch1", {"stripe.changes:0": 0}).accepted
+    # attempt 2 reads offsets 1..2 and advances the fence, then its transaction aborts
+    aborted = fence.check_many([(obs(20, "canceled"), at(1)), (obs(30, "active"), at(2))],
+                               "batch2-try1", {"stripe.changes:0": 1})
+    assert [v.status for v in aborted] == ["accepted", "accepted"]
+    # the retry starts again at offset 1: same verdicts, same previous data, nothing lost
+    retry = fence.check_many([(obs(20, "canceled"), at(1)), (obs(30, "active"), at(2))],
+                             "batch2-try2", {"stripe.changes:0": 1})
+    assert [(v.status, v.previous) for v in retry] == [(v.status, v.previous) for v in aborted]
+    assert retry[0].previous == {"id": "sub_1", "status": "active"} and retry[0].previous_version == 10
+
+
+def test_rollback_spans_both_input_topics(fence):
+    assert fence.check(obs(10), at(0), "c1", {"stripe.changes:0": 0, "stripe.webhooks:0": 0}).accepted
+    start = {"stripe.changes:0": 1, "stripe.webhooks:0": 0}
+    fence.check_many([(obs(20, "canceled"), at(1)), (obs(25, "past_due"), at(0, "stripe.webhooks"))], "t1", start)
+    # the retry happens to see the webhook first: both uncommitted states must roll back
+    retry = fence.check(obs(25, "past_due"), at(0, "stripe.webhooks"), "t2", start)
+    assert retry.accepted and retry.previous == {"id": "sub_1", "status": "active"}
+
+
+def test_committed_states_are_not_rolled_back_and_the_stack_stays_small(fence):
+    for batch in range(5):
+        start = {"stripe.changes:0": batch * 2}
+        fence.check_many([(obs(100 + batch * 2, f"s{batch}a"), at(batch * 2)),
+                          (obs(101 + batch * 2, f"s{batch}b"), at(batch * 2 + 1))], f"b{batch}", start)
+    # a new batch (offset 10) sees the last committed state, not a rolled-back one
+    verdict = fence.check(obs(200, "final"), at(10), "b5", {"stripe.changes:0": 10})
+    assert verdict.previous == {"id": "sub_1", "status": "s4b"}
+    raw = fence._redis.get(fence.ledger_key("stripe.subscription.sub_1"))
+    import orjson
+    assert len(orjson.loads(raw)) == 2  # last committed state + this batch's
+
+
+def test_rebuilt_state_is_treated_as_committed(fence):
+    fence.write_committed([obs(50, "rebuilt")])
+    verdict = fence.check(obs(40, "older"), at(0), "x", {"stripe.changes:0": 0})
+    assert verdict.status == "stale"
+    assert fence.check(obs(60, "newer"), at(1), "x", {"stripe.changes:0": 0}).previous == {
+        "id": "sub_1", "status": "rebuilt"}

@@ -1,0 +1,204 @@
+"""The normalizer on the real broker and Redis: order, dedup, events, deletes, dead letters, ledger rebuild."""
+
+import base64
+import random
+import uuid
+from collections import defaultdict
+
+import orjson
+import pytest
+import redis
+
+from apisync.events import event_id
+from apisync.kafka.admin import admin_client, ensure
+from apisync.kafka.producer import Producer
+from apisync.kafka.reader import read_topic
+from apisync.kafka.topics import Layout, TopicSpec, api_topics
+from apisync.normalizer import open_normalizer, rebuild_ledger
+from apisync.rules import rule_event_types
+
+pytestmark = pytest.mark.integration
+
+BASE_MS = 1_795_704_812_000
+
+
+def make_namespace(kafka_config, api="stripe"):
+    """Fresh copies of one api's topics under a unique prefix, so runs never see each other's data."""
+    ns = f"t{uuid.uuid4().hex[:8]}."
+    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
+             for s in api_topics(api, Layout(partitions=3), rule_event_types(api))]
+    ensure(admin_client(kafka_config), specs)
+    return ns
+
+
+def change(collection, ident, version, data, deleted=False, source="poll"):
+    return {"key": f"stripe.{collection}.{ident}", "api": "stripe", "collection": collection, "id": ident,
+            "version": version, "updated_at": "", "source": source, "synced_at": "", "deleted": deleted,
+            "data": data}
+
+
+def stripe_webhook(kind, obj, created_s):
+    return orjson.dumps({"id": f"evt_{uuid.uuid4().hex[:10]}", "object": "event", "type": kind,
+                         "created": created_s, "data": {"object": obj}})
+
+
+def produce(kafka_config, topic, items):
+    producer = Producer(kafka_config)
+    for key, value in items:
+        producer.produce(topic, key, value)
+    producer.flush()
+
+
+def drain(kafka_config, ns, redis_client, ledger, expected, limit_s=60.0, **options):
+    """Run a normalizer until it consumed `expected` messages."""
+    normalizer = open_normalizer("stripe", kafka_config, redis_client, namespace=ns, ledger_prefix=ledger,
+                                 poll_timeout=0.5, **options)
+    consumed, rounds = 0, 0
+    try:
+        while consumed < expected and rounds < limit_s:
+            consumed += normalizer.run(max_seconds=1.0).consumed
+            rounds += 1
+    finally:
+        normalizer.close()
+    assert consumed == expected
+    return consumed
+
+
+def records_by_key(kafka_config, ns):
+    by_key = defaultdict(list)
+    for msg in read_topic(kafka_config, f"{ns}stripe.records"):
+        value = orjson.loads(msg.value()) if msg.value() is not None else None
+        by_key[msg.key().decode()].append((msg.partition(), msg.offset(), value, dict(msg.headers() or [])))
+    return by_key
+
+
+def events_list(kafka_config, ns):
+    return [(m.key().decode(), m.partition(), orjson.loads(m.value()))
+            for m in read_topic(kafka_config, f"{ns}stripe.events")]
+
+
+@pytest.fixture()
+def redis_client(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture()
+def ledger(redis_client):
+    prefix = f"test:ledger:{uuid.uuid4().hex}"
+    yield prefix
+    for key in redis_client.scan_iter(match=f"{prefix}:*"):
+        redis_client.delete(key)
+
+
+def test_out_of_order_duplicates_converge_with_ordered_versions_and_unique_events(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    rng = random.Random(7)
+    truth, changes, hooks = {}, [], []
+    for n in range(12):
+        ident = f"sub_{n}"
+        versions = [BASE_MS + 1000 * v for v in range(1, 6)]
+        for i, version in enumerate(versions):
+            data = {"id": ident, "object": "subscription", "status": ["trialing", "active", "past_due",
+                                                                      "active", "canceled"][i], "rev": i}
+            truth[f"stripe.subscription.{ident}"] = (version, data)
+            item = (f"stripe.subscription.{ident}", change("subscription", ident, version, data))
+            changes += [item] * rng.choice([1, 1, 2])  # duplicates
+            if i % 2:  # the same version arrives again as a webhook
+                hooks.append((f"stripe.subscription.{ident}",
+                              stripe_webhook("customer.subscription.updated", data, version // 1000)))
+    rng.shuffle(changes)
+    rng.shuffle(hooks)
+    produce(kafka_config, f"{ns}stripe.changes", changes)
+    produce(kafka_config, f"{ns}stripe.webhooks", hooks)
+    drain(kafka_config, ns, redis_client, ledger, len(changes) + len(hooks), batch_size=7)
+
+    records = records_by_key(kafka_config, ns)
+    assert set(records) == set(truth)
+    for key, history in records.items():
+        versions = [value["version"] for _p, _o, value, _h in history]
+        assert versions == sorted(versions), f"{key} went backwards: {versions}"
+        assert (history[-1][2]["version"], history[-1][2]["data"]) == truth[key]
+        assert len({p for p, *_ in history}) == 1
+    events = events_list(kafka_config, ns)
+    ids = [e["event_id"] for _k, _p, e in events]
+    assert len(ids) == len(set(ids)), "an event_id appeared twice"
+    record_partition = {key: history[0][0] for key, history in records.items()}
+    for key, partition, event in events:
+        assert key == event["key"] == event["record"]["key"]
+        assert partition == record_partition[key]
+        assert event["event_id"] == event_id(key, event["version"], event["type"])
+    created = [e for _k, _p, e in events if e["type"] == "created"]
+    assert len(created) == 12  # one per object, whatever version happened to arrive first
+
+
+def test_delete_gives_one_deleted_event_and_a_tombstone(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    key = "stripe.customer.cus_gone"
+    obj = {"id": "cus_gone", "object": "customer", "email": "x@y.z"}
+    hooks = [(key, stripe_webhook("customer.created", obj, BASE_MS // 1000)),
+             (key, stripe_webhook("customer.deleted", {**obj, "deleted": True}, BASE_MS // 1000 + 5))]
+    hooks.append(hooks[-1])  # the provider retried the delete
+    hooks.append(hooks[0])  # and a late duplicate of the creation
+    produce(kafka_config, f"{ns}stripe.webhooks", hooks)
+    drain(kafka_config, ns, redis_client, ledger, len(hooks))
+    history = records_by_key(kafka_config, ns)[key]
+    assert [value is None for _p, _o, value, _h in history] == [False, True]
+    assert history[-1][3]["apisync-version"] == str(BASE_MS + 5000).encode()
+    kinds = [e["type"] for k, _p, e in events_list(kafka_config, ns) if k == key]
+    assert kinds == ["created", "deleted"]
+    secondary = read_topic(kafka_config, f"{ns}stripe.customer.deleted")
+    assert [orjson.loads(m.value())["record"]["data"]["email"] for m in secondary] == ["x@y.z"]
+    assert [m.value() for m in read_topic(kafka_config, f"{ns}stripe.customer")][-1] is None
+
+
+def test_rule_events_and_secondary_topics(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    key = "stripe.invoice.in_1"
+    amounts = [500, 1500, 2500, 700, 1200]
+    items = [(key, change("invoice", "in_1", BASE_MS + i * 1000, {"id": "in_1", "amount_due": a}))
+             for i, a in enumerate(amounts)]
+    produce(kafka_config, f"{ns}stripe.changes", items)
+    drain(kafka_config, ns, redis_client, ledger, len(items))
+    crossed = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.invoice.amount_due_crossed_1000")]
+    assert [e["record"]["data"]["amount_due"] for e in crossed] == [1500, 1200]
+    updated = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.invoice.updated")]
+    assert updated[0]["changes"] == {"amount_due": [500, 1500]}
+
+
+def test_malformed_observations_go_to_the_dlq_and_the_rest_flows(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    good = change("customer", "cus_ok", BASE_MS, {"id": "cus_ok"})
+    items = [("k1", b"{not json"), ("stripe.widget.w1", change("widget", "w1", BASE_MS, {})),
+             ("stripe.customer.cus_ok", good)]
+    produce(kafka_config, f"{ns}stripe.changes", items)
+    produce(kafka_config, f"{ns}stripe.webhooks", [("d1", b'{"type": "invoice.updated"}')])
+    drain(kafka_config, ns, redis_client, ledger, 4)
+    dead = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.dlq")]
+    reasons = sorted(d["reason"] for d in dead)
+    assert len(dead) == 3
+    assert any("not JSON" in r for r in reasons) and any("widget" in r for r in reasons)
+    assert any("created" in r for r in reasons)  # the webhook without `created`
+    originals = {base64.b64decode(d["value"]) for d in dead}
+    assert originals == {b"{not json", b'{"type": "invoice.updated"}', orjson.dumps(items[1][1])}
+    assert list(records_by_key(kafka_config, ns)) == ["stripe.customer.cus_ok"]
+
+
+def test_rebuild_ledger_from_the_records_topic(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    items = [("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS + 10_000, {"id": "cus_r", "n": 1})),
+             ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS, {"id": "cus_d"})),
+             ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS + 20_000, None, deleted=True))]
+    produce(kafka_config, f"{ns}stripe.changes", items)
+    drain(kafka_config, ns, redis_client, ledger, 3)
+    for key in redis_client.scan_iter(match=f"{ledger}:*"):
+        redis_client.delete(key)  # the ledger is lost
+    assert rebuild_ledger("stripe", kafka_config, redis_client, namespace=ns, ledger_prefix=ledger) == 2
+    later = [("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS, {"id": "cus_r", "n": 0})),  # older
+             ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS + 1000, {"id": "cus_d"})),  # older
+             ("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS + 30_000, {"id": "cus_r", "n": 2}))]
+    produce(kafka_config, f"{ns}stripe.changes", later)
+    drain(kafka_config, ns, redis_client, ledger, 3)
+    events = [e for _k, _p, e in events_list(kafka_config, ns)]
+    assert [(e["key"], e["type"]) for e in events][-1] == ("stripe.customer.cus_r", "updated")
+    assert events[-1]["changes"] == {"n": [1, 2]}  # diffed against the rebuilt data
+    assert len(events) == 4  # created r, created d, deleted d, updated r: the older ones emitted nothing

@@ -1,0 +1,118 @@
+"""Admin API: truth, mutate, determinism, config validation, handler-level faults, clock."""
+import pytest
+from conftest import EPOCH, AUTH
+
+from api_simulator.app import create_app
+from api_simulator.config import SimulatorConfig
+
+
+def test_truth_versions_match_the_data_each_api_returns(client, sim):
+    client.post("/_admin/mutate", json={"count": 30})
+    github = client.get("/_admin/truth/github").json()
+    for number, item in github["objects"]["issue"].items():
+        assert item["data"]["number"] == int(number) and "pull_request" not in item["data"]
+    for item in github["objects"]["pull_request"].values():
+        assert "head" in item["data"]
+    salesforce = client.get("/_admin/truth/salesforce").json()
+    for item in salesforce["objects"]["account"].values():
+        assert len(item["data"]["Id"]) == 18
+        stamp = client.get("/_admin/truth/salesforce").json()["objects"]["account"][item["data"]["Id"]]["version"]
+        assert stamp == item["version"]
+    from api_simulator.timefmt import github_time
+    for item in github["objects"]["issue_comment"].values():
+        assert github_time(item["version"] // 1000) == item["data"]["updated_at"]
+
+
+def test_mutate_reports_what_changed(client):
+    answer = client.post("/_admin/mutate", json={"api": "salesforce", "count": 4, "kinds": ["create"]}).json()
+    assert len(answer["mutations"]) == 4
+    truth = client.get("/_admin/truth/salesforce").json()["objects"]
+    for m in answer["mutations"]:
+        assert m["kind"] == "create" and truth[m["collection"]][m["id"]]["version"] == m["version"]
+
+
+@pytest.mark.parametrize("body", [{"api": "myspace"}, {"kinds": ["explode"]}, {"count": -1},
+                                  {"api": "stripe", "collection": "issue"}])
+def test_mutate_rejects_bad_requests(client, body):
+    answer = client.post("/_admin/mutate", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]
+
+
+def test_same_seed_same_dataset():
+    def fingerprint():
+        sim = create_app(SimulatorConfig(seed=11, objects=20, epoch=EPOCH)).state.sim
+        return {api: sim.truth(api) for api in ("stripe", "github", "salesforce")}
+    first, second = fingerprint(), fingerprint()
+    assert first == second
+    other = create_app(SimulatorConfig(seed=12, objects=20, epoch=EPOCH)).state.sim
+    assert other.truth("stripe")["objects"]["customer"].keys() != first["stripe"]["objects"]["customer"].keys()
+
+
+@pytest.mark.parametrize("patch", [{"nope": 1}, {"rate_limits": {"stripe": {"per_second": "fast"}}},
+                                   {"webhook_chaos": {"shuffle": "yes"}}])
+def test_config_rejects_unknown_keys_and_bad_types(client, patch):
+    assert client.post("/_admin/config", json=patch).status_code == 400
+
+
+def test_config_merges(client):
+    client.post("/_admin/config", json={"webhooks": {"stripe": {"url": "http://x/hook", "secrets": ["whsec_1"]}}})
+    effective = client.get("/_admin/config").json()
+    assert effective["webhooks"]["stripe"] == {"url": "http://x/hook", "secrets": ["whsec_1"]}
+    assert effective["rate_limits"]["github"]["per_hour"] == 5000
+
+
+def test_repeat_cursor_fault_serves_the_cursor_again(client):
+    client.headers.update(AUTH["stripe"])
+    first = client.get("/v1/customers", params={"limit": 5}).json()["data"]
+    client.post("/_admin/faults", json={"kind": "repeat_cursor", "api": "stripe"})
+    again = client.get("/v1/customers", params={"limit": 5, "starting_after": first[-1]["id"]}).json()
+    assert again["data"][-1]["id"] == first[-1]["id"] and again["has_more"] is True
+    normal = client.get("/v1/customers", params={"limit": 5, "starting_after": first[-1]["id"]}).json()
+    assert first[-1]["id"] not in [c["id"] for c in normal["data"]]
+
+
+def test_delete_between_list_and_fetch(client, sim):
+    client.headers.update(AUTH["github"])
+    number = client.get("/repos/apisync/demo/issues", params={"per_page": 100}).json()
+    target = next(i for i in number if "pull_request" not in i and i["comments"] == 0)
+    client.post("/_admin/faults", json={"kind": "delete_between_list_and_fetch", "api": "github"})
+    answer = client.get(f"/repos/apisync/demo/issues/{target['number']}")
+    assert answer.status_code == 404
+    assert str(target["number"]) in sim.truth("github")["deleted"]["issue"]
+
+
+@pytest.mark.parametrize("kind, status", [("http_500", 500), ("malformed_json", 200)])
+def test_transport_faults_are_scoped_and_counted(client, kind, status):
+    client.headers.update(AUTH["stripe"])
+    client.post("/_admin/faults", json={"kind": kind, "api": "stripe", "path_prefix": "/v1/charges", "count": 2})
+    assert client.get("/v1/customers").status_code == 200  # other path: untouched
+    answers = [client.get("/v1/charges") for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [status, status]
+    assert answers[2].status_code == 200 and answers[2].json()["object"] == "list"
+    if kind == "malformed_json":
+        with pytest.raises(ValueError):
+            answers[0].json()
+
+
+def test_reset_fault_drops_the_request(client):
+    client.headers.update(AUTH["salesforce"])
+    client.post("/_admin/faults", json={"kind": "reset"})
+    with pytest.raises(ConnectionResetError):
+        client.get("/services/data/v61.0/query", params={"q": "SELECT Id FROM Account"})
+
+
+def test_unknown_fault_kind_is_400(client):
+    assert client.post("/_admin/faults", json={"kind": "meteor"}).status_code == 400
+
+
+def test_clock_advance_moves_date_header(client):
+    before = client.get("/_admin/clock").json()["now"]
+    after = client.post("/_admin/clock", json={"advance_s": 86400}).json()["now"]
+    assert after - before >= 86400
+    assert client.post("/_admin/clock", json={"advance_s": -5}).status_code == 400
+
+
+def test_stats_count_per_api_and_status(client):
+    client.get("/v1/customers")
+    client.get("/v1/customers", headers=AUTH["stripe"])
+    assert client.get("/_admin/stats").json()["requests"]["stripe"] == {"401": 1, "200": 1}

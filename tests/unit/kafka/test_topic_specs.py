@@ -1,0 +1,89 @@
+"""The topic declarations: names, configs per kind, sizing overrides, validation."""
+
+import dataclasses
+
+import pytest
+
+from apisync import catalog
+from apisync.kafka.topics import CHECKPOINTS_TOPIC, Layout, TopicSpec, declared_topics
+
+
+EVENTS = {"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "1073741824"}
+
+
+@pytest.fixture
+def by_name():
+    return {spec.name: spec for spec in declared_topics(Layout())}
+
+
+def test_every_api_has_its_topics_and_nothing_else(by_name):
+    expected = {CHECKPOINTS_TOPIC}
+    for api, collections in catalog.COLLECTIONS.items():
+        expected |= {f"{api}.{kind}" for kind in ("changes", "webhooks", "records", "events", "dlq")}
+        for c in collections:
+            expected |= {f"{api}.{c}"} | {f"{api}.{c}.{t}" for t in ("created", "updated", "deleted")}
+    assert set(by_name) == expected
+
+
+@pytest.mark.parametrize(("name", "config"), [
+    ("stripe.changes", {"cleanup.policy": "delete", "retention.ms": "604800000"}),
+    ("github.webhooks", {"cleanup.policy": "delete", "retention.ms": "604800000"}),
+    ("salesforce.events", EVENTS),
+    ("stripe.invoice.deleted", EVENTS),
+    ("stripe.dlq", {"cleanup.policy": "delete", "retention.ms": "2592000000"}),
+    ("github.records", {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "60000",
+                        "delete.retention.ms": "86400000", "min.cleanable.dirty.ratio": "0.1"}),
+    ("github.pull_request", {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "60000",
+                             "delete.retention.ms": "86400000", "min.cleanable.dirty.ratio": "0.1"}),
+])
+def test_configs_per_topic_kind(by_name, name, config):
+    assert dict(by_name[name].config) == config
+
+
+def test_checkpoints_topic_is_compacted_single_partition(by_name):
+    spec = by_name[CHECKPOINTS_TOPIC]
+    assert (spec.partitions, spec.compacted, spec.config["min.compaction.lag.ms"]) == (1, True, "0")
+
+
+def test_defaults_and_env_overrides():
+    sizes = {(s.partitions, s.replication_factor) for s in declared_topics(Layout()) if s.name != CHECKPOINTS_TOPIC}
+    assert sizes == {(6, 1)}
+    layout = Layout.from_env({"APISYNC_PARTITIONS": "12", "APISYNC_REPLICATION_FACTOR": "3"})
+    specs = {s.name: s for s in declared_topics(layout)}
+    assert (specs["stripe.records"].partitions, specs["stripe.records"].replication_factor) == (12, 3)
+    assert specs["stripe.records"].config["min.insync.replicas"] == "2"
+    assert "min.insync.replicas" not in {k for s in declared_topics(Layout()) for k in s.config}
+
+
+@pytest.mark.parametrize("env", [{"APISYNC_PARTITIONS": "0"}, {"APISYNC_REPLICATION_FACTOR": "three"}])
+def test_bad_env_values_are_rejected(env):
+    with pytest.raises(ValueError, match=next(iter(env))):
+        Layout.from_env(env)
+
+
+def test_rule_events_get_their_own_topics():
+    specs = {s.name for s in declared_topics(Layout(), rule_events={
+        "stripe": {"subscription": ["status_changed"], "invoice": ["amount_due_crossed_1000", "updated"]}})}
+    assert {"stripe.subscription.status_changed", "stripe.invoice.amount_due_crossed_1000"} <= specs
+    assert "stripe.customer.status_changed" not in specs
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "Stripe Records"}, "invalid topic name"),
+    ({"name": "records"}, "invalid topic name"),
+    ({"partitions": 0}, "partitions must be >= 1"),
+    ({"replication_factor": 0}, "replication factor"),
+    ({"config": {"retention.ms": 1000}}, "must map str to str"),
+])
+def test_spec_validation(kwargs, message):
+    base = {"name": "stripe.records", "partitions": 1, "replication_factor": 1, "config": {}}
+    with pytest.raises((ValueError, TypeError), match=message):
+        TopicSpec(**{**base, **kwargs})
+
+
+def test_specs_are_frozen_including_their_config():
+    spec = declared_topics(Layout())[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.partitions = 1
+    with pytest.raises(TypeError):
+        spec.config["retention.ms"] = "1"

@@ -1,0 +1,117 @@
+"""Receiver HTTP behavior with an in-memory producer stand-in (the Kafka path is in tests/integration)."""
+
+import base64
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from apisync.webhooks.receiver import WebhookSettings, create_app
+from apisync.webhooks.signatures import sign_github, sign_standard, sign_stripe
+
+NOW = 1_795_704_812
+SW_SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+BODY = orjson.dumps({"id": "evt_1", "object": "event", "type": "customer.updated", "created": NOW,
+                     "data": {"object": {"id": "cus_1", "object": "customer"}}})
+
+
+class RecordingProducer:
+    """Acknowledges (or fails) on flush, like the real wrapper's delivery reports."""
+
+    def __init__(self, fail=False):
+        self.fail, self.queued, self.stored = fail, [], []
+
+    def produce(self, topic, key, value, headers=None, on_delivery=None):
+        self.queued.append(((topic, key, value, dict(headers)), on_delivery))
+
+    def flush(self, timeout):
+        queued, self.queued = self.queued, []
+        if self.fail:
+            raise RuntimeError("delivery to topic x failed: broker down")
+        for message, callback in queued:
+            self.stored.append(message)
+            callback(None)
+
+
+def client(producer, now=NOW, max_body=4096):
+    settings = WebhookSettings(secrets={"stripe": ("whsec_old", "whsec_new"), "github": ("gh",),
+                                        "salesforce": (SW_SECRET,)},
+                               max_body_bytes=max_body, clock=lambda: now)
+    return TestClient(create_app(settings, producer))
+
+
+def test_valid_stripe_delivery_is_stored_raw_with_headers():
+    producer = RecordingProducer()
+    answer = client(producer).post("/webhooks/stripe", content=BODY,
+                                   headers={"Stripe-Signature": sign_stripe("whsec_new", BODY, NOW),
+                                            "Content-Type": "application/json"})
+    assert answer.status_code == 200
+    (topic, key, value, headers), = producer.stored
+    assert (topic, key, value) == ("stripe.webhooks", "stripe.customer.cus_1", BODY)
+    assert headers["stripe-signature"] == sign_stripe("whsec_new", BODY, NOW).encode()
+    assert headers["apisync-received-at"].startswith(b"2026-11-26T14:53:32")
+
+
+def test_github_and_salesforce_keys():
+    producer = RecordingProducer()
+    body = orjson.dumps({"action": "opened", "issue": {"number": 3, "updated_at": "2026-11-26T14:53:32Z"}})
+    answer = client(producer).post("/webhooks/github", content=body, headers={
+        "X-Hub-Signature-256": sign_github("gh", body), "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"})
+    assert answer.status_code == 200
+    ping = b'{"zen": "hi"}'
+    answer = client(producer).post("/webhooks/github", content=ping, headers={
+        "X-Hub-Signature-256": sign_github("gh", ping), "X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-2"})
+    assert answer.status_code == 200
+    assert [m[1] for m in producer.stored] == ["github.issue.3", "d-2"]
+
+
+@pytest.mark.parametrize("headers, now, status", [
+    ({"Stripe-Signature": sign_stripe("whsec_forged", BODY, NOW)}, NOW, 401),
+    ({"Stripe-Signature": sign_stripe("whsec_old", BODY, NOW - 301)}, NOW, 401),
+    ({}, NOW, 400),
+    ({"Stripe-Signature": "garbage"}, NOW, 400),
+], ids=["forged", "replayed", "missing", "malformed"])
+def test_rejected_deliveries_produce_nothing(headers, now, status):
+    producer = RecordingProducer()
+    answer = client(producer, now=now).post("/webhooks/stripe", content=BODY, headers=headers)
+    assert answer.status_code == status
+    assert "whsec" not in answer.text
+    assert producer.queued == [] and producer.stored == []
+
+
+def test_oversized_body_is_413_with_or_without_content_length():
+    producer = RecordingProducer()
+    big = b"x" * 5000
+    headers = {"Stripe-Signature": sign_stripe("whsec_new", big, NOW)}
+    assert client(producer).post("/webhooks/stripe", content=big, headers=headers).status_code == 413
+
+    def chunks():
+        for _ in range(5):
+            yield b"y" * 1000
+    assert client(producer).post("/webhooks/stripe", content=chunks(), headers=headers).status_code == 413
+    assert producer.stored == []
+
+
+def test_kafka_failure_answers_503():
+    producer = RecordingProducer(fail=True)
+    answer = client(producer).post("/webhooks/stripe", content=BODY,
+                                   headers={"Stripe-Signature": sign_stripe("whsec_old", BODY, NOW)})
+    assert answer.status_code == 503
+
+
+def test_standard_webhooks_tolerance_uses_injected_clock():
+    body = b'{"type": "account.updated"}'
+    headers = {"webhook-id": "m1", "webhook-timestamp": str(NOW),
+               "webhook-signature": sign_standard(SW_SECRET, "m1", NOW, body)}
+    assert client(RecordingProducer(), now=NOW + 299).post("/webhooks/salesforce", content=body,
+                                                           headers=headers).status_code == 200
+    assert client(RecordingProducer(), now=NOW + 301).post("/webhooks/salesforce", content=body,
+                                                           headers=headers).status_code == 401
+
+
+def test_unknown_api_is_404_and_settings_repr_hides_secrets():
+    assert client(RecordingProducer()).post("/webhooks/jira", content=b"{}").status_code == 404
+    settings = WebhookSettings.from_env({"APISYNC_WEBHOOK_SECRETS_STRIPE": "whsec_a, whsec_b",
+                                         "APISYNC_WEBHOOK_TOLERANCE_S": "60"})
+    assert settings.secrets == {"stripe": ("whsec_a", "whsec_b")} and settings.tolerance_s == 60
+    assert "whsec_a" not in repr(settings)
