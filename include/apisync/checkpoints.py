@@ -8,10 +8,11 @@ a checkpoint ahead of (or behind) its data. A tombstone resets the cursor.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from apisync.kafka.producer import Outgoing, Producer, client_config
 from apisync.kafka.reader import TopicReadError, read_topic
 from apisync.kafka.topics import CHECKPOINTS_TOPIC

@@ -16,6 +16,7 @@ from apisync.checkpoints import CheckpointError
 from apisync.kafka.admin import TopicAdminError
 from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
 from apisync.kafka.reader import TopicReadError
+from apisync.normalizer_cli import add_normalize
 from apisync.sync.cli import add_sync
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -44,12 +45,18 @@ def kafka_config(args: argparse.Namespace) -> dict:
     return {"bootstrap.servers": bootstrap}
 
 
+def declared() -> list:
+    """Every declared topic, including `<api>.<collection>.<rule event>` for the declared rules."""
+    from apisync.kafka.topics import declared_topics
+
+    return declared_topics()
+
+
 def _topics_ensure(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from apisync.kafka.admin import admin_client, ensure
-    from apisync.kafka.topics import declared_topics
 
-    report = ensure(admin_client(kafka_config(args)), declared_topics(), timeout(args))
+    report = ensure(admin_client(kafka_config(args)), declared(), timeout(args))
     print("\n".join(report.describe()), file=out)
     return 1 if report.unrepaired else 0
 
@@ -57,9 +64,8 @@ def _topics_ensure(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _topics_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from apisync.kafka.admin import admin_client, check
-    from apisync.kafka.topics import declared_topics
 
-    drifts = check(admin_client(kafka_config(args)), declared_topics(), timeout(args))
+    drifts = check(admin_client(kafka_config(args)), declared(), timeout(args))
     lines = [line for drift in drifts for line in drift.describe()]
     print("\n".join(lines) if lines else "all topics match their declarations", file=out)
     return 1 if drifts else 0
@@ -113,7 +119,7 @@ def add_cursor(sub: argparse._SubParsersAction) -> None:
 
 OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
                    TransactionError)
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync]
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_normalize]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,6 +107,8 @@ class Normalizer:
         deadline = None if max_seconds is None else self._clock() + max_seconds
         while (deadline is None or self._clock() < deadline) and (max_batches is None or stats.batches < max_batches):
             messages = self._consumer.consume(self._batch_size, self._poll_timeout)
+            for failed in (m for m in messages if m.error() is not None):
+                log.warning("normalizer %s: consumer error: %s", self.api, failed.error().str())
             messages = [m for m in messages if m.error() is None]
             if not messages:
                 if stop_when_idle:
@@ -145,7 +147,7 @@ class Normalizer:
         return batch
 
     def close(self) -> None:
-        """Leave the group cleanly (partitions are handed over without waiting for a timeout)."""
+        """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
         self._consumer.close()
 
     def _observe(self, msg: Any) -> Observation:
@@ -204,12 +206,21 @@ class Normalizer:
         return positions
 
     def _rewind(self, messages: Sequence[Any]) -> None:
-        """After an abort, seek each partition of the batch back to its first message."""
-        for topic, partition in _batch_tps(messages):
+        """After a failed batch, seek each of its partitions back to the group's committed offset."""
+        tps = [TopicPartition(t, p) for t, p in _batch_tps(messages)]
+        try:
+            # the broker's word, not the batch start: a commit that failed ambiguously may have landed
+            committed = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=10)}
+        except KafkaException:
+            committed = {}
+        for tp in tps:
+            offset = committed.get((tp.topic, tp.partition), OFFSET_INVALID)
+            if offset < 0:
+                offset = _first_offset(messages, tp.topic, tp.partition)
             try:
-                self._consumer.seek(TopicPartition(topic, partition, _first_offset(messages, topic, partition)))
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset
-                log.info("normalizer %s: cannot rewind %s[%d]: %s", self.api, topic, partition, exc)
+                log.info("normalizer %s: cannot rewind %s[%d]: %s", self.api, tp.topic, tp.partition, exc)
 
 
 def _batch_tps(messages: Sequence[Any]) -> set[tuple[str, int]]:
@@ -236,12 +247,37 @@ def _add(stats: NormalizerStats, batch: _Batch | None, consumed: int) -> Normali
                            stats.events + batch.events, stats.dead_letters + batch.dead, stats.aborted)
 
 
+class NormalizerSetupError(Exception):
+    """The normalizer cannot start (e.g. its output topics do not exist)."""
+
+
+def output_topics(api: str, rules: Mapping[str, Sequence[Rule]], namespace: str = "") -> list[str]:
+    """Every topic the normalizer of one api may write to."""
+    stem = f"{namespace}{api}"
+    names = [f"{stem}.records", f"{stem}.events", f"{stem}.dlq"]
+    for collection in catalog.COLLECTIONS.get(api, ()):
+        kinds = [*catalog.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
+        names += [f"{stem}.{collection}"] + [f"{stem}.{collection}.{kind}" for kind in dict.fromkeys(kinds)]
+    return names
+
+
+def missing_topics(client: Any, names: Sequence[str], timeout: float = 30.0) -> list[str]:
+    """Names absent from the cluster; a produce to one would fail every transaction."""
+    existing = set(client.list_topics(timeout=timeout).topics)
+    return [name for name in names if name not in existing]
+
+
 def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, instance: str = "0",
                     namespace: str = "", ledger_prefix: str = LEDGER_PREFIX,
                     refetch: Callable[[Observation], Observation] | None = None, **options: Any) -> Normalizer:
     """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
-    producer = Producer(producer_config(api, kafka_config, instance, namespace))
     consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
+    missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
+    if missing:
+        consumer.close()
+        raise NormalizerSetupError(f"normalizer {api}: topics missing: {', '.join(missing)}; "
+                                   f"create them with `python -m apisync topics ensure` (rule event topics included)")
+    producer = Producer(producer_config(api, kafka_config, instance, namespace))
     return Normalizer(api, consumer, producer, VersionFence(redis_client, ledger_prefix), refetch=refetch,
                       namespace=namespace, **options)
 

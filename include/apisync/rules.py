@@ -114,3 +114,10 @@ def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
 def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
     """{collection: (rule event type, ...)} so topic contracts can declare `<api>.<coll>.<event>`."""
     return {coll: tuple(r.event for r in rules) for coll, rules in default_rules(api).items()}
+
+
+def all_rule_event_types(apis: Iterable[str] | None = None) -> dict[str, dict[str, tuple[str, ...]]]:
+    """{api: {collection: (rule event type, ...)}}: pass as `declared_topics(rule_events=...)`."""
+    from apisync.catalog import APIS
+
+    return {api: rule_event_types(api) for api in (APIS if apis is None else apis)}

@@ -87,18 +87,34 @@ def _banner(airflow: AirflowStandalone) -> None:
 
 
 def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
+    from apisync.catalog import APIS as API_NAMES
+    from apisync_airflow import rest
+    from apisync_airflow.pools import ensure_pools
+
+    backfills = [f"{api}_backfill" for api in API_NAMES]
     with airflow.client() as api:
-        dag_ids = [d["dag_id"] for d in api.get("/dags", params={"limit": 100}).json().get("dags", [])]
-        backfills = sorted(d for d in dag_ids if d.endswith("_backfill"))
-        if not backfills:
-            say("missing: no apisync DAGs yet (dags/ is empty); the stack is up without pipelines")
+        say(f"pools: {', '.join(ensure_pools(api))}")
+        try:
+            rest.wait_for_dags(api, [*backfills, "kafka_topics"], timeout=240)
+        except rest.AirflowRestError as exc:
+            say(f"missing: {exc}; the stack is up without pipelines")
             return
-        for dag_id in dag_ids:
-            api.patch(f"/dags/{dag_id}", json={"is_paused": False})
-        runs = {d: api.post(f"/dags/{d}/dagRuns", json={"logical_date": None}).json()["dag_run_id"] for d in backfills}
+        for dag_id in _dags_to_unpause(API_NAMES):
+            rest.unpause(api, dag_id)
+        runs = {dag_id: rest.trigger(api, dag_id) for dag_id in backfills}
         say(f"triggered {', '.join(backfills)}; waiting for them to finish")
         _wait_for_runs(api, runs)
     _print_topic_counts(bootstrap)
+
+
+def _dags_to_unpause(apis) -> list[str]:
+    """Every apisync DAG; reconcile only once the sync engine provides it."""
+    import apisync.sync
+
+    kinds = ["backfill", "incremental", "normalize"]
+    if hasattr(apisync.sync, "run_reconcile"):
+        kinds.append("reconcile")
+    return ["kafka_topics", *(f"{api}_{kind}" for api in apis for kind in kinds)]
 
 
 def _wait_for_runs(api, runs: dict[str, str], timeout: float = 900) -> None:

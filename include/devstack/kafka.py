@@ -115,7 +115,10 @@ class KafkaCluster:
             for line in meta.read_text().splitlines():
                 if line.startswith("cluster.id="):
                     return line.split("=", 1)[1]
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        while True:
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            if not cluster_id.startswith("-"):  # the storage tool would read it as an option (Kafka skips these too)
+                return cluster_id
 
     def _format(self, libs: Path, node: _Node, cluster_id: str) -> None:
         if (node.data_dir / "data" / "meta.properties").exists():

@@ -31,7 +31,8 @@ class UnrepairedDrift(Exception):
 
 def fatal_types() -> tuple[type[BaseException], ...]:
     """The exception classes that must not be retried (those whose modules exist)."""
-    found: list[type[BaseException]] = [AirflowNotFoundException, UnrepairedDrift]
+    # ImportError: a missing engine feature is a deployment problem a retry cannot fix.
+    found: list[type[BaseException]] = [AirflowNotFoundException, UnrepairedDrift, ImportError]
     for module, name in FATAL:
         try:
             found.append(getattr(importlib.import_module(module), name))

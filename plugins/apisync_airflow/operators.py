@@ -185,11 +185,10 @@ class EnsureKafkaTopicsOperator(_KafkaRedisOperator):
         from apisync import catalog
         from apisync.kafka.admin import admin_client, ensure
         from apisync.kafka.topics import declared_topics
-        from apisync.rules import rule_event_types
 
         apis = tuple(self.apis or catalog.APIS)
         with airflow_errors("topic contracts"):
-            specs = declared_topics(rule_events={api: rule_event_types(api) for api in apis}, apis=apis)
+            specs = declared_topics(apis=apis)
             report = ensure(admin_client(self.kafka_config()), specs)
             for line in report.describe():
                 log.info("topics: %s", line)

@@ -74,3 +74,21 @@ def test_the_guard_catches_a_variable_read_at_parse_time(tmp_path, forbid_parse_
     bag = load(tmp_path)
     assert "bad" not in bag.dags
     assert forbid_parse_time_lookups and forbid_parse_time_lookups[0].startswith("Variable.get")
+
+
+@pytest.mark.parametrize("path", dag_files(), ids=lambda p: p.name)
+def test_every_task_backs_off_times_out_and_alerts(path):
+    for dag_id, dag in load(path).dags.items():
+        for task in dag.tasks:
+            where = f"{dag_id}.{task.task_id}"
+            assert task.retry_exponential_backoff, f"{where} retries without exponential backoff"
+            assert task.execution_timeout is not None, f"{where} has no execution_timeout"
+            assert task.on_failure_callback, f"{where} raises no alert on failure"
+
+
+def test_the_expected_dags_exist():
+    from apisync.catalog import APIS
+
+    found = {dag_id for path in dag_files() for dag_id in load(path).dags}
+    expected = {f"{api}_{kind}" for api in APIS for kind in ("backfill", "incremental", "normalize", "reconcile")}
+    assert found == expected | {"kafka_topics"}

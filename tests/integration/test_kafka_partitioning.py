@@ -71,7 +71,8 @@ def test_producer_partitions_like_java_for_10000_keys(kafka_config, tmp_path):
     producer.flush()
 
     assert len(delivered) == len(keys)
-    wrong = [(k, delivered[i], part) for i, (k, (_, part)) in enumerate(zip(keys, java)) if delivered[i] != part]
+    wrong = [(k, delivered[i], part) for i, (k, (_, part)) in enumerate(zip(keys, java, strict=True))
+             if delivered[i] != part]
     assert wrong == [], f"{len(wrong)} keys landed on another partition than Java picks, e.g. {wrong[:3]}"
 
 

@@ -14,7 +14,7 @@ from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.normalizer import open_normalizer, rebuild_ledger
+from apisync.normalizer import NormalizerSetupError, open_normalizer, rebuild_ledger
 from apisync.rules import rule_event_types
 
 pytestmark = pytest.mark.integration
@@ -202,3 +202,15 @@ def test_rebuild_ledger_from_the_records_topic(kafka_config, redis_client, ledge
     assert [(e["key"], e["type"]) for e in events][-1] == ("stripe.customer.cus_r", "updated")
     assert events[-1]["changes"] == {"n": [1, 2]}  # diffed against the rebuilt data
     assert len(events) == 4  # created r, created d, deleted d, updated r: the older ones emitted nothing
+
+
+def test_missing_output_topics_stop_the_start_with_one_clear_line(kafka_config, redis_client):
+    ns = f"t{uuid.uuid4().hex[:8]}."
+    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
+             for s in api_topics("stripe", Layout(partitions=1))]  # rule event topics not declared
+    ensure(admin_client(kafka_config), specs)
+    with pytest.raises(NormalizerSetupError) as caught:
+        open_normalizer("stripe", kafka_config, redis_client, namespace=ns)
+    message = str(caught.value)
+    assert f"{ns}stripe.subscription.status_changed" in message and "topics ensure" in message
+    assert f"{ns}stripe.records" not in message and "\n" not in message

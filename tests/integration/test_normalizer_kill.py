@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from apisync.kafka.admin import admin_client, ensure
-from apisync.kafka.producer import Producer
+from apisync.kafka.producer import Producer, TransactionError
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import open_normalizer
@@ -109,3 +109,41 @@ def _committed_position(normalizer) -> int:
     consumer = normalizer._consumer
     assigned = consumer.assignment()
     return sum(max(tp.offset, 0) for tp in consumer.committed(assigned, timeout=10)) if assigned else 0
+
+
+def test_an_aborted_batch_is_re_read_in_process_and_emitted_once(kafka_config, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    ns, ledger = f"t{uuid.uuid4().hex[:8]}.", f"test:ledger:{uuid.uuid4().hex}"
+    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
+             for s in api_topics("stripe", Layout(partitions=2), rule_event_types("stripe"))]
+    ensure(admin_client(kafka_config), specs)
+    producer = Producer(kafka_config)
+    for rev in range(4):
+        key = "stripe.subscription.sub_x"
+        producer.produce(f"{ns}stripe.changes", key, {
+            "key": key, "api": "stripe", "collection": "subscription", "id": "sub_x", "version": BASE_MS + rev,
+            "source": "poll", "data": {"id": "sub_x", "status": ["trialing", "active", "canceled", "active"][rev]}})
+    producer.flush()
+    normalizer = open_normalizer("stripe", kafka_config, client, namespace=ns, ledger_prefix=ledger,
+                                 batch_size=2, poll_timeout=0.5)
+    send_offsets, calls = normalizer._producer.send_offsets_to_transaction, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second batch: records and events already sent into the transaction
+            raise TransactionError("injected: coordinator went away")
+        return send_offsets(*args, **kwargs)
+
+    normalizer._producer.send_offsets_to_transaction = fails_once
+    try:
+        stats = normalizer.run(max_seconds=15, max_batches=2)
+        while stats.consumed < 4:
+            stats = normalizer.run(max_seconds=2)
+    finally:
+        normalizer.close()
+    assert len(calls) >= 3  # batch 1, the failed batch 2, its retry
+    events = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.events")]
+    assert [(e["type"], e["version"] - BASE_MS) for e in events] == [
+        ("created", 0), ("updated", 1), ("status_changed", 1), ("updated", 2), ("status_changed", 2),
+        ("updated", 3), ("status_changed", 3)]
+    assert events[3]["changes"] == {"status": ["active", "canceled"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,7 +102,10 @@ class Producer:
         self._clock = clock
         self._queue_full_timeout = queue_full_timeout
         self._fatal: KafkaError | None = None
-        self._client = client_factory({**conf, "error_cb": self._on_error})
+        # A weak reference: a bound method here would tie the client to this wrapper in a cycle, keeping
+        # librdkafka handles (and their reconnect logging) alive until the cyclic GC runs.
+        on_error = weakref.WeakMethod(self._on_error)
+        self._client = client_factory({**conf, "error_cb": lambda err: (m := on_error()) and m(err)})
         if self.transactional_id:
             self._txn_call("initialize transactions", self._client.init_transactions, 30.0)
         log.debug("kafka producer created: %s", redacted(conf))

@@ -122,9 +122,12 @@ def declared_topics(
     rule_events: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
     apis: Iterable[str] = catalog.APIS,
 ) -> list[TopicSpec]:
-    """All apisync topics; rule_events is {api: {collection: [event type, ...]}}."""
+    """All apisync topics; rule_events is {api: {collection: [event type, ...]}}, default: the declared rules."""
     layout = layout or Layout.from_env()
-    rule_events = rule_events or {}
+    if rule_events is None:
+        from apisync.rules import all_rule_event_types  # rules are data; imported late to keep this module leaf-like
+
+        rule_events = all_rule_event_types()
     specs = [spec for api in apis for spec in api_topics(api, layout, rule_events.get(api))]
     specs.append(checkpoints_topic(layout))
     names = [spec.name for spec in specs]

@@ -13,13 +13,14 @@ __all__ = ["Batch", "Source", "build_source"]
 
 def build_source(settings: ApiSettings) -> Source:
     """The source object for one API account."""
+    page_size = {"page_size": int(settings.extra["page_size"])} if settings.extra.get("page_size") else {}
     if settings.api == "stripe":
-        return StripeSource()
+        return StripeSource(**page_size)
     if settings.api == "github":
         repos = settings.extra.get("repos") or [settings.extra.get("repo")]
         if not repos or not repos[0]:
             raise ValueError("the github connection needs extra {\"repos\": [\"owner/name\"]}")
-        return GitHubSource(repos[0])
+        return GitHubSource(repos[0], **page_size)
     if settings.api == "salesforce":
-        return SalesforceSource()
+        return SalesforceSource(**page_size)
     raise ValueError(f"unknown api {settings.api!r}; known: stripe, github, salesforce")

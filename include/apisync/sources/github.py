@@ -27,12 +27,14 @@ class GitHubSource:
     api = "github"
     collections = ("issue", "pull_request", "issue_comment")
 
-    def __init__(self, repo: str, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS) -> None:
+    def __init__(self, repo: str, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS,
+                 page_size: int = PER_PAGE) -> None:
         if repo.count("/") != 1:
             raise ValueError(f"github repo must look like owner/name, got {repo!r}")
         self.repo = repo
         self.factory = factory or ObservationFactory(self.api)
         self.lookback_ms = lookback_ms
+        self.page_size = page_size
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         response = client.get(self._path("issues"), {"per_page": 1})
@@ -40,7 +42,7 @@ class GitHubSource:
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
         if collection == "pull_request":
-            params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": PER_PAGE}
+            params = {"state": "all", "sort": "updated", "direction": "asc", "per_page": self.page_size}
             paginator = HeaderLinkPaginator(self._path("pulls"), params, state=cursor)
             for page in iterate_pages(client, paginator):
                 observations = [self._observe("pull_request", pr, "backfill") for pr in page.records]
@@ -57,9 +59,9 @@ class GitHubSource:
 
     def list_ids(self, client, collection) -> Iterator[str]:
         path, params = {
-            "issue": (self._path("issues"), {"state": "all", "per_page": PER_PAGE}),
-            "pull_request": (self._path("pulls"), {"state": "all", "per_page": PER_PAGE}),
-            "issue_comment": (self._path("issues/comments"), {"per_page": PER_PAGE}),
+            "issue": (self._path("issues"), {"state": "all", "per_page": self.page_size}),
+            "pull_request": (self._path("pulls"), {"state": "all", "per_page": self.page_size}),
+            "issue_comment": (self._path("issues/comments"), {"per_page": self.page_size}),
         }[collection]
         for page in iterate_pages(client, HeaderLinkPaginator(path, params)):
             for item in page.records:
@@ -81,7 +83,7 @@ class GitHubSource:
         """Keyset pages: after every page with news, restart the query at the newest version seen."""
         listing = "issues/comments" if collection == "issue_comment" else "issues"
         while True:
-            params = {"since": ms_to_iso(since_ms), "sort": "updated", "direction": "asc", "per_page": PER_PAGE}
+            params = {"since": ms_to_iso(since_ms), "sort": "updated", "direction": "asc", "per_page": self.page_size}
             if listing == "issues":
                 params["state"] = "all"
             paginator = HeaderLinkPaginator(self._path(listing), params)

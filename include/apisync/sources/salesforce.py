@@ -35,9 +35,11 @@ class SalesforceSource:
     api = "salesforce"
     collections = tuple(OBJECTS)
 
-    def __init__(self, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS) -> None:
+    def __init__(self, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS,
+                 page_size: int = PAGE_SIZE) -> None:
         self.factory = factory or ObservationFactory(self.api)
         self.lookback_ms = lookback_ms
+        self.page_size = page_size
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         sobject, _ = OBJECTS[collection]
@@ -77,7 +79,7 @@ class SalesforceSource:
             fresh = [row for row in rows if position.is_new(*self._id_version(row))]
             for row in fresh:
                 position.advance(*self._id_version(row))
-            done = len(rows) < PAGE_SIZE
+            done = len(rows) < self.page_size
             observations = [self._observe(collection, row, source) for row in fresh]
             yield Batch(observations, position.to_cursor(self.lookback_ms), done=done)
             if done:
@@ -90,7 +92,7 @@ class SalesforceSource:
         where = (f"(SystemModstamp = {stamp} AND Id > '{after_id}') OR SystemModstamp > {stamp}"
                  if after_id else f"SystemModstamp >= {stamp}")
         soql = (f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} "
-                f"ORDER BY SystemModstamp, Id LIMIT {PAGE_SIZE}")
+                f"ORDER BY SystemModstamp, Id LIMIT {self.page_size}")
         paginator = SalesforceNextRecordsPaginator(self._path("queryAll"), {"q": soql})
         return [row for page in iterate_pages(client, paginator) for row in page.records]
 

@@ -45,8 +45,9 @@ class StripeSource:
     api = "stripe"
     collections = tuple(COLLECTIONS)
 
-    def __init__(self, factory: ObservationFactory | None = None) -> None:
+    def __init__(self, factory: ObservationFactory | None = None, page_size: int = PAGE_SIZE) -> None:
         self.factory = factory or ObservationFactory(self.api)
+        self.page_size = page_size
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         result = client.get_json("/v1/events", self._event_params(collection, limit=1))
@@ -59,7 +60,7 @@ class StripeSource:
         params = dict(spec.list_params or {})
         if start_date:
             params["created[gte]"] = _epoch_s(start_date)
-        paginator = StripeCursorPaginator(spec.path, params, limit=PAGE_SIZE, state=cursor)
+        paginator = StripeCursorPaginator(spec.path, params, limit=self.page_size, state=cursor)
         for page in iterate_pages(client, paginator):
             version = server_time_ms(page.response) - 1
             observations = [self._listed(collection, obj, version, spec.path, "backfill") for obj in page.records]
@@ -71,7 +72,7 @@ class StripeSource:
             yield from self._first_events(client, collection, cursor)
             return
         while True:
-            params = self._event_params(collection, limit=PAGE_SIZE, ending_before=after)
+            params = self._event_params(collection, limit=self.page_size, ending_before=after)
             page = client.get_json("/v1/events", params).data
             events = list(reversed(page.get("data") or []))  # oldest first
             if events:
@@ -84,7 +85,7 @@ class StripeSource:
 
     def list_ids(self, client, collection) -> Iterator[str]:
         spec = COLLECTIONS[collection]
-        paginator = StripeCursorPaginator(spec.path, dict(spec.list_params or {}), limit=PAGE_SIZE)
+        paginator = StripeCursorPaginator(spec.path, dict(spec.list_params or {}), limit=self.page_size)
         for page in iterate_pages(client, paginator):
             yield from (str(require(obj, "id", self.api, spec.path)) for obj in page.records)
 
@@ -104,7 +105,7 @@ class StripeSource:
         # No event existed when the backfill began: read everything since its start time (newest
         # first, the only order `created[gte]` offers), then continue with ending_before from the newest.
         params = self._event_params(collection, **{"created[gte]": cursor.get("since") or 0})
-        events = [e for page in iterate_pages(client, StripeCursorPaginator("/v1/events", params, limit=PAGE_SIZE))
+        events = [e for page in iterate_pages(client, StripeCursorPaginator("/v1/events", params, limit=self.page_size))
                   for e in page.records]
         events.reverse()
         after = events[-1]["id"] if events else None

@@ -66,11 +66,11 @@ class ProgressTracker:
         rate = s.records / s.seconds if s.seconds > 0 else 0.0
         eta = (total - s.records) / rate if total and rate > 0 and total > s.records else None
         if self.on_progress:
-            self.on_progress(Progress(s.pages, s.records, rate, _short(cursor), waited_s, eta))
+            self.on_progress(Progress(s.pages, s.records, rate, short_cursor(cursor), waited_s, eta))
 
 
-def _short(cursor: Any) -> Any:
+def short_cursor(cursor: Any) -> Any:
     """Only the position: cursors also carry dedupe memory and the incremental hand-over point."""
     if isinstance(cursor, dict):
-        return {k: _short(v) for k, v in cursor.items() if k not in ("recent", "incremental_start")}
+        return {k: short_cursor(v) for k, v in cursor.items() if k not in ("recent", "incremental_start")}
     return cursor

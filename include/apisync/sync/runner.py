@@ -13,12 +13,12 @@ import redis
 
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
-from apisync.http import ApiClient, BearerTokenAuth, RateLimitSpec, RedisRateLimiter
+from apisync.http import ApiClient, ApiError, BearerTokenAuth, RateLimitSpec, RedisRateLimiter
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.settings import SyncSettings
 from apisync.sources import Batch, Source, build_source
-from apisync.sync.progress import Progress, ProgressTracker, RunSummary
+from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
 
 log = logging.getLogger("apisync.sync")
 # Default request budgets per account when the connection sets none (requests per second).
@@ -96,7 +96,8 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
             cursor = saved["cursor"]
             tracker = ProgressTracker(summary, on_progress)
             pages = saved.get("pages", 0)
-            for batch in source.backfill(client, collection, cursor.get("page"), start_date):
+            batches = source.backfill(client, collection, cursor.get("page"), start_date)
+            for batch in _located(batches, lambda: summary.cursor_after or cursor.get("page")):
                 pages += 1
                 next_cursor = {"page": batch.cursor, "incremental_start": cursor["incremental_start"]}
                 messages = [change_message(obs) for obs in batch.observations]
@@ -129,7 +130,8 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     with api_client(settings, "incremental") as (client, limiter):
         try:
             tracker = ProgressTracker(summary, on_progress)
-            for batch in source.incremental(client, collection, saved["cursor"]):
+            batches = source.incremental(client, collection, saved["cursor"])
+            for batch in _located(batches, lambda: summary.cursor_after or saved["cursor"]):
                 pages += 1
                 messages = [change_message(obs) for obs in batch.observations]
                 writer.write_page(messages, key, checkpoint_value(batch.cursor, pages))
@@ -145,6 +147,16 @@ def _incremental_handover(store: CheckpointStore, key: str, start: dict) -> list
     if store.load(key) is not None:
         return []
     return [Outgoing(CHECKPOINTS_TOPIC, key, checkpoint_value(start, 0))]
+
+
+def _located(batches: Iterator[Batch], cursor: Callable[[], Any]) -> Iterator[Batch]:
+    """Name the cursor in an API error raised mid-walk; the checkpoint stays at that cursor."""
+    try:
+        yield from batches
+    except ApiError as error:
+        if not error.params:
+            error.params = f"checkpoint cursor {short_cursor(cursor())}"
+        raise
 
 
 def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter) -> None:

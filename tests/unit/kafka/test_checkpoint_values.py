@@ -22,7 +22,9 @@ def test_key_parts_must_be_plain_words(parts):
 
 
 def test_value_shape_and_utc_timestamp():
-    clock = lambda: datetime(2026, 11, 26, 16, 53, 32, 123456, tzinfo=timezone(timedelta(hours=2)))
+    def clock():
+        return datetime(2026, 11, 26, 16, 53, 32, 123456, tzinfo=timezone(timedelta(hours=2)))
+
     assert checkpoint_value({"starting_after": "cus_9"}, pages=4, clock=clock) == {
         "cursor": {"starting_after": "cus_9"}, "updated_at": "2026-11-26T14:53:32.123Z", "pages": 4, "done": False}
 

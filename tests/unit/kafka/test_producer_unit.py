@@ -4,8 +4,15 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from apisync.kafka.producer import (DeliveryError, Outgoing, Producer, ProducerConfigError, TransactionError,
-                                    producer_config, redacted)
+from apisync.kafka.producer import (
+    DeliveryError,
+    Outgoing,
+    Producer,
+    ProducerConfigError,
+    TransactionError,
+    producer_config,
+    redacted,
+)
 
 BOOT = {"bootstrap.servers": "127.0.0.1:9092"}
 

@@ -7,7 +7,6 @@ import pytest
 from apisync import catalog
 from apisync.kafka.topics import CHECKPOINTS_TOPIC, Layout, TopicSpec, declared_topics
 
-
 EVENTS = {"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "1073741824"}
 
 
@@ -22,6 +21,10 @@ def test_every_api_has_its_topics_and_nothing_else(by_name):
         expected |= {f"{api}.{kind}" for kind in ("changes", "webhooks", "records", "events", "dlq")}
         for c in collections:
             expected |= {f"{api}.{c}"} | {f"{api}.{c}.{t}" for t in ("created", "updated", "deleted")}
+    # The declared rules add one secondary events topic each.
+    expected |= {"stripe.subscription.status_changed", "stripe.invoice.amount_due_crossed_1000",
+                 "github.issue.state_changed", "github.pull_request.state_changed",
+                 "salesforce.opportunity.stage_changed"}
     assert set(by_name) == expected
 
 

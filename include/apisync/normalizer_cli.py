@@ -1,0 +1,51 @@
+"""`python -m apisync normalize <api>` and `python -m apisync ledger rebuild <api>`.
+
+Redis comes from APISYNC_REDIS_URL (default redis://127.0.0.1:6379/0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def redis_url() -> str:
+    return os.environ.get("APISYNC_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    from apisync.cli import kafka_config
+    from apisync.normalizer import normalize
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds)
+    print(f"{args.api} normalizer: {stats}")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    import redis
+
+    from apisync.cli import kafka_config
+    from apisync.normalizer import rebuild_ledger
+
+    count = rebuild_ledger(args.api, kafka_config(args), redis.Redis.from_url(redis_url()))
+    print(f"{args.api} ledger rebuilt from {args.api}.records: {count} keys")
+    return 0
+
+
+def add_normalize(sub: argparse._SubParsersAction) -> None:
+    """`normalize <api> [--max-seconds N]` and `ledger rebuild <api>`."""
+    from apisync.cli import common_options
+
+    apis = ("stripe", "github", "salesforce")
+    run = sub.add_parser("normalize", parents=[common_options()], help="turn observations into records and events")
+    run.add_argument("api", choices=apis)
+    run.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run forever)")
+    run.set_defaults(func=_normalize)
+    ledger = sub.add_parser("ledger", help="the Redis version ledger").add_subparsers(dest="action", required=True)
+    rebuild = ledger.add_parser("rebuild", parents=[common_options()],
+                                help="rebuild it from the compacted records topic (stop the normalizer first)")
+    rebuild.add_argument("api", choices=apis)
+    rebuild.set_defaults(func=_rebuild)

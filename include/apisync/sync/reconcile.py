@@ -1,0 +1,74 @@
+"""Delete reconciliation: deletes that polling cannot see (GitHub issues, hard-deleted rows).
+
+A complete listing of live ids is diffed against the ledger (what the records topic holds as live);
+every candidate is confirmed by fetching it (the listing may simply have raced a create), and only
+then does a delete observation go to `<api>.changes`, where the normalizer turns it into a `deleted`
+event and a tombstone. A run that would delete more than `max_delete_share` of the collection stops:
+that smells of a broken listing or the wrong account, not of real deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+
+from apisync.fence import VersionFence
+from apisync.kafka.producer import Producer
+from apisync.settings import SyncSettings
+from apisync.sources import Source, build_source
+from apisync.sources.base import ObservationFactory
+from apisync.sync.progress import Progress, ProgressTracker, RunSummary
+from apisync.sync.runner import api_client, change_message
+
+
+class TooManyDeletes(RuntimeError):
+    """The diff would delete more than the configured share of a collection."""
+
+
+def ledger_live_ids(fence: VersionFence, client: redis.Redis, api: str, collection: str) -> dict[str, int]:
+    """Ids the ledger holds as live, with their versions."""
+    live = {}
+    prefix = fence.ledger_key(f"{api}.{collection}.")
+    for raw_key in client.scan_iter(match=f"{prefix}*", count=1000):
+        key = raw_key.decode()
+        state = fence.current(key[len(fence.ledger_key("")):])
+        if state and not state["deleted"]:
+            live[key[len(prefix):]] = state["version"]
+    return live
+
+
+def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = True, max_delete_share: float = 0.05,
+                  on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+    """Find, confirm and (unless dry_run) emit deletes for one collection."""
+    api = settings.api.api
+    source = source or build_source(settings.api)
+    redis_client = redis.Redis.from_url(settings.redis_url)
+    known = ledger_live_ids(VersionFence(redis_client), redis_client, api, collection)
+    summary = RunSummary(api, collection, "reconcile")
+    tracker = ProgressTracker(summary, on_progress)
+    with api_client(settings, "reconcile") as (client, limiter):
+        listed = set(source.list_ids(client, collection))
+        candidates = sorted(set(known) - listed)
+        if known and len(candidates) > max_delete_share * len(known):
+            raise TooManyDeletes(f"{api} {collection}: {len(candidates)} of {len(known)} known objects are missing "
+                                 f"from the listing, more than the {max_delete_share:.0%} cap; nothing deleted")
+        confirmed = [object_id for object_id in candidates if source.fetch(client, collection, object_id) is None]
+        tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
+    summary.note = f"{'would delete' if dry_run else 'deleted'}: {', '.join(confirmed[:20]) or 'nothing'}"
+    if confirmed and not dry_run:
+        _emit_deletes(settings, api, collection, {i: known[i] for i in confirmed})
+    return summary
+
+
+def _emit_deletes(settings: SyncSettings, api: str, collection: str, versions: dict[str, int]) -> None:
+    # Version = last known + 1 ms: the delete happened after everything the ledger has seen.
+    factory = ObservationFactory(api)
+    producer = Producer(settings.kafka)
+    try:
+        for object_id, version in versions.items():
+            obs = factory.make(collection, object_id, version + 1, None, source="reconcile", deleted=True)
+            producer.send(change_message(obs))
+        producer.flush()
+    finally:
+        producer.close()

@@ -1,0 +1,31 @@
+"""Run the webhook receiver alone: `python -m apisync.webhooks [--host 127.0.0.1] [--port 8090]`.
+
+Kafka from APISYNC_KAFKA_BOOTSTRAP; secrets from APISYNC_WEBHOOK_SECRETS_<API> (see WebhookSettings.from_env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+
+from apisync.kafka.producer import Producer
+from apisync.webhooks.receiver import WebhookSettings, create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m apisync.webhooks", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    args = parser.parse_args(argv)
+    bootstrap = os.environ.get("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    # a delivery that cannot be acknowledged within the answer deadline is reported as 503, not left hanging
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 9000})
+    uvicorn.run(create_app(WebhookSettings.from_env(), producer), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""A malformed page fails the run with one line naming API, endpoint and cursor; the checkpoint stays."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sync_helpers import settings_for
+
+from apisync.checkpoints import CheckpointStore
+from apisync.http import ApiError, MalformedResponseError, RetriableError
+from apisync.sync import run_backfill
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(("fault", "error"), [("malformed_json", MalformedResponseError), ("truncated", RetriableError)])
+def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slate, kafka_config, redis_url, simulator_url):
+    clean_slate(seed=3, objects=30)
+    settings = settings_for("stripe", kafka_config, redis_url, simulator_url, page_size=10)
+
+    def break_the_api_after_page_one(progress):
+        if progress.pages == 1:
+            httpx.post(f"{simulator_url}/_admin/faults",
+                       json={"kind": fault, "api": "stripe", "path_prefix": "/v1/customers", "count": None})
+
+    with pytest.raises(ApiError) as raised:
+        run_backfill(settings, "customer", on_progress=break_the_api_after_page_one)
+    assert isinstance(raised.value, error)  # a truncated body is a broken connection to httpx
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "stripe GET /v1/customers" in message and "starting_after=cus_" in message
+    assert "sk_test_apisync" not in message
+    checkpoint = CheckpointStore(kafka_config).load("stripe.backfill.customer")
+    assert checkpoint["pages"] == 1 and not checkpoint["done"]
+    assert checkpoint["cursor"]["page"]["cursor"] in message  # the failed request started at the checkpoint
+
+    httpx.delete(f"{simulator_url}/_admin/faults")
+    resumed = run_backfill(settings, "customer")
+    assert resumed.pages == 2 and resumed.records == 20  # pages 2 and 3 only
