@@ -18,7 +18,7 @@ class Credentials:
     salesforce: str = "sf_apisync_token"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Credentials":
+    def from_env(cls, env: dict[str, str] | None = None) -> Credentials:
         """Defaults overridden by API_SIMULATOR_{STRIPE_KEY,GITHUB_TOKEN,SALESFORCE_TOKEN}."""
         env = os.environ if env is None else env
         base = cls()

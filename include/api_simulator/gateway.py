@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import github, salesforce, stripe
 from .faults import TRANSPORT_KINDS, Fault

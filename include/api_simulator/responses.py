@@ -1,7 +1,8 @@
 """Small response helpers shared by the three API modules."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.responses import Response

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .timefmt import parse_iso
 
@@ -186,7 +187,7 @@ def _sf_datetime(text: str) -> str:
         epoch = parse_iso(text)
     except ValueError:
         raise SoqlError("MALFORMED_QUERY", f"invalid date/time: '{text}'") from None
-    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    dt = datetime.fromtimestamp(epoch, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 

@@ -1,7 +1,8 @@
 """Stripe REST routes: list (newest first, cursors, created filters), retrieve, events."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from starlette.routing import Route
 

@@ -1,23 +1,23 @@
 """Time formats of the three APIs, all UTC."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import formatdate
 
 
 def github_time(epoch_s: int) -> str:
     """GitHub style: 2026-11-26T14:53:32Z."""
-    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def salesforce_time(epoch_s: int) -> str:
     """Salesforce style: 2026-11-26T14:53:32.000+0000."""
-    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def iso_time(epoch_s: float) -> str:
     """ISO 8601 with milliseconds and Z."""
-    dt = datetime.fromtimestamp(epoch_s, timezone.utc)
+    dt = datetime.fromtimestamp(epoch_s, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -35,5 +35,5 @@ def parse_iso(text: str) -> float:
         value = value[:-2] + ":" + value[-2:]
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

@@ -89,7 +89,7 @@ class GitHubSource:
             paginator = HeaderLinkPaginator(self._path(listing), params)
             batch = None
             for page in iterate_pages(client, paginator):
-                fresh = [item for item in page.records if position.is_new(*self._id_version(collection, item))]
+                fresh = [item for item in page.records if position.is_new(*self._id_version(collection, item), item)]
                 if fresh or paginator.done:
                     batch = Batch(self._observe_page(client, collection, fresh, position, source),
                                   position.to_cursor(self.lookback_ms), done=paginator.done)
@@ -105,7 +105,7 @@ class GitHubSource:
         observations = []
         for item in items:
             object_id, version = self._id_version(collection, item)
-            position.advance(object_id, version)
+            position.advance(object_id, version, item)
             is_pr = "pull_request" in item
             if collection == "issue" and not is_pr:
                 observations.append(self._observe("issue", item, source))

@@ -76,9 +76,9 @@ class SalesforceSource:
               source: str) -> Iterator[Batch]:
         while True:
             rows = self._page(client, collection, since_ms, after_id)
-            fresh = [row for row in rows if position.is_new(*self._id_version(row))]
+            fresh = [row for row in rows if position.is_new(*self._id_version(row), row)]
             for row in fresh:
-                position.advance(*self._id_version(row))
+                position.advance(*self._id_version(row), row)
             done = len(rows) < self.page_size
             observations = [self._observe(collection, row, source) for row in fresh]
             yield Batch(observations, position.to_cursor(self.lookback_ms), done=done)

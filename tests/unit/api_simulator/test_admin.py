@@ -1,9 +1,9 @@
 """Admin API: truth, mutate, determinism, config validation, handler-level faults, clock."""
 import pytest
-from conftest import EPOCH, AUTH
 
 from api_simulator.app import create_app
 from api_simulator.config import SimulatorConfig
+from conftest import AUTH, EPOCH
 
 
 def test_truth_versions_match_the_data_each_api_returns(client, sim):
