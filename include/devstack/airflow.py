@@ -14,6 +14,12 @@ from devstack.paths import PROJECT_ROOT
 from devstack.process import ManagedProcess, free_port, wait_until
 
 ADMIN_USER = "admin"
+# Demo-only signing secrets shared by the simulator and the receiver (real ones come from the provider).
+DEMO_WEBHOOK_SECRETS = {
+    "stripe": "whsec_apisync_demo_stripe",
+    "github": "apisync-demo-github-secret",
+    "salesforce": "whsec_YXBpc3luYy1kZW1vLXNhbGVzZm9yY2Uta2V5LTMyYg==",
+}
 
 
 def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str | None) -> dict[str, str]:
@@ -25,10 +31,14 @@ def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str | No
     }
     if simulator_url:
         conns |= {
-            "stripe_default": {"conn_type": "http", "host": simulator_url, "password": "sk_test_apisync"},
+            "stripe_default": {"conn_type": "http", "host": simulator_url, "password": "sk_test_apisync",
+                               "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["stripe"]], "rate_per_s": 20}},
             "github_default": {"conn_type": "http", "host": simulator_url, "password": "ghp_apisync",
-                               "extra": {"repos": ["apisync/demo"]}},
-            "salesforce_default": {"conn_type": "http", "host": simulator_url, "password": "sf_apisync_token"},
+                               "extra": {"repos": ["apisync/demo"], "rate_per_s": 20,
+                                         "webhook_secrets": [DEMO_WEBHOOK_SECRETS["github"]]}},
+            "salesforce_default": {"conn_type": "http", "host": simulator_url, "password": "sf_apisync_token",
+                                   "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["salesforce"]],
+                                             "rate_per_s": 20}},
         }
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
 

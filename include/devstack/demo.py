@@ -6,7 +6,7 @@ import importlib.util
 import time
 from contextlib import ExitStack
 
-from devstack.airflow import ADMIN_USER, AirflowStandalone, connection_env
+from devstack.airflow import ADMIN_USER, DEMO_WEBHOOK_SECRETS, AirflowStandalone, connection_env
 from devstack.kafka import KafkaCluster
 from devstack.paths import state_dir
 from devstack.redis import RedisServer
@@ -77,7 +77,8 @@ def _ensure_topics(bootstrap: str) -> None:
 def _point_webhooks_at(simulator_url: str, airflow_url: str) -> None:
     import httpx
 
-    hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}"} for api in APIS}
+    hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}", "secrets": [DEMO_WEBHOOK_SECRETS[api]]}
+             for api in APIS}
     httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0}, timeout=10)
     say(f"simulator webhooks -> {airflow_url}{WEBHOOK_PATH}/<api>, mutating 1 object/s")
 
@@ -108,12 +109,8 @@ def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
 
 
 def _dags_to_unpause(apis) -> list[str]:
-    """Every apisync DAG; reconcile only once the sync engine provides it."""
-    import apisync.sync
-
-    kinds = ["backfill", "incremental", "normalize"]
-    if hasattr(apisync.sync, "run_reconcile"):
-        kinds.append("reconcile")
+    """Every apisync DAG."""
+    kinds = ["backfill", "incremental", "normalize", "reconcile"]
     return ["kafka_topics", *(f"{api}_{kind}" for api in apis for kind in kinds)]
 
 

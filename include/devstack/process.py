@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from devstack.errors import StackError
@@ -66,18 +67,27 @@ def wait_until(check, timeout: float, what: str, process: ManagedProcess | None 
     raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {where}")
 
 
+TAG_VARIABLE = "APISYNC_DEVSTACK_TAG"
+
+
 class ManagedProcess:
-    """A child in its own process group, logging to a file, stopped group-wide."""
+    """A child in its own process group, logging to a file, stopped group-wide.
+
+    Every descendant inherits a tag in its environment, so stop() also finds those that left the
+    group (Airflow's task supervisors start their own sessions).
+    """
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_path
+        self.tag = uuid.uuid4().hex
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self._popen = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
+                env={**(env if env is not None else os.environ), TAG_VARIABLE: self.tag}, cwd=cwd,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
 
     @property
@@ -96,11 +106,24 @@ class ManagedProcess:
             pass
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
+        self._kill_tagged()
 
     def kill(self) -> None:
         """SIGKILL the whole group at once (crash tests)."""
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
+        self._kill_tagged()
+
+    def _kill_tagged(self) -> None:
+        """SIGKILL descendants that escaped the process group (found by the tag in their environment)."""
+        import psutil
+
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get(TAG_VARIABLE) == self.tag:
+                    proc.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
 
     def _signal_group(self, sig: int) -> None:
         try:

@@ -12,7 +12,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+)
 
 log = logging.getLogger("apisync.airflow")
 
@@ -59,5 +64,5 @@ def airflow_errors(what: str) -> Iterator[None]:
             raise AirflowFailException(f"{what}: {exc}") from exc
         if isinstance(exc, AirflowException):
             raise
-        log.warning("%s failed, Airflow will retry: %s", what, exc)
+        log.warning("%s failed with a retriable error (Airflow retries while tries remain): %s", what, exc)
         raise

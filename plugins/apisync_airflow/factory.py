@@ -48,7 +48,7 @@ class DagDefaults:
     sync_timeout_s: float = 1800.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "DagDefaults":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DagDefaults:
         """APISYNC_RETRIES (>= 2), APISYNC_RETRY_DELAY_S, APISYNC_MAX_RETRY_DELAY_S, APISYNC_*_SCHEDULE, ..."""
         env = os.environ if env is None else env
         base = cls()

@@ -84,7 +84,8 @@ def webhook_settings_from_env(env: Mapping[str, str]):
 class LazyProducer:
     """Builds the real producer on first use, so loading the plugin never needs Kafka."""
 
-    def __init__(self, config: Callable[[], Mapping[str, Any]], factory: Callable[[Mapping[str, Any]], Any] | None = None):
+    def __init__(self, config: Callable[[], Mapping[str, Any]],
+                 factory: Callable[[Mapping[str, Any]], Any] | None = None) -> None:
         self._config = config
         self._factory = factory
         self._producer: Any = None

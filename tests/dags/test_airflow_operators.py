@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -22,7 +23,8 @@ def test_constructors_touch_no_connection(monkeypatch):
     # No AIRFLOW_CONN_* at all: building operators must still work (DAG parsing does exactly this).
     for name in ("KAFKA", "REDIS", "STRIPE"):
         monkeypatch.delenv(f"AIRFLOW_CONN_{name}_DEFAULT", raising=False)
-    op = BackfillApiToKafkaOperator(task_id="b", api="stripe", collection="customer", restart="{{ params.restart }}")
+    op = BackfillApiToKafkaOperator(task_id="b", api="stripe", collection="customer",
+                                    restart="{{ params.restart }}")
     assert (op.api, op.collection, op.restart) == ("stripe", "customer", "{{ params.restart }}")
     assert set(op.template_fields) == {"collection", "restart", "start_from"}
 
@@ -30,7 +32,8 @@ def test_constructors_touch_no_connection(monkeypatch):
 def test_backfill_passes_settings_and_params_and_returns_the_summary(connections, engine, caplog):
     def backfill(settings, collection, *, restart, start_date, on_progress):
         on_progress(engine.Progress(3, 300, 150.0, {"starting_after": "cus_9"}, 1.5, 42.0))
-        return engine.Summary({"api": "stripe", "collection": collection, "job": "backfill", "pages": 3, "records": 300})
+        return engine.Summary({"api": "stripe", "collection": collection, "job": "backfill", "pages": 3,
+                               "records": 300})
 
     engine.script["backfill"] = backfill
     op = BackfillApiToKafkaOperator(task_id="b", api="stripe", collection="customer", restart="True",
@@ -115,3 +118,9 @@ def test_as_bool(value, flag):
 @pytest.mark.parametrize("value, text", [(None, None), ("", None), ("None", None), (" 2026-01-01 ", "2026-01-01")])
 def test_as_optional_str(value, text):
     assert as_optional_str(value) == text
+
+
+def test_a_missing_engine_feature_fails_without_retrying(connections, engine, monkeypatch):
+    monkeypatch.delattr(sys.modules["apisync.sync"], "run_reconcile")
+    with pytest.raises(AirflowFailException, match="stripe reconcile of charge"):
+        ReconcileDeletesToKafkaOperator(task_id="r", api="stripe", collection="charge").execute({})

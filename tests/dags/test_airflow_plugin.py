@@ -44,7 +44,8 @@ def test_only_plugin_py_is_executed_by_the_plugin_manager(monkeypatch):
     from airflow._shared.module_loading import find_path_from_directory
     from airflow._shared.plugins_manager.plugins_manager import _load_plugins_from_plugin_directory
 
-    files = [Path(p).relative_to(PLUGINS).as_posix() for p in find_path_from_directory(str(PLUGINS), ".airflowignore")]
+    found = find_path_from_directory(str(PLUGINS), ".airflowignore")
+    files = [Path(p).relative_to(PLUGINS).as_posix() for p in found]
     assert files == ["apisync_airflow/plugin.py"]
     monkeypatch.setenv("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # never contacted: the producer is lazy
     plugins, errors = _load_plugins_from_plugin_directory(str(PLUGINS))
@@ -69,7 +70,8 @@ def mounted(env: dict, factory=RecordingProducer) -> tuple[TestClient, list]:
 
 def test_signed_github_webhook_is_stored_raw_under_apisync_prefix():
     env = {"AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "k:9092"}}),
-           "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http", "extra": {"webhook_secrets": [GITHUB_SECRET]}})}
+           "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http",
+                                                      "extra": {"webhook_secrets": [GITHUB_SECRET]}})}
     client, built = mounted(env)
     assert built == []  # nothing built before the first webhook
     body = b'{"action": "edited", "issue": {"number": 7, "updated_at": "2026-01-01T00:00:00Z"}}'
@@ -120,7 +122,8 @@ def test_kafka_config_missing_says_what_to_set():
 
 def test_secrets_from_env_and_connection_are_merged_without_duplicates():
     env = {"APISYNC_WEBHOOK_SECRETS_STRIPE": "whsec_new,whsec_old",
-           "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps({"conn_type": "http", "extra": {"webhook_secrets": ["whsec_old", "whsec_x"]}}),
+           "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps({"conn_type": "http",
+                                                      "extra": {"webhook_secrets": ["whsec_old", "whsec_x"]}}),
            "AIRFLOW_CONN_GITHUB_DEFAULT": "not json at all {"}
     settings = webhook_settings_from_env(env)
     assert settings.secrets == {"stripe": ("whsec_new", "whsec_old", "whsec_x")}

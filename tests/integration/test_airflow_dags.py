@@ -145,7 +145,7 @@ def test_a_task_that_keeps_failing_ends_failed_and_alerts(airflow, api, clean_sl
     mine = [a for a in alerts if a["run_id"] == run_id]
     assert len(mine) == 1, alerts  # one alert when the task finally failed, none per retry
     assert (mine[0]["dag_id"], mine[0]["task_id"], mine[0]["try_number"]) == ("github_backfill", "backfill", 3)
-    assert "HTTP 500" in mine[0]["error"] and f"/dags/github_backfill/runs/" in mine[0]["log_url"]
+    assert "HTTP 500" in mine[0]["error"] and "/dags/github_backfill/runs/" in mine[0]["log_url"]
 
 
 def test_webhook_posted_to_the_api_server_lands_in_kafka(airflow, kafka_bootstrap):

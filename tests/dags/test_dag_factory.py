@@ -23,7 +23,8 @@ def test_backfill_form_and_shape(stripe):
     params = dag.params.dump()
     assert params == {"collections": list(COLLECTIONS["stripe"]), "start_date": None, "restart": False,
                       "normalize_seconds": 50}
-    assert [t.task_id for t in dag.topological_sort()] == ["ensure_topics", "choose_collections", "backfill", "normalize"]
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == ["ensure_topics", "choose_collections", "backfill", "normalize"]
     backfill = dag.get_task("backfill")
     assert backfill.pool == "apisync_stripe" and backfill.execution_timeout == timedelta(hours=6)
     assert [a.name for a in backfill.outlets] == ["stripe.changes"]
@@ -82,4 +83,5 @@ def test_choose_collections_refuses_empty_or_unknown(chosen):
 
 
 def test_choose_collections_keeps_the_chosen_order():
-    assert choose_collections.function("stripe", params={"collections": ["invoice", "customer"]}) == ["invoice", "customer"]
+    chosen = choose_collections.function("stripe", params={"collections": ["invoice", "customer"]})
+    assert chosen == ["invoice", "customer"]
