@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 prepare: $(VENV)/.installed
 	$(PY) -m devstack prepare
 
-test: prepare
+test: prepare lint
 	$(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed

@@ -6,6 +6,7 @@ Set APISYNC_KAFKA_BOOTSTRAP / APISYNC_REDIS_URL / APISYNC_SIMULATOR_URL to reuse
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def kafka_cluster(stack_dir):
         return
     cluster = KafkaCluster(stack_dir / "kafka").start()
     yield cluster
+    gc.collect()  # free clients nobody holds any more, before their broker goes away (less reconnect noise)
     cluster.stop()
 
 

@@ -50,7 +50,7 @@ class GitHubModel(ApiModel):
         if count:
             order.remove("issue")
             order.insert(0, "issue")
-        for when, collection in zip(self.seed_times(len(order)), order):
+        for when, collection in zip(self.seed_times(len(order)), order, strict=True):
             self._create(collection, when, seeded=True)
         self.outbox.clear()
 

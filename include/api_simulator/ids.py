@@ -34,5 +34,5 @@ def _sf_checksum(base15: str) -> str:
 
 def uuid_from(rng: random.Random) -> str:
     """A UUID4-shaped string drawn from `rng` (deterministic, unlike uuid.uuid4)."""
-    hexes = "%032x" % rng.getrandbits(128)
+    hexes = f"{rng.getrandbits(128):032x}"
     return f"{hexes[:8]}-{hexes[8:12]}-4{hexes[13:16]}-a{hexes[17:20]}-{hexes[20:32]}"

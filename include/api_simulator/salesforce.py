@@ -144,7 +144,8 @@ async def replication(request):
     now = get_sim(request).clock.now_s()
     gone = [{"id": oid, "deletedDate": salesforce_time(when)}
             for oid, when in model.deleted[sobject].items() if start <= when < max(covered, start)]
-    return json_response({"deletedRecords": gone, "earliestDateAvailable": salesforce_time((now - 15 * 86400) // 60 * 60),
+    earliest = salesforce_time((now - 15 * 86400) // 60 * 60)
+    return json_response({"deletedRecords": gone, "earliestDateAvailable": earliest,
                           "latestDateCovered": hi})
 
 

@@ -54,7 +54,7 @@ class SalesforceModel(ApiModel):
         if count:
             order.remove("account")
             order.insert(0, "account")
-        for when, collection in zip(self.seed_times(len(order)), order):
+        for when, collection in zip(self.seed_times(len(order)), order, strict=True):
             self._create(collection, when)
         self.outbox.clear()
 
@@ -87,7 +87,8 @@ class SalesforceModel(ApiModel):
         self.serial += 1
         oid = salesforce_id(KEY_PREFIX[sobject], self.serial)
         stamp = salesforce_time(when)
-        row: dict[str, Any] = {"attributes": {"type": sobject, "url": f"/services/data/{VERSION}/sobjects/{sobject}/{oid}"},
+        url = f"/services/data/{VERSION}/sobjects/{sobject}/{oid}"
+        row: dict[str, Any] = {"attributes": {"type": sobject, "url": url},
                                "Id": oid, "IsDeleted": False}
         row.update(getattr(self, f"_fields_{collection}")())
         row.update(OwnerId=USER_ID, CreatedDate=stamp, CreatedById=USER_ID, LastModifiedDate=stamp,

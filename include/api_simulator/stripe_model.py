@@ -43,7 +43,7 @@ class StripeModel(ApiModel):
         if count:
             order.remove("customer")
             order.insert(0, "customer")
-        for when, collection in zip(self.seed_times(len(order)), order):
+        for when, collection in zip(self.seed_times(len(order)), order, strict=True):
             self._create(collection, when)
         self.outbox.clear()
 

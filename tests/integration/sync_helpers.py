@@ -46,15 +46,19 @@ def comparable(api: str, collection: str, data: dict) -> dict:
     return data
 
 
-def live_mismatches(api: str, collections, newest: dict[str, dict], ground: dict) -> list[str]:
-    """Keys whose newest observation differs from the truth (missing, stale or wrongly deleted)."""
+def live_mismatches(api: str, collections, newest: dict[str, dict | None], ground: dict) -> list[str]:
+    """Keys whose newest observation or record differs from the truth (missing, stale or wrongly deleted).
+
+    `newest` maps record keys to an observation or a record value (None for a tombstone).
+    """
     problems = []
     for collection in collections:
         for object_id, entry in ground["objects"].get(collection, {}).items():
-            obs = newest.get(f"{api}.{collection}.{object_id}")
-            if obs is None:
+            key = f"{api}.{collection}.{object_id}"
+            obs = newest.get(key)
+            if key not in newest:
                 problems.append(f"missing {collection} {object_id}")
-            elif obs["deleted"]:
+            elif obs is None or obs.get("deleted"):
                 problems.append(f"{collection} {object_id} is live but observed deleted")
             elif comparable(api, collection, obs["data"]) != comparable(api, collection, entry["data"]):
                 problems.append(f"stale {collection} {object_id}")

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import orjson
 import pytest
-from sync_helpers import comparable, truth
+from sync_helpers import live_mismatches, truth
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
@@ -64,18 +64,6 @@ def records_by_key(kafka_bootstrap: str, api_name: str) -> dict[str, dict | None
     return latest
 
 
-def mismatches(api_name: str, collections, records: dict, ground: dict) -> list[str]:
-    problems = []
-    for collection in collections:
-        for object_id, entry in ground["objects"].get(collection, {}).items():
-            record = records.get(f"{api_name}.{collection}.{object_id}")
-            if record is None:
-                problems.append(f"missing {collection} {object_id}")
-            elif comparable(api_name, collection, record["data"]) != comparable(api_name, collection, entry["data"]):
-                problems.append(f"stale {collection} {object_id}")
-    return problems
-
-
 def test_backfill_with_params_delivers_the_ground_truth(api, clean_slate, kafka_bootstrap, simulator_url):
     clean_slate(seed=5, objects=40)
     chosen = ["customer", "invoice"]
@@ -87,7 +75,7 @@ def test_backfill_with_params_delivers_the_ground_truth(api, clean_slate, kafka_
     states = rest.task_states(api, "stripe_backfill", run_id)
     assert sorted(k for k in states if k.startswith("backfill")) == ["backfill[0]", "backfill[1]"]
     records = records_by_key(kafka_bootstrap, "stripe")
-    assert mismatches("stripe", chosen, records, truth(simulator_url, "stripe")) == []
+    assert live_mismatches("stripe", chosen, records, truth(simulator_url, "stripe")) == []
     assert not any(".subscription." in key or ".charge." in key for key in records), "unchosen collection synced"
 
     summary = rest.xcom(api, "stripe_backfill", run_id, "backfill", map_index=0)

@@ -76,7 +76,8 @@ def test_backfill_killed_halfway_resumes_from_its_checkpoint(clean_slate, kafka_
 
 
 def _start_backfill_process(kafka_config, redis_url, simulator_url) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'include'}", "APISYNC_KAFKA_BOOTSTRAP": kafka_config["bootstrap.servers"],
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'include'}",
+           "APISYNC_KAFKA_BOOTSTRAP": kafka_config["bootstrap.servers"],
            "APISYNC_REDIS_URL": redis_url, "APISYNC_STRIPE_URL": simulator_url,
            "APISYNC_STRIPE_TOKEN": "sk_test_apisync", "APISYNC_STRIPE_RATE": "100"}
     return subprocess.Popen([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", "customer"],

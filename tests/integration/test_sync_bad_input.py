@@ -13,8 +13,10 @@ from apisync.sync import run_backfill
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("fault", "error"), [("malformed_json", MalformedResponseError), ("truncated", RetriableError)])
-def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slate, kafka_config, redis_url, simulator_url):
+@pytest.mark.parametrize(("fault", "error"), [("malformed_json", MalformedResponseError),
+                                              ("truncated", RetriableError)])
+def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slate, kafka_config, redis_url,
+                                                       simulator_url):
     clean_slate(seed=3, objects=30)
     settings = settings_for("stripe", kafka_config, redis_url, simulator_url, page_size=10)
 

@@ -65,7 +65,8 @@ def test_both_cursors_at_once_is_refused(stripe):
     assert answer.status_code == 400 and "only specify one" in answer.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("headers, fragment", [({}, "did not provide"), ({"Authorization": "Bearer sk_test_wrongkey99"}, "****ey99")])
+@pytest.mark.parametrize("headers, fragment", [({}, "did not provide"),
+                                               ({"Authorization": "Bearer sk_test_wrongkey99"}, "****ey99")])
 def test_bad_auth_is_401_and_never_echoes_the_key(client, headers, fragment):
     answer = client.get("/v1/customers", headers=headers)
     assert answer.status_code == 401
@@ -75,7 +76,8 @@ def test_bad_auth_is_401_and_never_echoes_the_key(client, headers, fragment):
 
 def test_deleted_customer_retrieves_as_deleted_and_leaves_lists(stripe, sim):
     mutation = sim.models["stripe"].mutate("delete", "customer")
-    assert stripe.get(f"/v1/customers/{mutation.id}").json() == {"id": mutation.id, "object": "customer", "deleted": True}
+    deleted = {"id": mutation.id, "object": "customer", "deleted": True}
+    assert stripe.get(f"/v1/customers/{mutation.id}").json() == deleted
     assert mutation.id not in [c["id"] for c in walk(stripe, "/v1/customers", limit=100)]
     event = stripe.get("/v1/events", params={"type": "customer.deleted"}).json()["data"][0]
     assert event["data"]["object"]["id"] == mutation.id
