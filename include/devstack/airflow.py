@@ -46,10 +46,12 @@ def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str | No
 class AirflowStandalone:
     """One `airflow standalone` process group; its API server on `port`."""
 
-    def __init__(self, state: Path, extra_env: dict[str, str], port: int | None = None) -> None:
+    def __init__(self, state: Path, extra_env: dict[str, str], port: int | None = None,
+                 dags_folder: Path = PROJECT_ROOT / "dags") -> None:
         self.home = state / "airflow"
         self.port = port or free_port()
         self.extra_env = extra_env
+        self.dags_folder = dags_folder
         self.process: ManagedProcess | None = None
 
     @property
@@ -64,7 +66,7 @@ class AirflowStandalone:
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT / "plugins")]),
             "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -131,5 +131,7 @@ def _wait_for_runs(api, runs: dict[str, str], timeout: float = 900) -> None:
 def _print_topic_counts(bootstrap: str) -> None:
     from devstack.topics import message_counts
 
+    # The primary topics only (`<api>.<kind>`); the per-collection secondary topics mirror them.
     for topic, count in message_counts(bootstrap).items():
-        say(f"  {topic:<40} {count:>8} messages")
+        if topic.count(".") == 1:
+            say(f"  {topic:<28} {count:>8} messages")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import httpx
 import orjson
@@ -24,6 +25,7 @@ from devstack.airflow import AirflowStandalone, connection_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
+ROOT = Path(__file__).resolve().parents[2]
 GITHUB_SECRET = "airflow-it-secret"
 ORM_BLOCKED = "Direct database access via the ORM is not allowed"
 
@@ -39,7 +41,7 @@ def airflow(tmp_path_factory, kafka_bootstrap, redis_url, simulator_url):
         "APISYNC_WEBHOOK_SECRETS_GITHUB": GITHUB_SECRET,
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     }
-    server = AirflowStandalone(home, env)
+    server = AirflowStandalone(home, env, dags_folder=_dags_with_orm_canary(home))
     try:
         server.start(timeout=400)
         with server.client() as client:
@@ -153,9 +155,45 @@ def test_webhook_posted_to_the_api_server_lands_in_kafka(airflow, kafka_bootstra
     assert dict(stored[0].headers())["x-github-delivery"] == delivery.encode()
 
 
-def test_no_task_touched_the_metadata_db(airflow):
+def test_no_task_touched_the_metadata_db(airflow, api):
     # Airflow's task runner blocks ORM access with a RuntimeError; a task that tried would log it.
+    # The canary proves the block is active in this Airflow (dag.test() would not enforce it).
+    rest.unpause(api, "orm_canary")
+    canary = rest.trigger(api, "orm_canary")
+    assert rest.wait_for_run(api, "orm_canary", canary, timeout=300) == "failed"
+    assert ORM_BLOCKED in rest.task_log(api, "orm_canary", canary, "query_the_metadata_db")
     logs = list((airflow.home / "logs").rglob("*.log")) if (airflow.home / "logs").exists() else []
-    assert logs, "no task logs found"
-    offenders = [str(p) for p in logs if ORM_BLOCKED in p.read_text(errors="replace")]
+    ours = [p for p in logs if "orm_canary" not in str(p)]
+    assert ours, "no apisync task logs found"
+    offenders = [str(p) for p in ours if ORM_BLOCKED in p.read_text(errors="replace")]
     assert offenders == []
+
+
+ORM_CANARY = """
+from airflow.sdk import dag, task
+
+
+@dag(schedule=None, tags=["test"])
+def orm_canary():
+    @task(retries=0)
+    def query_the_metadata_db():
+        from sqlalchemy import text
+        from airflow.settings import Session
+
+        Session().execute(text("select 1"))
+
+    query_the_metadata_db()
+
+
+orm_canary()
+"""
+
+
+def _dags_with_orm_canary(home) -> Path:
+    """apisync's DAG files plus a canary DAG that touches the ORM, in a folder for this test only."""
+    folder = home / "dags"
+    folder.mkdir()
+    for path in (ROOT / "dags").glob("*.py"):
+        (folder / path.name).symlink_to(path)
+    (folder / "orm_canary.py").write_text(ORM_CANARY)
+    return folder
