@@ -13,8 +13,17 @@ from pathlib import Path
 import pytest
 
 from devstack.kafka import KafkaCluster
+from devstack.process import become_subreaper, kill_descendants
 from devstack.redis import RedisServer
 from devstack.simulator import SimulatorServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Orphans of the services we start are adopted by this process and ended with the session."""
+    become_subreaper()
+    yield
+    kill_descendants()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from devstack.errors import StackError
 from devstack.kafka import KafkaCluster, resolve_libs
 from devstack.paths import state_dir
-from devstack.process import stop_on_sigterm_or_orphaning
+from devstack.process import become_subreaper, kill_descendants, stop_on_sigterm_or_orphaning
 from devstack.redis import RedisServer
 from devstack.redis import ensure_installed as ensure_redis
 from devstack.simulator import SimulatorServer
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("demo", help="the whole pipeline with Airflow, until Ctrl-C").set_defaults(run=demo)
     args = parser.parse_args(argv)
     stop_on_sigterm_or_orphaning()
+    become_subreaper()
     try:
         args.run(args)
     except StackError as error:
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    finally:
+        kill_descendants()
     return 0
 
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from devstack.errors import StackError
@@ -67,27 +66,50 @@ def wait_until(check, timeout: float, what: str, process: ManagedProcess | None 
     raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {where}")
 
 
-TAG_VARIABLE = "APISYNC_DEVSTACK_TAG"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants instead of init, so `kill_descendants()` can still find them.
+
+    Airflow's task supervisors start their own sessions, and one started while the stack shuts down
+    outlives its process group; as a subreaper we inherit it and end it too.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    except OSError:
+        pass
+
+
+def kill_descendants() -> None:
+    """SIGKILL and reap every process below this one (the last step of a shutdown)."""
+    import psutil
+
+    me = psutil.Process()
+    for _ in range(3):  # a dying parent can still fork; look again
+        children = me.children(recursive=True)
+        if not children:
+            return
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(children, timeout=5)
 
 
 class ManagedProcess:
-    """A child in its own process group, logging to a file, stopped group-wide.
-
-    Every descendant inherits a tag in its environment, so stop() also finds those that left the
-    group (Airflow's task supervisors start their own sessions).
-    """
+    """A child in its own process group, logging to a file, stopped group-wide."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_path
-        self.tag = uuid.uuid4().hex
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             self._popen = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**(env if env is not None else os.environ), TAG_VARIABLE: self.tag}, cwd=cwd,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
             )
 
     @property
@@ -98,7 +120,9 @@ class ManagedProcess:
         return self._popen.poll()
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is still there after `grace`."""
+        """SIGTERM the whole process group, then SIGKILL whatever is still there after `grace`,
+        including descendants that had left the group."""
+        descendants = self._descendants()
         self._signal_group(signal.SIGTERM)
         try:
             self._popen.wait(timeout=grace)
@@ -106,24 +130,22 @@ class ManagedProcess:
             pass
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
-        self._kill_tagged()
+        _kill(descendants)
 
     def kill(self) -> None:
         """SIGKILL the whole group at once (crash tests)."""
+        descendants = self._descendants()
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
-        self._kill_tagged()
+        _kill(descendants)
 
-    def _kill_tagged(self) -> None:
-        """SIGKILL descendants that escaped the process group (found by the tag in their environment)."""
+    def _descendants(self) -> list:
         import psutil
 
-        for proc in psutil.process_iter():
-            try:
-                if proc.environ().get(TAG_VARIABLE) == self.tag:
-                    proc.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
+        try:
+            return psutil.Process(self._popen.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -141,6 +163,9 @@ def stop_on_sigterm_or_orphaning() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # Also SIGINT: a shell without job control starts background jobs with SIGINT ignored, and
+    # Python then installs no handler of its own; Ctrl-C / `kill -INT` must still stop the stack.
+    signal.signal(signal.SIGINT, interrupt)
     parent = os.getppid()
 
     def watch_parent() -> None:
@@ -150,3 +175,13 @@ def stop_on_sigterm_or_orphaning() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch_parent, daemon=True).start()
+
+
+def _kill(processes) -> None:
+    import psutil
+
+    for proc in processes:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass

@@ -7,6 +7,8 @@ a fixed transactional.id and static group member id, so two at once would fence 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from apisync.catalog import APIS
@@ -40,14 +42,24 @@ def declared_pools(apis: tuple[str, ...] = APIS) -> list[PoolSpec]:
     return pools
 
 
-def ensure_pools(client, apis: tuple[str, ...] = APIS) -> list[str]:
+def ensure_pools(client, apis: tuple[str, ...] = APIS, sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """Create or update the pools through an authenticated Airflow REST client (httpx, base .../api/v2)."""
     done = []
     for pool in declared_pools(apis):
-        body = {"name": pool.name, "slots": pool.slots, "description": pool.description}
-        answer = client.patch(f"/pools/{pool.name}", json=body)
-        if answer.status_code == 404:
-            answer = client.post("/pools", json=body)
-        answer.raise_for_status()
+        _upsert(client, pool, sleep)
         done.append(pool.name)
     return done
+
+
+def _upsert(client, pool: PoolSpec, sleep: Callable[[float], None], attempts: int = 5) -> None:
+    settings = {"slots": pool.slots, "description": pool.description, "include_deferred": False}
+    for attempt in range(attempts):
+        # Airflow 3.3: PATCH (without update_mask) wants the whole pool, named `pool`; POST names it `name`.
+        answer = client.patch(f"/pools/{pool.name}", json={"pool": pool.name, **settings})
+        if answer.status_code == 404:
+            answer = client.post("/pools", json={"name": pool.name, **settings})
+        # A 5xx here is usually SQLite busy under a scheduler catching up: try again shortly.
+        if answer.status_code < 500 or attempt == attempts - 1:
+            answer.raise_for_status()
+            return
+        sleep(1.0 + attempt)

@@ -20,11 +20,19 @@ def test_ensure_pools_creates_missing_and_updates_existing():
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        # Shaped like Airflow 3.3: PATCH /pools/{name} wants the whole pool with `pool` and
+        # `include_deferred` (422 otherwise); POST names it `name`.
         body = json.loads(request.content)
         seen.append((request.method, request.url.path, body["slots"]))
-        if request.method == "PATCH" and body["name"] not in existing:
-            return httpx.Response(404, json={"detail": "not found"})
-        existing[body["name"]] = body["slots"]
+        if request.method == "PATCH":
+            name = request.url.path.rsplit("/", 1)[1]
+            if body.get("pool") != name or "include_deferred" not in body:
+                return httpx.Response(422, json={"detail": "Field required"})
+            if name not in existing:
+                return httpx.Response(404, json={"detail": "not found"})
+        else:
+            name = body["name"]
+        existing[name] = body["slots"]
         return httpx.Response(200, json=body)
 
     names = ensure_pools(client_for(handler), apis=("stripe",))
@@ -77,3 +85,15 @@ def test_wait_for_run_times_out_with_task_states():
 
     with pytest.raises(rest.AirflowRestError, match=r"still running.*backfill\[0\]': 'up_for_retry'"):
         rest.wait_for_run(client_for(handler), "d", "r", timeout=10, sleep=sleep, clock=lambda: now[0])
+
+
+def test_ensure_pools_retries_a_busy_database():
+    answers = iter([500, 500, 200, 200])
+    waits = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), json={})
+
+    assert ensure_pools(client_for(handler), apis=("stripe",), sleep=waits.append) == [
+        "apisync_stripe", "apisync_stripe_normalizer"]
+    assert waits == [1.0, 2.0]

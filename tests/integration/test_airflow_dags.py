@@ -155,6 +155,12 @@ def test_webhook_posted_to_the_api_server_lands_in_kafka(airflow, kafka_bootstra
     assert dict(stored[0].headers())["x-github-delivery"] == delivery.encode()
 
 
+def test_pools_are_updated_when_they_exist(api):
+    # The fixture created them; a second run (a restarted demo) must update, not fail.
+    assert "apisync_stripe" in ensure_pools(api)
+    assert api.get("/pools/apisync_stripe").json()["slots"] == 4
+
+
 def test_no_task_touched_the_metadata_db(airflow, api):
     # Airflow's task runner blocks ORM access with a RuntimeError; a task that tried would log it.
     # The canary proves the block is active in this Airflow (dag.test() would not enforce it).
