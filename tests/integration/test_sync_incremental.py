@@ -29,17 +29,21 @@ def test_incremental_misses_no_change(api, clean_slate, kafka_config, redis_url,
     settings = settings_for(api, kafka_config, redis_url, simulator_url, page_size=7)
     for collection in COLLECTIONS[api]:
         run_backfill(settings, collection)
+    summaries = []
     for _ in range(3):
         # A burst of mutations lands in one or two server seconds: ties across our 7-object pages.
         httpx.post(f"{simulator_url}/_admin/mutate", json={"api": api, "count": 25, "kinds": KINDS[api]}, timeout=30)
         _background_mutations(simulator_url, rate=10.0)  # and more while we poll
         for collection in COLLECTIONS[api]:
-            run_incremental(settings, collection)
+            summaries.append(run_incremental(settings, collection))
         _background_mutations(simulator_url, rate=0.0)
     time.sleep(1.1)  # let the last second close, then one more pass sees a quiet API
     for collection in COLLECTIONS[api]:
         run_incremental(settings, collection)
 
+    busy = [s for s in summaries if s.records]
+    assert busy and all(s.lag_s is not None and s.lag_s < 120 for s in busy)  # fresh changes, small lag
+    assert sum(s.records for s in summaries) >= 25
     ground = truth(simulator_url, api)
     newest = newest_per_key(changes(kafka_config, api))
     assert live_mismatches(api, COLLECTIONS[api], newest, ground) == []

@@ -39,7 +39,7 @@ class RunSummary:
     cursor_after: Any = None
     seconds: float = 0.0
     rate_limit_wait_s: float = 0.0
-    lag_s: float | None = None
+    lag_s: float | None = None  # age of the newest change synced in this run; None when nothing changed
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ transaction together with its checkpoint, so a cursor is never ahead of (or behi
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -161,6 +162,10 @@ def _located(batches: Iterator[Batch], cursor: Callable[[], Any]) -> Iterator[Ba
 
 def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter) -> None:
     deletes = sum(1 for obs in batch.observations if obs.deleted)
+    if batch.observations:
+        # Lag: how old the newest change synced is (a metric, so the worker clock is fine here).
+        newest = max(obs.version for obs in batch.observations)
+        tracker.summary.lag_s = max(0.0, round(time.time() - newest / 1000, 1))
     tracker.page(len(batch.observations), deletes, cursor, limiter.waited_s, batch.total)
 
 
