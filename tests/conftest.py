@@ -99,7 +99,12 @@ def clean_slate(kafka_config, redis_url, simulator_url):
         redis_lib.Redis.from_url(redis_url).flushdb()
         httpx.post(f"{simulator_url}/_admin/reset", json={"seed": seed, "objects": objects}, timeout=30)
         httpx.delete(f"{simulator_url}/_admin/faults", timeout=10)
-        httpx.post(f"{simulator_url}/_admin/config", json={"mutation_rate_per_s": 0}, timeout=10)
+        # The simulator keeps its config across resets: put back what earlier tests changed.
+        httpx.post(f"{simulator_url}/_admin/config", json={
+            "mutation_rate_per_s": 0,
+            "webhooks": {api: {"url": None, "secrets": []} for api in ("stripe", "github", "salesforce")},
+            "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5},
+        }, timeout=10).raise_for_status()
 
     return reset
 

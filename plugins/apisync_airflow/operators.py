@@ -100,11 +100,19 @@ class BackfillApiToKafkaOperator(_SyncOperator):
         super().__init__(**kwargs)
         self.restart = restart
         self.start_from = start_from
+        self._retrying = False
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        # "Restart from scratch" applies to the first try only: a retry after a crash resumes the
+        # restarted backfill from its new checkpoint instead of throwing that progress away.
+        ti = context.get("ti") if hasattr(context, "get") else None
+        self._retrying = bool(ti and getattr(ti, "try_number", 1) > 1)
+        return super().execute(context)
 
     def run(self, settings: Any) -> Any:
         from apisync.sync import run_backfill
 
-        restart, start = as_bool(self.restart), as_optional_str(self.start_from)
+        restart, start = as_bool(self.restart) and not self._retrying, as_optional_str(self.start_from)
         if restart:
             log.info("%s.%s: restarting the backfill from scratch (checkpoint ignored)", self.api, self.collection)
         return run_backfill(settings, self.collection, restart=restart, start_date=start, on_progress=self.progress())

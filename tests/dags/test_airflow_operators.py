@@ -52,6 +52,19 @@ def test_backfill_passes_settings_and_params_and_returns_the_summary(connections
     assert "sk_test_unit" not in caplog.text
 
 
+def test_a_retried_restart_resumes_instead_of_restarting_again(connections, engine):
+    engine.script["backfill"] = lambda settings, collection, **kwargs: engine.Summary({"records": 0})
+
+    class TaskInstance:
+        try_number = 2
+
+    op = BackfillApiToKafkaOperator(task_id="b", api="stripe", collection="customer", restart=True)
+    op.execute({"ti": TaskInstance()})
+    assert engine.calls[-1][3]["restart"] is False
+    op.execute({"ti": type("FirstTry", (), {"try_number": 1})()})
+    assert engine.calls[-1][3]["restart"] is True
+
+
 def test_incremental_skips_until_the_backfill_finished(connections, engine, caplog):
     engine.script["incremental"] = engine.BackfillNotDone("stripe.backfill.invoice not done")
     op = SyncChangesToKafkaOperator(task_id="i", api="stripe", collection="invoice")

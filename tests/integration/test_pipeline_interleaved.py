@@ -67,7 +67,8 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
     for collection in COLLECTIONS:
         run_incremental(settings, collection)
     _wait_until_webhooks_settle(sim)
-    sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}}})
+    sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}},
+                                     "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
 
     _normalize_everything(kafka_config, redis_url)
     ground = sim.get("/_admin/truth/stripe").json()

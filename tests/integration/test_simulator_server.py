@@ -60,7 +60,8 @@ def test_transport_faults_break_the_connection(simulator_url, admin, kind):
 def test_github_webhook_is_signed_and_redelivered_with_same_guid(admin, receiver):
     url, got = receiver
     admin.post("/_admin/config", json={"webhooks": {"github": {"url": url, "secrets": ["topsecret"]}},
-                                       "webhook_chaos": {"retry_base_s": 0.05}}).raise_for_status()
+                                       "webhook_chaos": {"retry_base_s": 0.05, "duplicate_rate": 0.0,
+                                                         "shuffle": False}}).raise_for_status()
     admin.post("/_admin/mutate", json={"api": "github", "count": 1, "kinds": ["create"]}).raise_for_status()
     import time
     deadline = time.monotonic() + 5

@@ -72,7 +72,8 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
             sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
         delivered = _wait_for_deliveries(sim, api, 40)
     finally:
-        sim.post("/_admin/config", json={"webhooks": {api: {"url": None}}})
+        sim.post("/_admin/config", json={"webhooks": {api: {"url": None}},
+                                         "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
     assert delivered >= 40
 
     stored = len(read_topic(kafka_config, f"{ns}{api}.webhooks"))
