@@ -6,6 +6,7 @@ import httpx
 import orjson
 
 from apisync.kafka.reader import read_topic
+from apisync.normalizer import open_normalizer
 from apisync.settings import ApiSettings, SyncSettings
 from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
 
@@ -32,6 +33,20 @@ def newest_per_key(observations: list[dict]) -> dict[str, dict]:
         if current is None or obs["version"] >= current["version"]:
             newest[obs["key"]] = obs
     return newest
+
+
+def normalize_until_consumed(api: str, kafka_config: dict, redis_client, expected: int, **options) -> int:
+    """Run one normalizer until it consumed `expected` messages (or 60 one-second rounds); returns the count."""
+    normalizer = open_normalizer(api, kafka_config, redis_client, poll_timeout=0.5, **options)
+    consumed = 0
+    try:
+        for _ in range(60):
+            consumed += normalizer.run(max_seconds=1.0).consumed
+            if consumed >= expected:
+                break
+    finally:
+        normalizer.close()
+    return consumed
 
 
 def truth(simulator_url: str, api: str) -> dict:

@@ -16,12 +16,11 @@ import orjson
 import pytest
 import redis
 import uvicorn
-from sync_helpers import settings_for
+from sync_helpers import normalize_until_consumed, settings_for
 
 from apisync.kafka.partitioning import partition_for
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
-from apisync.normalizer import open_normalizer
 from apisync.sync import run_backfill, run_incremental
 from apisync.webhooks.receiver import WebhookSettings, create_app
 from devstack.process import free_port
@@ -108,16 +107,7 @@ def _wait_until_webhooks_settle(sim: httpx.Client, quiet_polls: int = 6) -> None
 
 def _normalize_everything(kafka_config, redis_url) -> None:
     expected = sum(len(read_topic(kafka_config, f"stripe.{t}")) for t in ("changes", "webhooks"))
-    normalizer = open_normalizer("stripe", kafka_config, redis.Redis.from_url(redis_url), poll_timeout=0.5)
-    consumed = 0
-    try:
-        for _ in range(60):
-            consumed += normalizer.run(max_seconds=1.0).consumed
-            if consumed >= expected:
-                break
-    finally:
-        normalizer.close()
-    assert consumed == expected
+    assert normalize_until_consumed("stripe", kafka_config, redis.Redis.from_url(redis_url), expected) == expected
 
 
 def _history(kafka_config, topic: str) -> dict[str, list]:

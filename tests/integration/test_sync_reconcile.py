@@ -6,10 +6,9 @@ import httpx
 import orjson
 import pytest
 import redis
-from sync_helpers import settings_for
+from sync_helpers import normalize_until_consumed, settings_for
 
 from apisync.kafka.reader import read_topic
-from apisync.normalizer import open_normalizer
 from apisync.sync import TooManyDeletes, run_backfill, run_reconcile
 
 pytestmark = pytest.mark.integration
@@ -18,16 +17,7 @@ pytestmark = pytest.mark.integration
 def _normalize(kafka_config, redis_url, already: int = 0) -> int:
     """Run the normalizer until it consumed what github.changes gained since `already`; returns the total."""
     total = len(read_topic(kafka_config, "github.changes"))
-    expected = total - already
-    normalizer = open_normalizer("github", kafka_config, redis.Redis.from_url(redis_url), poll_timeout=0.5)
-    consumed = 0
-    try:
-        for _ in range(30):
-            consumed += normalizer.run(max_seconds=1.0).consumed
-            if consumed >= expected:
-                break
-    finally:
-        normalizer.close()
+    normalize_until_consumed("github", kafka_config, redis.Redis.from_url(redis_url), total - already)
     return total
 
 

@@ -11,12 +11,12 @@ import orjson
 import pytest
 import redis
 import uvicorn
+from sync_helpers import normalize_until_consumed
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.normalizer import open_normalizer
 from apisync.rules import rule_event_types
 from apisync.webhooks.receiver import WebhookSettings, create_app
 from devstack.process import free_port
@@ -80,17 +80,7 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
     assert stored >= 40  # duplicates included
     client = redis.Redis.from_url(redis_url)
     ledger = f"test:ledger:{uuid.uuid4().hex}"
-    normalizer = open_normalizer(api, kafka_config, client, namespace=ns, ledger_prefix=ledger,
-                                 poll_timeout=0.5)
-    consumed = 0
-    try:
-        for _ in range(30):
-            consumed += normalizer.run(max_seconds=1.0).consumed
-            if consumed >= stored:
-                break
-    finally:
-        normalizer.close()
-    assert consumed == stored
+    assert normalize_until_consumed(api, kafka_config, client, stored, namespace=ns, ledger_prefix=ledger) == stored
 
     truth = sim.get(f"/_admin/truth/{api}").json()
     history = defaultdict(list)
