@@ -54,24 +54,24 @@ def kafka_config(kafka_bootstrap) -> dict:
     return {"bootstrap.servers": kafka_bootstrap}
 
 
-@pytest.fixture(scope="session")
-def redis_url(stack_dir):
-    if os.environ.get("APISYNC_REDIS_URL"):
-        yield os.environ["APISYNC_REDIS_URL"]
+def _external_or_local(variable: str, start):
+    """The URL in `variable` if set, else a server started now and stopped at session end."""
+    if os.environ.get(variable):
+        yield os.environ[variable]
         return
-    server = RedisServer(stack_dir / "redis").start()
+    server = start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(stack_dir):
+    yield from _external_or_local("APISYNC_REDIS_URL", lambda: RedisServer(stack_dir / "redis").start())
 
 
 @pytest.fixture(scope="session")
 def simulator_url(stack_dir):
-    if os.environ.get("APISYNC_SIMULATOR_URL"):
-        yield os.environ["APISYNC_SIMULATOR_URL"]
-        return
-    server = SimulatorServer(stack_dir / "simulator").start()
-    yield server.url
-    server.stop()
+    yield from _external_or_local("APISYNC_SIMULATOR_URL", lambda: SimulatorServer(stack_dir / "simulator").start())
 
 
 @pytest.fixture

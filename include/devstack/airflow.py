@@ -22,24 +22,22 @@ DEMO_WEBHOOK_SECRETS = {
 }
 
 
-def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str | None) -> dict[str, str]:
+# The simulator's default credentials (include/api_simulator/README.md).
+SIMULATOR_TOKENS = {"stripe": "sk_test_apisync", "github": "ghp_apisync", "salesforce": "sf_apisync_token"}
+
+
+def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> dict[str, str]:
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form), pointing at the local services."""
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     conns = {
         "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}},
         "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port},
     }
-    if simulator_url:
-        conns |= {
-            "stripe_default": {"conn_type": "http", "host": simulator_url, "password": "sk_test_apisync",
-                               "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["stripe"]], "rate_per_s": 20}},
-            "github_default": {"conn_type": "http", "host": simulator_url, "password": "ghp_apisync",
-                               "extra": {"repos": ["apisync/demo"], "rate_per_s": 20,
-                                         "webhook_secrets": [DEMO_WEBHOOK_SECRETS["github"]]}},
-            "salesforce_default": {"conn_type": "http", "host": simulator_url, "password": "sf_apisync_token",
-                                   "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["salesforce"]],
-                                             "rate_per_s": 20}},
-        }
+    for api, token in SIMULATOR_TOKENS.items():
+        extra = {"webhook_secrets": [DEMO_WEBHOOK_SECRETS[api]], "rate_per_s": 20}
+        if api == "github":
+            extra["repos"] = ["apisync/demo"]
+        conns[f"{api}_default"] = {"conn_type": "http", "host": simulator_url, "password": token, "extra": extra}
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from contextlib import ExitStack
 
@@ -20,13 +19,6 @@ def say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def run_demo() -> None:
     """Start everything, run the backfills, report, then wait for Ctrl-C / SIGTERM."""
     state = state_dir()
@@ -38,13 +30,12 @@ def run_demo() -> None:
         stack.callback(redis.stop)
         say(f"Redis {redis.url}")
         simulator = _start_simulator(state, stack)
-        airflow = AirflowStandalone(state, connection_env(kafka.bootstrap, redis.url, simulator and simulator.url))
+        airflow = AirflowStandalone(state, connection_env(kafka.bootstrap, redis.url, simulator.url))
         _ensure_topics(kafka.bootstrap)
         say("starting Airflow (first start initialises its database: a minute or two)")
         airflow.start()
         stack.callback(airflow.stop)
-        if simulator:
-            _point_webhooks_at(simulator.url, airflow.url)
+        _point_webhooks_at(simulator.url, airflow.url)
         _banner(airflow)
         _run_backfills(airflow, kafka.bootstrap)
         say("up; press Ctrl-C to stop every process the demo started")
@@ -52,10 +43,7 @@ def run_demo() -> None:
             time.sleep(1)
 
 
-def _start_simulator(state, stack) -> SimulatorServer | None:
-    if not has_module("api_simulator.__main__"):
-        say("missing: the API simulator (include/api_simulator) is not built yet; running without it")
-        return None
+def _start_simulator(state, stack) -> SimulatorServer:
     simulator = SimulatorServer(state / "simulator").start()
     stack.callback(simulator.stop)
     say(f"API simulator {simulator.url}")
@@ -63,9 +51,6 @@ def _start_simulator(state, stack) -> SimulatorServer | None:
 
 
 def _ensure_topics(bootstrap: str) -> None:
-    if not has_module("apisync.kafka.admin"):
-        say("missing: topic contracts (include/apisync/kafka) are not built yet; no topics created")
-        return
     from apisync.kafka.admin import admin_client, ensure
     from apisync.kafka.topics import declared_topics
 

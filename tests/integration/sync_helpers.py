@@ -9,15 +9,14 @@ from apisync.kafka.reader import read_topic
 from apisync.normalizer import open_normalizer
 from apisync.settings import ApiSettings, SyncSettings
 from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
-
-TOKENS = {"stripe": "sk_test_apisync", "github": "ghp_apisync", "salesforce": "sf_apisync_token"}
+from devstack.airflow import SIMULATOR_TOKENS
 
 
 def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: str, rate: float = 200,
                  page_size: int | None = None) -> SyncSettings:
     extra = {"repos": ["apisync/demo"], "page_size": page_size}
     return SyncSettings(kafka_config, redis_url,
-                        ApiSettings(api, simulator_url, TOKENS[api], extra, rate_per_s=rate, burst=20))
+                        ApiSettings(api, simulator_url, SIMULATOR_TOKENS[api], extra, rate_per_s=rate, burst=20))
 
 
 def changes(kafka_config: dict, api: str) -> list[dict]:

@@ -61,11 +61,11 @@ class ObservationFactory:
                            dict(data) if data is not None else None, deleted)
 
 
-def server_time_ms(response: httpx.Response) -> int:
+def server_time_ms(response: httpx.Response, api: str) -> int:
     """The API server's clock from its `Date` header (never the worker's clock)."""
     header = response.headers.get("date")
     if not header:
-        raise MalformedResponseError("api", "GET", response.request.url.path, response.status_code,
+        raise MalformedResponseError(api, "GET", response.request.url.path, response.status_code,
                                      "response has no Date header to take the server time from")
     return int(parsedate_to_datetime(header).timestamp() * 1000)
 

@@ -38,7 +38,7 @@ class GitHubSource:
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         response = client.get(self._path("issues"), {"per_page": 1})
-        return KeysetPosition(server_time_ms(response)).to_cursor()
+        return KeysetPosition(server_time_ms(response, self.api)).to_cursor()
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
         if collection == "pull_request":

@@ -44,7 +44,7 @@ class SalesforceSource:
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         sobject, _ = OBJECTS[collection]
         response = client.get(self._path("query"), {"q": f"SELECT Id FROM {sobject} LIMIT 1"})
-        return KeysetPosition(server_time_ms(response)).to_cursor()
+        return KeysetPosition(server_time_ms(response, self.api)).to_cursor()
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
         position = KeysetPosition.from_cursor(cursor)

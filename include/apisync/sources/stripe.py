@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apisync.events import Observation
+from apisync.events import Observation, iso_to_ms
 from apisync.http import ApiClient, FatalError, StripeCursorPaginator, iterate_pages
 from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
 
@@ -53,7 +53,7 @@ class StripeSource:
         result = client.get_json("/v1/events", self._event_params(collection, limit=1))
         events = result.data.get("data") or []
         return {"after_event": events[0]["id"] if events else None,
-                "since": server_time_ms(result.response) // 1000}
+                "since": server_time_ms(result.response, self.api) // 1000}
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
         spec = COLLECTIONS[collection]
@@ -62,7 +62,7 @@ class StripeSource:
             params["created[gte]"] = _epoch_s(start_date)
         paginator = StripeCursorPaginator(spec.path, params, limit=self.page_size, state=cursor)
         for page in iterate_pages(client, paginator):
-            version = server_time_ms(page.response) - 1
+            version = server_time_ms(page.response, self.api) - 1
             observations = [self._listed(collection, obj, version, spec.path, "backfill") for obj in page.records]
             yield Batch(observations, page.state, done=paginator.done)
 
@@ -99,7 +99,7 @@ class StripeSource:
             raise
         if result.data.get("deleted"):
             return None
-        return self._listed(collection, result.data, server_time_ms(result.response) - 1, path, "reconcile")
+        return self._listed(collection, result.data, server_time_ms(result.response, self.api) - 1, path, "reconcile")
 
     def _first_events(self, client, collection, cursor) -> Iterator[Batch]:
         # No event existed when the backfill began: read everything since its start time (newest
@@ -128,6 +128,4 @@ class StripeSource:
 
 
 def _epoch_s(date: str) -> int:
-    from apisync.events import iso_to_ms
-
     return iso_to_ms(date if "T" in date else f"{date}T00:00:00+00:00") // 1000
