@@ -10,6 +10,7 @@ from .config import APIS, ConfigError
 from .faults import FaultError
 from .mutations import MutationError
 from .responses import get_sim, json_response
+from .stripe_versions import SUPPORTED
 
 
 def _bad(message: str):
@@ -30,11 +31,18 @@ async def _body(request) -> dict[str, Any]:
 
 
 async def truth(request):
-    """GET /_admin/truth/{api}."""
+    """GET /_admin/truth/{api}; Stripe takes ?api_version= (default: the account's) to render data in."""
     api = request.path_params["api"]
     if api not in APIS:
         return json_response({"error": f"unknown api {api!r}"}, 404)
-    return json_response(get_sim(request).truth(api))
+    version = request.query_params.get("api_version")
+    if version is None:
+        return json_response(get_sim(request).truth(api))
+    if api != "stripe":
+        return _bad("api_version applies to stripe only")
+    if version not in SUPPORTED:
+        return _bad(f"unknown stripe api_version {version[:64]!r}; supported: {', '.join(SUPPORTED)}")
+    return json_response(get_sim(request).truth(api, api_version=version))
 
 
 async def mutate(request):

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .stripe_versions import DEFAULT_VERSION, SUPPORTED
+
 APIS = ("stripe", "github", "salesforce")
 
 
@@ -52,7 +54,23 @@ def default_runtime() -> dict[str, Any]:
         "webhooks": {api: {"url": None, "secrets": []} for api in APIS},
         "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5, "retry_base_s": 0.2},
         "events_retention_days": 30,
+        # Upper bound (s) of the random delay before a new Stripe event shows in /v1/events.
+        "stripe_events_lag_s": 3.0,
+        # The account's default Stripe API version; change it to simulate an account upgrade.
+        "stripe_api_version": DEFAULT_VERSION,
     }
+
+
+def _stripe_version(value: Any) -> str | None:
+    return None if value in SUPPORTED else f"must be one of {', '.join(SUPPORTED)}"
+
+
+def _not_null(value: Any) -> str | None:
+    return "must not be null" if value is None else None
+
+
+# Leaves whose values need more than a type check (dotted path -> problem or None).
+VALIDATORS = {"stripe_api_version": _stripe_version, "stripe_events_lag_s": _not_null}
 
 
 class ConfigError(ValueError):
@@ -76,10 +94,20 @@ def merge_config(base: dict[str, Any], patch: dict[str, Any], path: str = "") ->
     return merged
 
 
+def _validate(where: str, value: Any) -> Any:
+    check = VALIDATORS.get(where)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{where} {problem}")
+    return value
+
+
 def _check_leaf(where: str, current: Any, value: Any) -> Any:
-    """Accept null for optional leaves, numbers for numbers, lists for lists."""
+    """Accept null for optional leaves, numbers for numbers, strings for strings, lists for lists."""
     if value is None:
-        return None
+        return _validate(where, None)
+    if isinstance(current, str) and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
     if isinstance(current, bool) and not isinstance(value, bool):
         raise ConfigError(f"{where} must be true or false")
     if isinstance(current, (int, float)) and not isinstance(current, bool):
@@ -87,4 +115,4 @@ def _check_leaf(where: str, current: Any, value: Any) -> Any:
             raise ConfigError(f"{where} must be a number >= 0")
     if isinstance(current, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         raise ConfigError(f"{where} must be a list of strings")
-    return value
+    return _validate(where, value)

@@ -38,7 +38,7 @@ class Simulator:
             self.clock = Clock(start=epoch)
             self.limiter._now = self.clock.now
         self.models = {
-            "stripe": StripeModel(self.clock, seed, lambda: self.runtime["events_retention_days"]),
+            "stripe": StripeModel(self.clock, seed, lambda: self.runtime),
             "github": GitHubModel(self.clock, seed),
             "salesforce": SalesforceModel(self.clock, seed),
         }
@@ -76,9 +76,9 @@ class Simulator:
         per_api = self.stats.setdefault(api, {})
         per_api[str(status)] = per_api.get(str(status), 0) + 1
 
-    def truth(self, api: str) -> dict[str, Any]:
-        """Ground truth of one API."""
-        return self.models[api].truth()
+    def truth(self, api: str, **options: Any) -> dict[str, Any]:
+        """Ground truth of one API (Stripe takes `api_version=`)."""
+        return self.models[api].truth(**options)
 
     def all_apis(self) -> tuple[str, ...]:
         """The served APIs."""

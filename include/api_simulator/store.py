@@ -13,12 +13,13 @@ KeyFn = Callable[[str, dict[str, Any]], tuple]
 class Entry:
     """One object's current data and version; the JSON bytes are cached until it changes."""
 
-    __slots__ = ("data", "version", "_body")
+    __slots__ = ("data", "version", "_body", "_views")
 
     def __init__(self, data: dict[str, Any], version: int) -> None:
         self.data = data
         self.version = version
         self._body: bytes | None = None
+        self._views: dict[str, bytes] | None = None
 
     @property
     def body(self) -> bytes:
@@ -26,6 +27,15 @@ class Entry:
         if self._body is None:
             self._body = orjson.dumps(self.data)
         return self._body
+
+    def view(self, key: str, render: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
+        """The object rendered another way (e.g. an older API version), serialized once per key."""
+        if self._views is None:
+            self._views = {}
+        body = self._views.get(key)
+        if body is None:
+            body = self._views[key] = orjson.dumps(render(self.data))
+        return body
 
 
 class SortedIndex:

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from .config import default_runtime
 from .ids import stripe_id
-from .model import ApiModel, Mutation, WebhookMessage
+from .model import ApiModel, Mutation
 from .store import Collection
-
-API_VERSION = "2024-06-20"
-PREFIX = {"customer": "cus", "subscription": "sub", "invoice": "in", "charge": "ch"}
-EVENT_PREFIX = {"customer": "customer", "subscription": "customer.subscription", "invoice": "invoice",
-                "charge": "charge"}
+from .stripe_events import EventFeed
+from .stripe_objects import EVENT_PREFIX, PREFIX, StripeObjects, created_event, deletable, updatable
+from .stripe_versions import CANONICAL, render
 
 
-class StripeModel(ApiModel):
+class StripeModel(StripeObjects, ApiModel):
     """Objects keyed by id, indexed by (created, insertion seq) like Stripe's newest-first lists."""
 
     api = "stripe"
@@ -24,13 +22,19 @@ class StripeModel(ApiModel):
     # Stripe never deletes charges; subscriptions "delete" by cancelling; only draft invoices delete.
     mutable = {"create": collections, "update": collections, "delete": ("customer", "subscription", "invoice")}
 
-    def __init__(self, clock, seed: int, retention_days=lambda: 30) -> None:
+    def __init__(self, clock, seed: int, settings: Callable[[], dict[str, Any]] = default_runtime) -> None:
         super().__init__(clock, seed)
         self._seq: dict[str, int] = {}
-        self.retention_days = retention_days
+        self._seeding = False
+        self.settings = settings
         key = self._created_key
         self.data = {name: Collection(name, {"created": key}) for name in self.collections}
-        self.events = Collection("event", {"created": key})
+        self.feed = EventFeed(clock, self.rng, key, settings)
+
+    @property
+    def events(self) -> Collection:
+        """The /v1/events collection (visible or not; see EventFeed.hidden)."""
+        return self.feed.events
 
     def _created_key(self, oid: str, data: dict[str, Any]) -> tuple:
         return (data["created"], self._seq.setdefault(oid, len(self._seq)), oid)
@@ -43,8 +47,12 @@ class StripeModel(ApiModel):
         if count:
             order.remove("customer")
             order.insert(0, "customer")
-        for when, collection in zip(self.seed_times(len(order)), order, strict=True):
-            self._create(collection, when)
+        self._seeding = True  # history: visible at once, no webhooks
+        try:
+            for when, collection in zip(self.seed_times(len(order)), order, strict=True):
+                self._create(collection, when)
+        finally:
+            self._seeding = False
         self.outbox.clear()
 
     # ---- mutations -----------------------------------------------------------------------
@@ -62,8 +70,9 @@ class StripeModel(ApiModel):
         return Mutation(self.api, collection, oid, kind, now * 1000)
 
     def delete_now(self, collection: str, oid: str) -> Mutation | None:
-        """Delete a named object (customers, draft invoices, subscriptions by cancelling)."""
-        if collection not in self.mutable["delete"] or oid not in self.data[collection].entries:
+        """Delete a named object (customers, draft invoices; subscriptions by cancelling)."""
+        entry = self.data[collection].entries.get(oid) if collection in self.data else None
+        if entry is None or not deletable(collection, entry.data):
             return None
         now = self.clock.now_s()
         self._remove(collection, oid, now)
@@ -75,15 +84,15 @@ class StripeModel(ApiModel):
             return None
         build = getattr(self, f"_new_{collection}")
         obj = build(stripe_id(self.rng, PREFIX[collection]), when, customers)
-        suffix = "succeeded" if collection == "charge" else "created"
-        self._store(collection, obj, when, f"{EVENT_PREFIX[collection]}.{suffix}")
+        self._store(collection, obj, when, created_event(collection, obj))
         return obj["id"]
 
     def _update(self, collection: str, when: int) -> str | None:
         entries = self.data[collection].entries
-        if not entries:
+        candidates = [oid for oid, e in entries.items() if updatable(collection, e.data)]
+        if not candidates:
             return None
-        oid = self.rng.choice(list(entries))
+        oid = self.rng.choice(candidates)
         obj = copy.deepcopy(entries[oid].data)
         event_type, previous = getattr(self, f"_change_{collection}")(obj, when)
         self._store(collection, obj, when, event_type, previous)
@@ -91,8 +100,7 @@ class StripeModel(ApiModel):
 
     def _delete(self, collection: str, when: int) -> str | None:
         entries = self.data[collection].entries
-        candidates = [oid for oid, e in entries.items()
-                      if collection != "invoice" or e.data["status"] == "draft"]
+        candidates = [oid for oid, e in entries.items() if deletable(collection, e.data)]
         if not candidates:
             return None
         oid = self.rng.choice(candidates)
@@ -100,112 +108,46 @@ class StripeModel(ApiModel):
         return oid
 
     def _remove(self, collection: str, oid: str, when: int) -> None:
-        obj = copy.deepcopy(self.data[collection].entries[oid].data)
         if collection == "subscription":
-            obj.update(status="canceled", canceled_at=when, ended_at=when)
-            self.data[collection].put(oid, obj, when * 1000)
-        self._event(f"{EVENT_PREFIX[collection]}.deleted", obj, when)
+            self._cancel(oid, when)
+            return
+        obj = self.data[collection].entries[oid].data
+        self._event(f"{EVENT_PREFIX[collection]}.deleted", collection, obj, when)
         self.data[collection].delete(oid, when * 1000)
+
+    def _cancel(self, oid: str, when: int) -> None:
+        # customer.subscription.deleted "Occurs whenever a customer's subscription ends"
+        # (https://docs.stripe.com/api/subscriptions): the subscription is kept, retrievable and listed
+        # under status=canceled|all, with canceled_at and ended_at
+        # (https://docs.stripe.com/changelog/2016-07-06/filter-canceled-subscriptions-retrieve-individually).
+        obj = copy.deepcopy(self.data["subscription"].entries[oid].data)
+        obj.update(status="canceled", canceled_at=when, ended_at=when)
+        self._store("subscription", obj, when, "customer.subscription.deleted")
 
     def _store(self, collection: str, obj: dict, when: int, event_type: str, previous=None) -> None:
         self.data[collection].put(obj["id"], obj, when * 1000)
-        self._event(event_type, obj, when, previous)
+        self._event(event_type, collection, obj, when, previous)
 
-    def _event(self, event_type: str, obj: dict, when: int, previous: dict | None = None) -> None:
-        """Record a Stripe event and queue its webhook."""
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
-        if previous:
-            data["previous_attributes"] = previous
-        event = {"id": stripe_id(self.rng, "evt"), "object": "event", "api_version": API_VERSION,
-                 "created": when, "data": data, "livemode": False, "pending_webhooks": 1,
-                 "request": {"id": stripe_id(self.rng, "req"), "idempotency_key": None}, "type": event_type}
-        self.events.put(event["id"], event, when * 1000)
-        self.outbox.append(WebhookMessage("stripe", orjson.dumps(event), event_type, event["id"]))
+    def _event(self, event_type: str, collection: str, obj: dict, when: int, previous: dict | None = None) -> None:
+        """Record a Stripe event and queue its webhook (webhooks are never delayed)."""
+        message = self.feed.record(event_type, collection, obj, when, previous, delayed=not self._seeding)
+        self.outbox.append(message)
 
     def prune_events(self) -> None:
         """Drop events older than the retention window (Stripe keeps 30 days)."""
-        horizon = self.clock.now_s() - int(self.retention_days() * 86400)
-        keys = self.events.indexes["created"].keys
-        while keys and keys[0][0] < horizon:
-            oid = keys[0][-1]
-            self.events.delete(oid, 0)
-            self.events.deleted.pop(oid, None)
-            self.events.graveyard.pop(oid, None)
-
-    # ---- object builders -----------------------------------------------------------------
-    def _new_customer(self, oid: str, when: int, _customers: list[str]) -> dict:
-        first, last = self.person()
-        return {"id": oid, "object": "customer", "address": None, "balance": 0, "created": when,
-                "currency": "usd", "default_source": None, "delinquent": False,
-                "description": self.phrase(), "email": f"{first}.{last}@example.com".lower().replace(" ", ""),
-                "invoice_prefix": oid[4:12].upper(), "livemode": False, "metadata": {},
-                "name": f"{first} {last}", "phone": None, "preferred_locales": [], "shipping": None,
-                "tax_exempt": "none", "test_clock": None}
-
-    def _new_subscription(self, oid: str, when: int, customers: list[str]) -> dict:
-        price = {"id": stripe_id(self.rng, "price"), "object": "price", "currency": "usd",
-                 "unit_amount": self.rng.choice((900, 1900, 4900, 9900)), "recurring": {"interval": "month"}}
-        item = {"id": stripe_id(self.rng, "si"), "object": "subscription_item", "price": price,
-                "quantity": self.rng.randint(1, 5), "created": when}
-        return {"id": oid, "object": "subscription", "customer": self.rng.choice(customers),
-                "created": when, "current_period_start": when, "current_period_end": when + 30 * 86400,
-                "status": self.rng.choice(("active", "active", "trialing", "past_due")),
-                "cancel_at_period_end": False, "canceled_at": None, "ended_at": None, "currency": "usd",
-                "items": {"object": "list", "data": [item], "has_more": False,
-                          "url": f"/v1/subscription_items?subscription={oid}"},
-                "livemode": False, "metadata": {}}
-
-    def _new_invoice(self, oid: str, when: int, customers: list[str]) -> dict:
-        amount = self.rng.randint(1, 300) * 100
-        status = self.rng.choice(("draft", "open", "open", "paid"))
-        paid = amount if status == "paid" else 0
-        return {"id": oid, "object": "invoice", "customer": self.rng.choice(customers), "created": when,
-                "currency": "usd", "status": status, "amount_due": amount, "amount_paid": paid,
-                "amount_remaining": amount - paid, "total": amount, "paid": status == "paid",
-                "number": None if status == "draft" else f"{oid[3:11].upper()}-0001",
-                "subscription": None, "livemode": False, "metadata": {}}
-
-    def _new_charge(self, oid: str, when: int, customers: list[str]) -> dict:
-        amount = self.rng.randint(5, 500) * 100
-        return {"id": oid, "object": "charge", "amount": amount, "amount_captured": amount,
-                "amount_refunded": 0, "currency": "usd", "customer": self.rng.choice(customers),
-                "created": when, "description": self.phrase(), "invoice": None, "livemode": False,
-                "metadata": {}, "paid": True, "refunded": False, "status": "succeeded"}
-
-    # ---- object changes: return (event type, previous_attributes) ------------------------
-    def _change_customer(self, obj: dict, when: int) -> tuple[str, dict]:
-        previous = {"description": obj["description"]}
-        obj["description"] = self.phrase()
-        return "customer.updated", previous
-
-    def _change_subscription(self, obj: dict, when: int) -> tuple[str, dict]:
-        previous = {"status": obj["status"], "cancel_at_period_end": obj["cancel_at_period_end"]}
-        obj["status"] = self.rng.choice(("active", "past_due", "unpaid", "trialing"))
-        obj["cancel_at_period_end"] = self.rng.random() < 0.2
-        return "customer.subscription.updated", previous
-
-    def _change_invoice(self, obj: dict, when: int) -> tuple[str, dict]:
-        previous = {"status": obj["status"], "amount_paid": obj["amount_paid"], "paid": obj["paid"]}
-        if obj["status"] in ("draft", "open"):
-            obj.update(status="paid", paid=True, amount_paid=obj["amount_due"], amount_remaining=0)
-            obj["number"] = obj["number"] or f"{obj['id'][3:11].upper()}-0001"
-            return "invoice.paid", previous
-        obj["metadata"] = {"touched": str(when)}
-        return "invoice.updated", {"metadata": {}}
-
-    def _change_charge(self, obj: dict, when: int) -> tuple[str, dict]:
-        if not obj["refunded"] and self.rng.random() < 0.5:
-            previous = {"refunded": False, "amount_refunded": obj["amount_refunded"]}
-            obj.update(refunded=True, amount_refunded=obj["amount"])
-            return "charge.refunded", previous
-        previous = {"description": obj["description"]}
-        obj["description"] = self.phrase()
-        return "charge.updated", previous
+        self.feed.prune()
 
     # ---- truth ---------------------------------------------------------------------------
-    def truth(self) -> dict[str, Any]:
-        """Version = created of the object's last event, in ms."""
-        objects = {name: {oid: {"version": e.version, "data": e.data} for oid, e in col.entries.items()}
+    def truth(self, api_version: str | None = None) -> dict[str, Any]:
+        """Version = created of the object's last event, in ms; data rendered in `api_version`
+        (default: the account's)."""
+        version = api_version or self.settings()["stripe_api_version"]
+        objects = {name: {oid: {"version": e.version, "data": self._rendered(name, e.data, version)}
+                          for oid, e in col.entries.items()}
                    for name, col in self.data.items()}
         deleted = {name: list(col.deleted) for name, col in self.data.items()}
         return {"objects": objects, "deleted": deleted}
+
+    @staticmethod
+    def _rendered(collection: str, data: dict, version: str) -> dict:
+        return data if version == CANONICAL else render(collection, data, version)

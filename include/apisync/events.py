@@ -3,7 +3,8 @@
 An `Observation` is one sighting of an upstream object (from `<api>.changes` or a parsed webhook).
 Once the version fence accepted it, `derive_events` compares it with the previous state and returns
 created / updated / deleted plus any declared rule events (see `apisync.rules`). An event_id is
-sha256("<key>|<version>|<type>"), so a retry of the same transition always yields the same id.
+sha256("<key>|<version>|<type>|<content hash>"): a retry of the same transition always yields the same
+id, and two different transitions stamped in the same whole second never share one.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def record_value(obs: Observation, data: Mapping[str, Any] | None = None) -> dic
     }
 
 
-def event_id(key: str, version: int, kind: str) -> str:
-    """Deterministic id of one transition."""
-    return hashlib.sha256(f"{key}|{version}|{kind}".encode()).hexdigest()
+def event_id(key: str, version: int, kind: str, content: str) -> str:
+    """Deterministic id of one transition; `content` is the new state's content hash."""
+    return hashlib.sha256(f"{key}|{version}|{kind}|{content}".encode()).hexdigest()
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -132,9 +133,10 @@ def derive_events(
     obs: Observation, previous: Mapping[str, Any] | None, rules: Sequence[Rule] = ()
 ) -> list[dict[str, Any]]:
     """Events for an accepted observation; previous is the last live data (None if none/deleted)."""
+    content = obs.content_hash()
     if obs.deleted:
         # the deleted event carries the last known object, so consumers see what went away
-        return [_event(obs, "deleted", {}, record_value(obs, previous or obs.data))]
+        return [_event(obs, "deleted", {}, record_value(obs, previous or obs.data), content)]
     record = record_value(obs)
     if previous is None:
         kinds, changes = ["created"], {}
@@ -142,11 +144,11 @@ def derive_events(
         changes = diff(previous, obs.data or {})
         kinds = ["updated"] if changes else []
     kinds += [rule.event for rule in rules if rule.fires(previous, obs.data or {})]
-    return [_event(obs, kind, changes, record) for kind in dict.fromkeys(kinds)]
+    return [_event(obs, kind, changes, record, content) for kind in dict.fromkeys(kinds)]
 
 
-def _event(obs: Observation, kind: str, changes: dict[str, list[Any]], record: dict) -> dict[str, Any]:
+def _event(obs: Observation, kind: str, changes: dict[str, list[Any]], record: dict, content: str) -> dict[str, Any]:
     return {
-        "event_id": event_id(obs.key, obs.version, kind), "type": kind, "key": obs.key,
+        "event_id": event_id(obs.key, obs.version, kind, content), "type": kind, "key": obs.key,
         "version": obs.version, "occurred_at": obs.updated_at, "changes": changes, "record": record,
     }

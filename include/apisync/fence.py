@@ -1,7 +1,9 @@
 """Version fence: the Redis ledger that decides whether an observation may change a record.
 
-One atomic Lua script per observation: accept a version >= the stored one, discard an older one
-("stale"), and report "unchanged" when the content hash equals the stored one. The ledger keeps the
+One atomic Lua script per observation: accept a newer version, discard an older one ("stale"),
+report "unchanged" when the content hash equals the stored one, and "conflict" when the version is
+equal but the content differs (upstream stamps are whole seconds: arrival order must not decide; the
+caller re-fetches and fences the server's state again as `authoritative`, which wins the tie). The ledger keeps the
 last data per key, so the normalizer can diff without reading the records topic.
 
 Fence vs Kafka transaction: the normalizer writes Redis *inside* a Kafka transaction that may still
@@ -55,6 +57,8 @@ if top then
     status = 'stale'; push = false
   elseif top.h == ARGV[2] then
     status = 'unchanged'; push = version > top_version
+  elseif version == top_version and top.x ~= 1 and ARGV[4] ~= '1' and ARGV[9] ~= '1' then
+    status = 'conflict'; push = false
   end
 end
 if push then
@@ -97,7 +101,7 @@ class SourcePosition:
 class Verdict:
     """The fence's answer for one observation, with the state it replaced."""
 
-    status: str  # accepted | unchanged | stale
+    status: str  # accepted | unchanged | stale | conflict
     previous: dict[str, Any] | None  # last live data; None when the key is new or deleted
     previous_version: int | None
     previous_deleted: bool
@@ -125,15 +129,20 @@ class VersionFence:
         items: Sequence[tuple[Observation, SourcePosition]],
         attempt: str,
         positions: Mapping[str, int],
+        authoritative: bool = False,
     ) -> list[Verdict]:
-        """Fence every observation in order (one pipeline); positions = batch start per `topic:partition`."""
+        """Fence every observation in order (one pipeline); positions = batch start per `topic:partition`.
+
+        `authoritative`: the observations are the server's current state (re-fetched), so at an equal
+        version they replace different content instead of answering "conflict".
+        """
         if not items:
             return []
         encoded_positions = orjson.dumps(dict(positions)).decode()
         pipe = self._redis.pipeline(transaction=False)
         for obs, source in items:
-            self._script(keys=[self.ledger_key(obs.key)],
-                         args=_script_args(obs, source, attempt, encoded_positions), client=pipe)
+            args = _script_args(obs, source, attempt, encoded_positions) + ["1" if authoritative else "0"]
+            self._script(keys=[self.ledger_key(obs.key)], args=args, client=pipe)
         return [_verdict(reply) for reply in pipe.execute()]
 
     def check(self, obs: Observation, source: SourcePosition, attempt: str,

@@ -8,6 +8,11 @@ same partition count and murmur2 placement, so a key lives on the same N in both
 `group.instance.id` lets a restarted worker take its partitions back at once, and reusing the
 transactional.id makes `init_transactions` abort whatever the dead worker left open.
 
+Ties: versions are whole seconds upstream, so two different contents can carry one version. The fence
+answers "conflict" instead of letting arrival order decide; the normalizer re-fetches the object and
+fences the server's current state as authoritative at that version (without a re-fetch client, arrival
+order decides, as before). Re-fetches that fail transiently abort the batch, which is read again.
+
 Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
 or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
 back states from uncommitted attempts on re-delivery (see `apisync.fence`'s docstring). Every batch
@@ -17,6 +22,7 @@ passes the start position of each assigned partition so the script can tell comm
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import time
 import uuid
@@ -30,6 +36,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 from apisync import catalog
 from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
 from apisync.fence import LEDGER_PREFIX, SourcePosition, Verdict, VersionFence
+from apisync.http import RetriableError
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.payloads import parse_webhook
@@ -91,6 +98,7 @@ class Normalizer:
                  rules: Mapping[str, Sequence[Rule]] | None = None,
                  refetch: Callable[[Observation], Observation] | None = None,
                  batch_size: int = 500, poll_timeout: float = 1.0, namespace: str = "",
+                 webhook_options: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
@@ -98,6 +106,7 @@ class Normalizer:
         self._rules = default_rules(api) if rules is None else dict(rules)
         self._refetch, self._batch_size, self._poll_timeout = refetch, batch_size, poll_timeout
         self._clock = clock
+        self._webhook_options = dict(webhook_options or {})  # e.g. Stripe's pinned api_version
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"])
 
     def run(self, max_seconds: float | None = None, max_batches: int | None = None,
@@ -117,7 +126,7 @@ class Normalizer:
             try:
                 stats = _add(stats, self.process(messages), len(messages))
                 failures = 0
-            except (TransactionError, DeliveryError) as exc:
+            except (TransactionError, DeliveryError, RetriableError) as exc:
                 failures += 1
                 stats = _add(stats, None, 0)
                 log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)
@@ -134,17 +143,31 @@ class Normalizer:
             source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
             try:
                 pending.append((self._observe(msg), source))
+            except RetriableError:
+                raise  # a re-fetch that may work next time: read the batch again, never dead-letter
             except Exception as exc:  # anything unusable is a dead letter, never a crash loop
                 self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
         verdicts = self._fence.check_many(pending, batch.attempt, batch.positions)
-        for (obs, _source), verdict in zip(pending, verdicts, strict=True):
-            self._emit(batch, obs, verdict)
+        ties = []
+        for item, verdict in zip(pending, verdicts, strict=True):
+            if verdict.status == "conflict":
+                ties.append(item)
+            self._emit(batch, item[0], verdict)
+        if ties:
+            self._settle_ties(batch, ties)
         with self._producer.transaction():
             for message in batch.out:
                 self._producer.send(message)
             self._producer.send_offsets_to_transaction(_next_offsets(messages),
                                                        self._consumer.consumer_group_metadata())
         return batch
+
+    def _settle_ties(self, batch: _Batch, ties: list[tuple[Observation, SourcePosition]]) -> None:
+        """Equal version, different content: the server's current state decides (arrival order without a client)."""
+        settled = [(self._refetch(obs) if self._refetch else obs, source) for obs, source in ties]
+        verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True)
+        for (obs, _source), verdict in zip(settled, verdicts, strict=True):
+            self._emit(batch, obs, verdict)
 
     def close(self) -> None:
         """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
@@ -156,7 +179,7 @@ class Normalizer:
             raise ObservationError("empty message value")
         if msg.topic().endswith(".webhooks"):
             headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers() or []) if v is not None}
-            obs = parse_webhook(self.api, msg.value(), headers, _now_iso())
+            obs = parse_webhook(self.api, msg.value(), headers, _now_iso(), **self._webhook_options)
         else:
             obs = observation_from_change(msg.value())
         if obs.api != self.api or obs.collection not in catalog.COLLECTIONS.get(self.api, ()):
@@ -283,16 +306,37 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
 
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
-              instance: str = "0") -> NormalizerStats:
-    """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task."""
+              instance: str = "0", api_settings: Any = None) -> NormalizerStats:
+    """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
+
+    With `api_settings` (the API connection), thin webhooks and equal-version ties are re-fetched
+    from the API on the webhook lane of the shared budget; without, thin webhooks dead-letter.
+    """
     import redis
 
-    client = redis.Redis.from_url(redis_url)
-    normalizer = open_normalizer(api, kafka_config, client, instance=instance)
-    try:
+    with contextlib.ExitStack() as stack:
+        options = refetch_options(api, kafka_config, redis_url, api_settings, stack)
+        normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance, **options)
+        stack.callback(normalizer.close)
         return normalizer.run(max_seconds=max_seconds)
-    finally:
-        normalizer.close()
+
+
+def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, api_settings: Any,
+                    stack: contextlib.ExitStack) -> dict[str, Any]:
+    """`refetch` and `webhook_options` from the API's source, with a client on the webhook lane."""
+    if api_settings is None:
+        log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
+                    "are decided by arrival order", api, api)
+        return {}
+    from apisync.settings import SyncSettings
+    from apisync.sources import build_source
+    from apisync.sync.runner import api_client
+    from apisync.webhooks.refetch import source_refetcher
+
+    source = build_source(api_settings)
+    client, _limiter = stack.enter_context(api_client(SyncSettings(kafka_config, redis_url, api_settings),
+                                                      "webhook", source))
+    return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None)}
 
 
 def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, timeout: float = 60.0, *,

@@ -17,9 +17,13 @@ def redis_url() -> str:
 def _normalize(args: argparse.Namespace) -> int:
     from apisync.cli import kafka_config
     from apisync.normalizer import normalize
+    from apisync.sync.cli import api_settings_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds)
+    prefix = f"APISYNC_{args.api.upper()}_"
+    # With the API's URL and token the normalizer re-fetches thin webhooks and settles equal-version ties.
+    api = api_settings_from_env(args.api) if os.environ.get(prefix + "URL") else None
+    stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds, api_settings=api)
     print(f"{args.api} normalizer: {stats}")
     return 0
 

@@ -162,10 +162,11 @@ class NormalizeChangesOperator(_KafkaRedisOperator):
 
     template_fields: Sequence[str] = ("max_seconds",)
 
-    def __init__(self, *, api: str, max_seconds: Any = 50, **kwargs: Any) -> None:
+    def __init__(self, *, api: str, max_seconds: Any = 50, api_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api = api
         self.max_seconds = max_seconds
+        self.api_conn_id = api_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from apisync.normalizer import normalize
@@ -173,8 +174,10 @@ class NormalizeChangesOperator(_KafkaRedisOperator):
         label = f"{self.api} normalizer"
         with airflow_errors(label):
             kafka, redis_url, seconds = self.kafka_config(), self.redis_url(), float(self.max_seconds)
+            # The API connection lets the normalizer re-fetch thin webhooks and settle equal-version ties.
+            api = ApiConnectionHook(self.api, self.api_conn_id).get_settings()
             started = time.monotonic()
-            stats = normalize(self.api, kafka, redis_url, max_seconds=seconds)
+            stats = normalize(self.api, kafka, redis_url, max_seconds=seconds, api_settings=api)
         result = {"api": self.api, **dataclasses.asdict(stats), "seconds": round(time.monotonic() - started, 1)}
         log.info("%s finished: %s", label, summary_line(result))
         return result

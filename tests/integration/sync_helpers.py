@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 import orjson
 
 from apisync.kafka.reader import read_topic
-from apisync.normalizer import open_normalizer
+from apisync.normalizer import open_normalizer, refetch_options
 from apisync.settings import ApiSettings, SyncSettings
 from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
 from devstack.airflow import SIMULATOR_TOKENS
 
 
 def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: str, rate: float = 200,
-                 page_size: int | None = None) -> SyncSettings:
-    extra = {"repos": ["apisync/demo"], "page_size": page_size}
+                 page_size: int | None = None, **extra_options) -> SyncSettings:
+    extra = {"repos": ["apisync/demo"], "page_size": page_size, **extra_options}
     return SyncSettings(kafka_config, redis_url,
                         ApiSettings(api, simulator_url, SIMULATOR_TOKENS[api], extra, rate_per_s=rate, burst=20))
 
@@ -34,17 +36,22 @@ def newest_per_key(observations: list[dict]) -> dict[str, dict]:
     return newest
 
 
-def normalize_until_consumed(api: str, kafka_config: dict, redis_client, expected: int, **options) -> int:
-    """Run one normalizer until it consumed `expected` messages (or 60 one-second rounds); returns the count."""
-    normalizer = open_normalizer(api, kafka_config, redis_client, poll_timeout=0.5, **options)
-    consumed = 0
-    try:
+def normalize_until_consumed(api: str, kafka_config: dict, redis_client, expected: int,
+                             settings: SyncSettings | None = None, **options) -> int:
+    """Run one normalizer until it consumed `expected` messages (or 60 one-second rounds); returns the count.
+
+    With `settings` it re-fetches thin webhooks and equal-version ties from the API, as in production.
+    """
+    with contextlib.ExitStack() as stack:
+        if settings is not None:
+            options.update(refetch_options(api, kafka_config, settings.redis_url, settings.api, stack))
+        normalizer = open_normalizer(api, kafka_config, redis_client, poll_timeout=0.5, **options)
+        stack.callback(normalizer.close)
+        consumed = 0
         for _ in range(60):
             consumed += normalizer.run(max_seconds=1.0).consumed
             if consumed >= expected:
                 break
-    finally:
-        normalizer.close()
     return consumed
 
 
@@ -77,3 +84,45 @@ def live_mismatches(api: str, collections, newest: dict[str, dict | None], groun
             elif comparable(api, collection, obs["data"]) != comparable(api, collection, entry["data"]):
                 problems.append(f"stale {collection} {object_id}")
     return problems
+
+
+def history(kafka_config: dict, topic: str) -> dict[str, list[tuple[dict | None, int, int]]]:
+    """Per key, in offset order: (value or None for a tombstone, apisync-version header, partition)."""
+    per_key: dict[str, list] = {}
+    for msg in read_topic(kafka_config, topic, timeout=60):
+        value = orjson.loads(msg.value()) if msg.value() is not None else None
+        version = int(dict(msg.headers() or []).get("apisync-version", b"0"))
+        per_key.setdefault(msg.key().decode(), []).append((value, version, msg.partition()))
+    return per_key
+
+
+def record_problems(api: str, collections, records: dict[str, list], ground: dict) -> list[str]:
+    """The records topic (read to its end) against the truth: missing, stale, wrongly live, versions backwards."""
+    problems = []
+    for collection in collections:
+        for object_id, entry in ground["objects"].get(collection, {}).items():
+            past = records.get(f"{api}.{collection}.{object_id}")
+            if not past or past[-1][0] is None:
+                problems.append(f"{collection} {object_id} is live upstream but {'tombstoned' if past else 'missing'}")
+            elif comparable(api, collection, past[-1][0]["data"]) != comparable(api, collection, entry["data"]):
+                problems.append(f"stale {collection} {object_id}")
+        for object_id in ground["deleted"].get(collection, []):
+            past = records.get(f"{api}.{collection}.{object_id}")
+            if past and past[-1][0] is not None:
+                problems.append(f"{collection} {object_id} is deleted upstream but live in records")
+    for key, past in records.items():
+        versions = [version for _value, version, _partition in past]
+        if versions != sorted(versions):
+            problems.append(f"{key} went backwards: {versions}")
+    return problems
+
+
+def duplicate_event_ids(events: dict[str, list]) -> list[str]:
+    """Event ids that appear more than once on the events topic."""
+    seen, duplicates = set(), []
+    for past in events.values():
+        for value, _version, _partition in past:
+            if value["event_id"] in seen:
+                duplicates.append(value["event_id"])
+            seen.add(value["event_id"])
+    return duplicates

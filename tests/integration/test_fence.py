@@ -33,11 +33,22 @@ def test_accepts_newer_discards_older_and_unchanged(fence):
     positions = {"stripe.changes:0": 0}
     verdicts = fence.check_many([(obs(10), at(0)), (obs(5, "x"), at(1)), (obs(10), at(2)),
                                  (obs(20, "canceled"), at(3)), (obs(20, "past_due"), at(4))], "a1", positions)
-    assert [v.status for v in verdicts] == ["accepted", "stale", "unchanged", "accepted", "accepted"]
+    assert [v.status for v in verdicts] == ["accepted", "stale", "unchanged", "accepted", "conflict"]
     assert verdicts[0].previous is None
     assert verdicts[3].previous == {"id": "sub_1", "status": "active"} and verdicts[3].previous_version == 10
     assert fence.current("stripe.subscription.sub_1") == {
-        "version": 20, "deleted": False, "data": {"id": "sub_1", "status": "past_due"}}
+        "version": 20, "deleted": False, "data": {"id": "sub_1", "status": "canceled"}}
+
+
+def test_a_tie_is_a_conflict_until_the_servers_state_is_fenced_as_authoritative(fence):
+    p = {"stripe.changes:0": 0}
+    assert fence.check(obs(20, "canceled"), at(0), "a", p).accepted
+    assert fence.check(obs(20, "past_due"), at(1), "a", p).status == "conflict"  # arrival order must not decide
+    [settled] = fence.check_many([(obs(20, "past_due"), at(1))], "a", p, authoritative=True)
+    assert settled.accepted and settled.previous == {"id": "sub_1", "status": "canceled"}
+    assert fence.current("stripe.subscription.sub_1")["data"]["status"] == "past_due"
+    [same] = fence.check_many([(obs(20, "past_due"), at(2))], "a", p, authoritative=True)
+    assert same.status == "unchanged"  # the server's state equals the ledger: nothing to emit
 
 
 def test_delete_wins_a_tie_and_blocks_resurrection(fence):

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from apisync.events import event_id
+from apisync.events import Observation, event_id
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
@@ -126,7 +126,9 @@ def test_out_of_order_duplicates_converge_with_ordered_versions_and_unique_event
     for key, partition, event in events:
         assert key == event["key"] == event["record"]["key"]
         assert partition == record_partition[key]
-        assert event["event_id"] == event_id(key, event["version"], event["type"])
+        data = event["record"]["data"] if event["type"] != "deleted" else None
+        content = Observation("x", "x", "x", 0, "poll", "", data, data is None).content_hash()
+        assert event["event_id"] == event_id(key, event["version"], event["type"], content)
     created = [e for _k, _p, e in events if e["type"] == "created"]
     assert len(created) == 12  # one per object, whatever version happened to arrive first
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 
 import httpx
-import orjson
 import pytest
 import redis
 import uvicorn
-from sync_helpers import normalize_until_consumed, settings_for
+from sync_helpers import duplicate_event_ids, history, normalize_until_consumed, record_problems, settings_for
 
 from apisync.kafka.partitioning import partition_for
 from apisync.kafka.producer import Producer
@@ -71,27 +69,12 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
 
     _normalize_everything(kafka_config, redis_url)
     ground = sim.get("/_admin/truth/stripe").json()
-    records = _history(kafka_config, "stripe.records")
-    problems = []
-    for collection in COLLECTIONS:
-        for object_id, entry in ground["objects"][collection].items():
-            history = records.get(f"stripe.{collection}.{object_id}")
-            if not history or history[-1][0] is None or history[-1][0]["data"] != entry["data"]:
-                problems.append(f"{collection} {object_id}")
-        for object_id in ground["deleted"].get(collection, []):
-            history = records.get(f"stripe.{collection}.{object_id}")
-            if history and history[-1][0] is not None:
-                problems.append(f"{collection} {object_id} deleted upstream, live in records")
-    assert problems == []
-    for key, history in records.items():
-        versions = [version for _value, version, _partition in history]
-        assert versions == sorted(versions), f"{key} went backwards"
-    events = _history(kafka_config, "stripe.events")
-    ids = [value["event_id"] for history in events.values() for value, _v, _p in history]
-    assert len(ids) == len(set(ids)), "an event was emitted twice"
-    for key, history in events.items():
-        assert {p for _value, _v, p in history} == {partition_for(key, 6)}
-        assert all(value["key"] == key for value, _v, _p in history)
+    assert record_problems("stripe", COLLECTIONS, history(kafka_config, "stripe.records"), ground) == []
+    events = history(kafka_config, "stripe.events")
+    assert duplicate_event_ids(events) == [], "an event was emitted twice"
+    for key, past in events.items():
+        assert {p for _value, _v, p in past} == {partition_for(key, 6)}
+        assert all(value["key"] == key for value, _v, _p in past)
 
 
 def _wait_until_webhooks_settle(sim: httpx.Client, quiet_polls: int = 6) -> None:
@@ -109,12 +92,3 @@ def _normalize_everything(kafka_config, redis_url) -> None:
     expected = sum(len(read_topic(kafka_config, f"stripe.{t}")) for t in ("changes", "webhooks"))
     assert normalize_until_consumed("stripe", kafka_config, redis.Redis.from_url(redis_url), expected) == expected
 
-
-def _history(kafka_config, topic: str) -> dict[str, list]:
-    """Per key, in offset order: (value or None, apisync-version header, partition)."""
-    history = defaultdict(list)
-    for msg in read_topic(kafka_config, topic):
-        value = orjson.loads(msg.value()) if msg.value() is not None else None
-        version = int(dict(msg.headers() or []).get("apisync-version", b"0"))
-        history[msg.key().decode()].append((value, version, msg.partition()))
-    return history

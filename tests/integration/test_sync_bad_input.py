@@ -34,7 +34,7 @@ def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slat
     assert "sk_test_apisync" not in message
     checkpoint = CheckpointStore(kafka_config).load("stripe.backfill.customer")
     assert checkpoint["pages"] == 1 and not checkpoint["done"]
-    assert checkpoint["cursor"]["page"]["cursor"] in message  # the failed request started at the checkpoint
+    assert checkpoint["cursor"]["page"]["after"] in message  # the failed request started at the checkpoint
 
     httpx.delete(f"{simulator_url}/_admin/faults")
     resumed = run_backfill(settings, "customer")

@@ -37,7 +37,9 @@ def test_incremental_misses_no_change(api, clean_slate, kafka_config, redis_url,
         for collection in COLLECTIONS[api]:
             summaries.append(run_incremental(settings, collection))
         _background_mutations(simulator_url, rate=0.0)
-    time.sleep(1.1)  # let the last second close, then one more pass sees a quiet API
+    # Let the last second close and Stripe's late events surface, then one more pass sees a quiet API.
+    lag = httpx.get(f"{simulator_url}/_admin/config", timeout=10).json().get("stripe_events_lag_s", 0)
+    time.sleep(1.1 + lag)
     for collection in COLLECTIONS[api]:
         run_incremental(settings, collection)
 

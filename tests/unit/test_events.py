@@ -26,9 +26,19 @@ def types(events):
     return [e["type"] for e in events]
 
 
-def test_event_id_is_sha256_of_key_version_type():
-    expected = hashlib.sha256(b"stripe.subscription.sub_1|5|created").hexdigest()
-    assert event_id("stripe.subscription.sub_1", 5, "created") == expected
+def test_event_id_is_sha256_of_key_version_type_and_content():
+    expected = hashlib.sha256(b"stripe.subscription.sub_1|5|created|abc").hexdigest()
+    assert event_id("stripe.subscription.sub_1", 5, "created", "abc") == expected
+
+
+def test_distinct_transitions_in_one_second_never_share_an_event_id():
+    # active -> canceled and canceled -> active stamped in the same whole second
+    active, canceled = {"id": "sub_1", "status": "active"}, {"id": "sub_1", "status": "canceled"}
+    to_canceled = derive_events(obs(canceled, version=7), active)
+    to_active = derive_events(obs(active, version=7), canceled)
+    assert to_canceled[0]["event_id"] != to_active[0]["event_id"]
+    again = derive_events(obs(canceled, version=7), active)
+    assert [e["event_id"] for e in again] == [e["event_id"] for e in to_canceled]  # a retry re-emits the same ids
 
 
 def test_created_then_updated_with_top_level_changes():
@@ -41,7 +51,8 @@ def test_created_then_updated_with_top_level_changes():
                             {"id": "sub_1", "status": "active", "qty": 1, "old": True})
     assert types(updated) == ["updated"]
     assert updated[0]["changes"] == {"qty": [1, 2], "old": [True, None]}
-    assert updated[0]["event_id"] == event_id("stripe.subscription.sub_1", 2, "updated")
+    new = obs({"id": "sub_1", "status": "active", "qty": 2}, version=2)
+    assert updated[0]["event_id"] == event_id("stripe.subscription.sub_1", 2, "updated", new.content_hash())
 
 
 def test_nested_change_reports_the_whole_top_level_field():

@@ -15,7 +15,8 @@ def build_source(settings: ApiSettings) -> Source:
     """The source object for one API account."""
     page_size = {"page_size": int(settings.extra["page_size"])} if settings.extra.get("page_size") else {}
     if settings.api == "stripe":
-        return StripeSource(**page_size)
+        options = {name: settings.extra[name] for name in ("api_version", "settle_s") if settings.extra.get(name)}
+        return StripeSource(**page_size, **options)
     if settings.api == "github":
         repos = settings.extra.get("repos") or [settings.extra.get("repo")]
         if not repos or not repos[0]:

@@ -22,6 +22,7 @@ class Batch:
     cursor: dict[str, Any]
     done: bool = False
     total: int | None = None  # objects in the whole listing, when the API says (for an ETA)
+    note: str = ""  # something the operator must hear about (e.g. a gap in a change feed)
 
 
 class Source(Protocol):

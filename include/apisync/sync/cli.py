@@ -23,7 +23,9 @@ def api_settings_from_env(api: str, env: Mapping[str, str] = os.environ) -> ApiS
     if missing:
         raise SystemExit(f"error: set {', '.join(prefix + m for m in missing)} to sync {api}")
     rate = env.get(prefix + "RATE")
-    extra = {"repos": [env[prefix + "REPO"]]} if env.get(prefix + "REPO") else {}
+    extra: dict = {"repos": [env[prefix + "REPO"]]} if env.get(prefix + "REPO") else {}
+    if env.get(prefix + "API_VERSION"):
+        extra["api_version"] = env[prefix + "API_VERSION"]  # Stripe-Version to pin
     return ApiSettings(api, env[prefix + "URL"], env[prefix + "TOKEN"], extra, float(rate) if rate else None)
 
 

@@ -69,8 +69,11 @@ class ProgressTracker:
             self.on_progress(Progress(s.pages, s.records, rate, short_cursor(cursor), waited_s, eta))
 
 
+_MEMORY = ("recent", "incremental_start", "seen", "ids_at_created")
+
+
 def short_cursor(cursor: Any) -> Any:
     """Only the position: cursors also carry dedupe memory and the incremental hand-over point."""
     if isinstance(cursor, dict):
-        return {k: short_cursor(v) for k, v in cursor.items() if k not in ("recent", "incremental_start")}
+        return {k: short_cursor(v) for k, v in cursor.items() if k not in _MEMORY}
     return cursor

@@ -58,13 +58,15 @@ class MeteredLimiter:
 
 
 @contextmanager
-def api_client(settings: SyncSettings, lane: str) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
-    """An ApiClient for the account, behind the account's shared Redis budget."""
+def api_client(settings: SyncSettings, lane: str,
+               source: Source | None = None) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
+    """An ApiClient for the account, behind the account's shared Redis budget, with the source's headers."""
     api = settings.api
     rate = api.rate_per_s or DEFAULT_RATE.get(api.api, 5.0)
     limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
                                               RateLimitSpec(rate=rate, burst=api.burst)))
-    client = ApiClient(api.api, api.base_url, BearerTokenAuth(api.token), rate_limiter=limiter, lane=lane)
+    client = ApiClient(api.api, api.base_url, BearerTokenAuth(api.token), rate_limiter=limiter, lane=lane,
+                       headers=getattr(source, "headers", None))
     try:
         yield client, limiter
     finally:
@@ -86,13 +88,14 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
         summary.note = "backfill already complete; trigger with restart=true to run it again"
         return summary
     writer = PageWriter.for_key(settings.kafka, backfill_key)
-    with api_client(settings, "backfill") as (client, limiter):
+    with api_client(settings, "backfill", source) as (client, limiter):
         try:
             if saved is None:
                 # Before the first page: note where incremental sync must begin, so no change made
                 # while the backfill runs is missed. Committed as the backfill's first checkpoint.
                 start = source.incremental_start(client, collection)
-                saved = checkpoint_value({"page": None, "incremental_start": start}, 0)
+                # A restart replaces the incremental cursor at the end (remembered across resumes).
+                saved = checkpoint_value({"page": None, "incremental_start": start, "restarted": restart}, 0)
                 writer.write_page([], backfill_key, saved)
             cursor = saved["cursor"]
             tracker = ProgressTracker(summary, on_progress)
@@ -100,10 +103,11 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
             batches = source.backfill(client, collection, cursor.get("page"), start_date)
             for batch in _located(batches, lambda: summary.cursor_after or cursor.get("page")):
                 pages += 1
-                next_cursor = {"page": batch.cursor, "incremental_start": cursor["incremental_start"]}
+                next_cursor = {**cursor, "page": batch.cursor}
                 messages = [change_message(obs) for obs in batch.observations]
                 if batch.done:
-                    messages += _incremental_handover(store, incremental_key, cursor["incremental_start"])
+                    messages += _incremental_handover(store, incremental_key, cursor["incremental_start"],
+                                                      bool(cursor.get("restarted")))
                 writer.write_page(messages, backfill_key, checkpoint_value(next_cursor, pages, batch.done))
                 _report(tracker, batch, next_cursor, limiter)
         finally:
@@ -128,7 +132,7 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     summary = RunSummary(api, collection, "incremental", cursor_before=saved["cursor"])
     writer = PageWriter.for_key(settings.kafka, key)
     pages = saved.get("pages", 0)
-    with api_client(settings, "incremental") as (client, limiter):
+    with api_client(settings, "incremental", source) as (client, limiter):
         try:
             tracker = ProgressTracker(summary, on_progress)
             batches = source.incremental(client, collection, saved["cursor"])
@@ -142,10 +146,11 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     return summary
 
 
-def _incremental_handover(store: CheckpointStore, key: str, start: dict) -> list[Outgoing]:
-    """The incremental cursor, written with the backfill's last page; an existing one is kept
-    (it is older, so re-reading from it can only repeat changes, never skip deletes)."""
-    if store.load(key) is not None:
+def _incremental_handover(store: CheckpointStore, key: str, start: dict, restart: bool) -> list[Outgoing]:
+    """The incremental cursor, written with the backfill's last page. An existing one is kept (it is
+    older, so re-reading from it can only repeat changes, never skip deletes) unless the backfill was
+    restarted: that is how an operator replaces a broken or expired incremental cursor."""
+    if store.load(key) is not None and not restart:
         return []
     return [Outgoing(CHECKPOINTS_TOPIC, key, checkpoint_value(start, 0))]
 
@@ -162,6 +167,8 @@ def _located(batches: Iterator[Batch], cursor: Callable[[], Any]) -> Iterator[Ba
 
 def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter) -> None:
     deletes = sum(1 for obs in batch.observations if obs.deleted)
+    if batch.note:
+        tracker.summary.note = "; ".join(filter(None, (tracker.summary.note, batch.note)))
     if batch.observations:
         # Lag: how old the newest change synced is (a metric, so the worker clock is fine here).
         newest = max(obs.version for obs in batch.observations)

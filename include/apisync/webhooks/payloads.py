@@ -1,8 +1,10 @@
 """Raw webhook bodies → Observations, one small parser per provider.
 
 - Stripe: the event object; the record is `data.object`, version = `created` × 1000 (Stripe objects
-  carry no updated stamp), `*.deleted` types are deletes. A thin event (no `data.object`, only
-  `related_object`) is flagged `thin` so the normalizer re-fetches the object.
+  carry no updated stamp); only the types that really delete (`customer.deleted`, `invoice.deleted`)
+  are deletes: `customer.subscription.deleted` means the subscription ended, and it stays a record
+  with `status: canceled`. A thin event (no `data.object`, only `related_object`), or one rendered in
+  another API version than the pinned one, is flagged `thin` so the normalizer re-fetches the object.
 - GitHub: `X-GitHub-Event` issues | pull_request | issue_comment; the record is `issue` /
   `pull_request` / `comment`, version = `updated_at` in ms, action `deleted` is a delete.
 - Salesforce (Standard Webhooks): `data.record`, version = `SystemModstamp` in ms, `*.deleted` is a delete.
@@ -16,10 +18,8 @@ from typing import Any
 import orjson
 
 from apisync.events import Observation, ObservationError, iso_to_ms
+from apisync.sources.stripe import COLLECTION_OF_OBJECT, DELETE_EVENTS
 
-# Stripe's `object` names → apisync collections (only what the catalog syncs).
-_STRIPE_COLLECTIONS = {"customer": "customer", "subscription": "subscription",
-                       "invoice": "invoice", "charge": "charge"}
 _GITHUB_EVENTS = {"issues": ("issue", "issue"), "pull_request": ("pull_request", "pull_request"),
                   "issue_comment": ("comment", "issue_comment")}
 
@@ -38,8 +38,9 @@ def _load(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
-    """A Stripe event → an observation of its object."""
+def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
+                 api_version: str | None = None) -> Observation:
+    """A Stripe event → an observation of its object (thin if rendered in another than `api_version`)."""
     event = _load(body)
     kind, created = event.get("type"), event.get("created")
     if not isinstance(kind, str) or not isinstance(created, int):
@@ -50,10 +51,12 @@ def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str) -> Obs
         # thin events name the object in related_object and carry no snapshot
         obj = event.get("related_object") or {}
     object_name = obj.get("object") or obj.get("type")
-    collection = _STRIPE_COLLECTIONS.get(object_name)
+    collection = COLLECTION_OF_OBJECT.get(object_name)
     if collection is None or not obj.get("id"):
         raise ObservationError(f"Stripe event {kind!r} names no known object")
-    deleted = kind.endswith(".deleted")
+    deleted = kind in DELETE_EVENTS
+    # The payload renders in the event's API version; another shape than the pinned one is re-fetched.
+    thin = thin or (api_version is not None and event.get("api_version") not in (None, api_version))
     data = None if thin else obj
     return Observation("stripe", collection, str(obj["id"]), created * 1000, "webhook", synced_at,
                        data, deleted, thin and not deleted)
@@ -99,17 +102,18 @@ def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) ->
                        "webhook", synced_at, None, deleted, not deleted)
 
 
-PARSERS: dict[str, Callable[[bytes, Mapping[str, str], str], Observation]] = {
+PARSERS: dict[str, Callable[..., Observation]] = {
     "stripe": parse_stripe, "github": parse_github, "salesforce": parse_salesforce,
 }
 
 
-def parse_webhook(api: str, body: bytes, headers: Mapping[str, str], synced_at: str = "") -> Observation:
-    """Dispatch to the api's parser; raise ObservationError for anything unusable."""
+def parse_webhook(api: str, body: bytes, headers: Mapping[str, str], synced_at: str = "",
+                  **options: Any) -> Observation:
+    """Dispatch to the api's parser (options: e.g. Stripe's pinned `api_version`); ObservationError if unusable."""
     parser = PARSERS.get(api)
     if parser is None:
         raise ObservationError(f"no webhook parser for api {api!r}")
-    return parser(body, headers, synced_at)
+    return parser(body, headers, synced_at, **options)
 
 
 def delivery_id(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:

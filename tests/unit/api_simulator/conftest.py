@@ -49,3 +49,20 @@ def github(client):
 def salesforce(client):
     client.headers.update(AUTH["salesforce"])
     return client
+
+
+def walk(client, path, **params):
+    """Every item of a Stripe list, following starting_after."""
+    seen, after = [], None
+    while True:
+        query = {**params, **({"starting_after": after} if after else {})}
+        body = client.get(path, params=query).json()
+        seen += body["data"]
+        if not body["has_more"]:
+            return seen
+        after = body["data"][-1]["id"]
+
+
+def settle(sim, lag_s=3.0):
+    """Move the clock past the longest Stripe event visibility delay (stripe_events_lag_s), so all events list."""
+    sim.clock.advance(lag_s + 1)

@@ -37,7 +37,7 @@ def test_malformed_objects_are_one_line_errors(source, collection, body, reason)
 
 
 def test_a_well_formed_stripe_page_yields_observations_versioned_by_server_time():
-    body = {"object": "list", "has_more": False, "data": [{"id": "cus_1", "object": "customer"}]}
+    body = {"object": "list", "has_more": False, "data": [{"id": "cus_1", "object": "customer", "created": 1}]}
     [batch] = list(StripeSource().backfill(client_answering(body), "customer", None, None))
     [obs] = batch.observations
     assert obs.key == "stripe.customer.cus_1" and obs.source == "backfill" and batch.done

@@ -30,6 +30,22 @@ def test_stripe_deleted_and_thin_events():
     assert (obs.key, obs.thin, obs.data, obs.version) == ("stripe.invoice.in_1", True, None, 10_000)
 
 
+def test_an_ended_subscription_is_an_update_not_a_delete():
+    ended = {"id": "sub_1", "object": "subscription", "status": "canceled"}
+    obs = parse_webhook("stripe", stripe_event("customer.subscription.deleted", ended), {})
+    assert (obs.deleted, obs.data["status"], obs.thin) == (False, "canceled", False)
+
+
+def test_a_payload_in_another_api_version_than_the_pinned_one_is_refetched():
+    event = orjson.loads(stripe_event())
+    pinned = parse_webhook("stripe", orjson.dumps({**event, "api_version": "2024-06-20"}), {},
+                           api_version="2024-06-20")
+    assert not pinned.thin and pinned.data is not None
+    other = parse_webhook("stripe", orjson.dumps({**event, "api_version": "2023-10-16"}), {},
+                          api_version="2024-06-20")
+    assert other.thin and other.data is None and other.version == 1_795_704_812_000
+
+
 def test_github_deliveries():
     issue = {"number": 7, "id": 99, "updated_at": "2026-11-26T14:53:32Z", "state": "open"}
     obs = parse_webhook("github", orjson.dumps({"action": "edited", "issue": issue}), {"X-GitHub-Event": "issues"})

@@ -1,21 +1,24 @@
-"""Thin webhooks are completed through an injected ApiClient (MockTransport, no network)."""
+"""Thin webhooks and ties are completed through the source's own fetch (MockTransport, no network)."""
 
 import httpx
 import pytest
 
 from apisync.events import Observation
 from apisync.http import ApiClient, BearerTokenAuth, FatalError
-from apisync.webhooks.refetch import http_refetcher, object_path
+from apisync.sources.salesforce import SalesforceSource
+from apisync.sources.stripe import StripeSource
+from apisync.webhooks.refetch import source_refetcher
+
+DATE = "Thu, 26 Nov 2026 14:53:40 GMT"
 
 
 def thin(api, collection, ident, version=1_000):
     return Observation(api, collection, ident, version, "webhook", "", None, thin=True)
 
 
-def test_paths_per_api():
-    assert object_path(thin("stripe", "invoice", "in_1")) == "/v1/invoices/in_1"
-    assert object_path(thin("github", "issue_comment", "5")) == "/repos/apisync/demo/issues/comments/5"
-    assert object_path(thin("salesforce", "account", "001A")) == "/services/data/v61.0/sobjects/Account/001A"
+def client_for(api, handler):
+    return ApiClient(api, f"http://{api}.test", BearerTokenAuth("tok"), lane="webhook",
+                     transport=httpx.MockTransport(handler), sleep=lambda s: None, max_retries=0)
 
 
 def test_refetch_fills_data_and_uses_the_objects_own_version():
@@ -23,18 +26,26 @@ def test_refetch_fills_data_and_uses_the_objects_own_version():
 
     def handler(request):
         seen.append((request.url.path, request.headers["authorization"]))
-        return httpx.Response(200, json={"Id": "001A", "SystemModstamp": "2026-11-26T14:53:32.000+0000"})
+        return httpx.Response(200, headers={"date": DATE},
+                              json={"Id": "001A", "SystemModstamp": "2026-11-26T14:53:32.000+0000"})
 
-    client = ApiClient("salesforce", "http://sf.test", BearerTokenAuth("tok"), lane="webhook",
-                       transport=httpx.MockTransport(handler), sleep=lambda s: None)
-    full = http_refetcher(client)(thin("salesforce", "account", "001A"))
+    refetch = source_refetcher(SalesforceSource(), client_for("salesforce", handler))
+    full = refetch(thin("salesforce", "account", "001A"))
     assert seen == [("/services/data/v61.0/sobjects/Account/001A", "Bearer tok")]
     assert (full.thin, full.version, full.data["Id"]) == (False, 1_795_704_812_000, "001A")
 
 
-def test_refetch_of_a_missing_object_raises_for_the_dead_letter_path():
-    client = ApiClient("stripe", "http://stripe.test", BearerTokenAuth("sk"), lane="webhook",
-                       transport=httpx.MockTransport(lambda r: httpx.Response(404, json={"error": {}})),
-                       sleep=lambda s: None)
+def test_an_object_the_api_no_longer_has_becomes_a_delete_at_the_observed_version():
+    def handler(request):
+        return httpx.Response(404, headers={"date": DATE}, json={"error": {"code": "resource_missing"}})
+
+    gone = source_refetcher(StripeSource(), client_for("stripe", handler))(thin("stripe", "invoice", "in_gone", 7_000))
+    assert (gone.deleted, gone.data, gone.version, gone.thin) == (True, None, 7_000, False)
+
+
+def test_a_failure_other_than_not_found_is_raised():
+    def handler(request):
+        return httpx.Response(401, headers={"date": DATE}, json={"error": {"message": "bad key"}})
+
     with pytest.raises(FatalError):
-        http_refetcher(client)(thin("stripe", "invoice", "in_gone"))
+        source_refetcher(StripeSource(), client_for("stripe", handler))(thin("stripe", "invoice", "in_1"))
