@@ -35,9 +35,10 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 
 from apisync import catalog
 from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
-from apisync.fence import LEDGER_PREFIX, SourcePosition, Verdict, VersionFence
+from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
 from apisync.http import RetriableError
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
+from apisync.ledger import ensure_ledger
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.payloads import parse_webhook
 
@@ -99,6 +100,7 @@ class Normalizer:
                  refetch: Callable[[Observation], Observation] | None = None,
                  batch_size: int = 500, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
+                 recover_ledger: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
@@ -107,7 +109,10 @@ class Normalizer:
         self._refetch, self._batch_size, self._poll_timeout = refetch, batch_size, poll_timeout
         self._clock = clock
         self._webhook_options = dict(webhook_options or {})  # e.g. Stripe's pinned api_version
-        self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"])
+        self._recover_ledger = recover_ledger
+        self._epochs: dict[str, int] = {}  # owner epoch per assigned `topic:partition` (fences zombies)
+        self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],
+                                 on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def run(self, max_seconds: float | None = None, max_batches: int | None = None,
             stop_when_idle: bool = False) -> NormalizerStats:
@@ -126,7 +131,10 @@ class Normalizer:
             try:
                 stats = _add(stats, self.process(messages), len(messages))
                 failures = 0
-            except (TransactionError, DeliveryError, RetriableError) as exc:
+            except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost) as exc:
+                if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
+                    log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
+                    self._recover_ledger()
                 failures += 1
                 stats = _add(stats, None, 0)
                 log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)
@@ -137,7 +145,7 @@ class Normalizer:
 
     def process(self, messages: Sequence[Any]) -> _Batch:
         """One transaction: fence, derive, produce, send offsets, commit."""
-        batch = _Batch(uuid.uuid4().hex, self._positions(messages))
+        batch = _Batch(uuid.uuid4().hex[:12], self._positions(messages))
         pending: list[tuple[Observation, SourcePosition]] = []
         for msg in messages:
             source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
@@ -147,7 +155,7 @@ class Normalizer:
                 raise  # a re-fetch that may work next time: read the batch again, never dead-letter
             except Exception as exc:  # anything unusable is a dead letter, never a crash loop
                 self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
-        verdicts = self._fence.check_many(pending, batch.attempt, batch.positions)
+        verdicts = self._fence.check_many(pending, batch.attempt, batch.positions, epochs=self._epochs)
         ties = []
         for item, verdict in zip(pending, verdicts, strict=True):
             if verdict.status == "conflict":
@@ -165,9 +173,17 @@ class Normalizer:
     def _settle_ties(self, batch: _Batch, ties: list[tuple[Observation, SourcePosition]]) -> None:
         """Equal version, different content: the server's current state decides (arrival order without a client)."""
         settled = [(self._refetch(obs) if self._refetch else obs, source) for obs, source in ties]
-        verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True)
+        verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,
+                                          epochs=self._epochs)
         for (obs, _source), verdict in zip(settled, verdicts, strict=True):
             self._emit(batch, obs, verdict)
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
 
     def close(self) -> None:
         """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
@@ -300,9 +316,13 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
         consumer.close()
         raise NormalizerSetupError(f"normalizer {api}: topics missing: {', '.join(missing)}; "
                                    f"create them with `python -m apisync topics ensure` (rule event topics included)")
+    def recover() -> str:
+        return ensure_ledger(api, kafka_config, redis_client, namespace=namespace, ledger_prefix=ledger_prefix)
+
+    recover()  # a ledger Redis lost is rebuilt before anything is fenced
     producer = Producer(producer_config(api, kafka_config, instance, namespace))
     return Normalizer(api, consumer, producer, VersionFence(redis_client, ledger_prefix), refetch=refetch,
-                      namespace=namespace, **options)
+                      namespace=namespace, recover_ledger=recover, **options)
 
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
@@ -337,27 +357,3 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
     client, _limiter = stack.enter_context(api_client(SyncSettings(kafka_config, redis_url, api_settings),
                                                       "webhook", source))
     return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None)}
-
-
-def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, timeout: float = 60.0, *,
-                   namespace: str = "", ledger_prefix: str = LEDGER_PREFIX) -> int:
-    """Rewrite the Redis ledger of one api from `<api>.records` read to its end; run with the normalizer stopped."""
-    from apisync.kafka.reader import read_topic
-
-    latest: dict[str, Any] = {}
-    for msg in read_topic(kafka_config, f"{namespace}{api}.records", timeout=timeout):
-        if msg.key() is not None:
-            latest[msg.key().decode()] = msg
-    fence = VersionFence(redis_client, ledger_prefix)
-    fence.clear(api)
-    return fence.write_committed(_ledger_state(key, msg) for key, msg in latest.items())
-
-
-def _ledger_state(key: str, msg: Any) -> Observation:
-    """A committed ledger state from one records message (a tombstone's version is in its header)."""
-    if msg.value() is not None:
-        return observation_from_change(msg.value())
-    headers = dict(msg.headers() or [])
-    version = int(headers.get("apisync-version", b"0"))
-    api, collection, ident = key.split(".", 2)
-    return Observation(api, collection, ident, version, "reconcile", "", None, deleted=True)

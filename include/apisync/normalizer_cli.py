@@ -32,10 +32,10 @@ def _rebuild(args: argparse.Namespace) -> int:
     import redis
 
     from apisync.cli import kafka_config
-    from apisync.normalizer import rebuild_ledger
+    from apisync.ledger import rebuild_ledger
 
     count = rebuild_ledger(args.api, kafka_config(args), redis.Redis.from_url(redis_url()))
-    print(f"{args.api} ledger rebuilt from {args.api}.records: {count} keys")
+    print(f"{args.api} ledger rebuilt from {args.api}.records: {count} record states applied")
     return 0
 
 

@@ -2,11 +2,12 @@
 
 import uuid
 
+import orjson
 import pytest
 import redis
 
 from apisync.events import Observation
-from apisync.fence import SourcePosition, VersionFence
+from apisync.fence import FencedOut, LedgerLost, SourcePosition, VersionFence
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +16,9 @@ pytestmark = pytest.mark.integration
 def fence(redis_url):
     client = redis.Redis.from_url(redis_url)
     prefix = f"test:ledger:{uuid.uuid4().hex}"
-    yield VersionFence(client, prefix=prefix)
+    fence = VersionFence(client, prefix=prefix)
+    fence.mark_generation("stripe", "test")  # a complete ledger
+    yield fence
     for key in client.scan_iter(match=f"{prefix}:*"):
         client.delete(key)
 
@@ -93,7 +96,6 @@ def test_committed_states_are_not_rolled_back_and_the_stack_stays_small(fence):
     verdict = fence.check(obs(200, "final"), at(10), "b5", {"stripe.changes:0": 10})
     assert verdict.previous == {"id": "sub_1", "status": "s4b"}
     raw = fence._redis.get(fence.ledger_key("stripe.subscription.sub_1"))
-    import orjson
     assert len(orjson.loads(raw)) == 2  # last committed state + this batch's
 
 
@@ -103,3 +105,51 @@ def test_rebuilt_state_is_treated_as_committed(fence):
     assert verdict.status == "stale"
     assert fence.check(obs(60, "newer"), at(1), "x", {"stripe.changes:0": 0}).previous == {
         "id": "sub_1", "status": "rebuilt"}
+
+
+def test_a_zombie_cannot_roll_back_its_successors_states(fence):
+    """Issue: a stalled worker woke after its successor committed, popped the committed states and
+    pushed its own; records then went 3000 -> 2500. Owner epochs refuse the zombie before any write."""
+    zombie = fence.claim(["stripe.changes:0"])
+    assert fence.check_many([(obs(2000), at(0))], "z1", {"stripe.changes:0": 0}, epochs=zombie)[0].accepted
+    successor = fence.claim(["stripe.changes:0"])  # the group gave the partition to another worker
+    assert fence.check_many([(obs(3000, "canceled"), at(1))], "s1", {"stripe.changes:0": 1},
+                            epochs=successor)[0].accepted
+    with pytest.raises(FencedOut):  # the zombie wakes with its old batch positions
+        fence.check_many([(obs(2500, "past_due"), at(1))], "z2", {"stripe.changes:0": 0}, epochs=zombie)
+    assert fence.current("stripe.subscription.sub_1") == {
+        "version": 3000, "deleted": False, "data": {"id": "sub_1", "status": "canceled"}}
+    stale = fence.check_many([(obs(2500, "past_due"), at(2))], "s2", {"stripe.changes:0": 2}, epochs=successor)
+    assert stale[0].status == "stale"
+
+
+def test_a_ledger_redis_lost_answers_lost_instead_of_treating_keys_as_new(fence):
+    assert fence.check(obs(3000), at(0), "a", {"stripe.changes:0": 0}).accepted
+    for key in fence._redis.scan_iter(match=f"{fence._prefix}:*"):  # Redis restarted empty
+        fence._redis.delete(key)
+    with pytest.raises(LedgerLost):
+        fence.check(obs(2500, "stale"), at(1), "b", {"stripe.changes:0": 1})
+
+
+def test_a_ledger_state_costs_less_than_the_objects_json():
+    """Issue: the ledger held about 2.3x a 600 B customer's JSON per key."""
+    import random
+
+    import redis as redis_lib  # noqa: F401 - the fixture's client type; the size is measured on the bytes
+
+    from apisync.fence import _entry
+
+    rng = random.Random(1)
+    words = ["sync", "ledger", "invoice", "retry", "cursor", "webhook", "backfill", "tombstone", "partition"]
+    customer = {"id": "cus_" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(14)),
+                "object": "customer", "address": None, "balance": 0, "created": 1795704812, "currency": "usd",
+                "default_source": None, "delinquent": False, "description": " ".join(rng.choices(words, k=4)),
+                "email": "grace.hopper@example.com", "invoice_prefix": "A1B2C3D4", "livemode": False,
+                "metadata": {"plan": "gold", "region": "eu-west"}, "name": "Grace Hopper", "phone": "+15555550123",
+                "preferred_locales": ["en"], "shipping": None, "tax_exempt": "none", "test_clock": None,
+                "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None}}
+    size = len(orjson.dumps(customer))
+    assert 500 <= size <= 700  # about the 600 B customer the issue measured
+    state = orjson.dumps([_entry(Observation("stripe", "customer", customer["id"], 1795704812000, "poll", "",
+                                             customer), "stripe.changes:3", 123456, "0123456789ab")])
+    assert len(state) <= size, (len(state), size)

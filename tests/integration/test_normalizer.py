@@ -10,11 +10,13 @@ import pytest
 import redis
 
 from apisync.events import Observation, event_id
+from apisync.fence import VersionFence
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.normalizer import NormalizerSetupError, open_normalizer, rebuild_ledger
+from apisync.ledger import rebuild_ledger
+from apisync.normalizer import NormalizerSetupError, open_normalizer
 from apisync.rules import rule_event_types
 
 pytestmark = pytest.mark.integration
@@ -185,7 +187,7 @@ def test_malformed_observations_go_to_the_dlq_and_the_rest_flows(kafka_config, r
     assert list(records_by_key(kafka_config, ns)) == ["stripe.customer.cus_ok"]
 
 
-def test_rebuild_ledger_from_the_records_topic(kafka_config, redis_client, ledger):
+def test_a_lost_ledger_is_detected_and_rebuilt_from_the_records_topic(kafka_config, redis_client, ledger):
     ns = make_namespace(kafka_config)
     items = [("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS + 10_000, {"id": "cus_r", "n": 1})),
              ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS, {"id": "cus_d"})),
@@ -193,8 +195,7 @@ def test_rebuild_ledger_from_the_records_topic(kafka_config, redis_client, ledge
     produce(kafka_config, f"{ns}stripe.changes", items)
     drain(kafka_config, ns, redis_client, ledger, 3)
     for key in redis_client.scan_iter(match=f"{ledger}:*"):
-        redis_client.delete(key)  # the ledger is lost
-    assert rebuild_ledger("stripe", kafka_config, redis_client, namespace=ns, ledger_prefix=ledger) == 2
+        redis_client.delete(key)  # Redis lost the ledger; nobody runs `ledger rebuild` by hand
     later = [("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS, {"id": "cus_r", "n": 0})),  # older
              ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS + 1000, {"id": "cus_d"})),  # older
              ("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS + 30_000, {"id": "cus_r", "n": 2}))]
@@ -204,6 +205,18 @@ def test_rebuild_ledger_from_the_records_topic(kafka_config, redis_client, ledge
     assert [(e["key"], e["type"]) for e in events][-1] == ("stripe.customer.cus_r", "updated")
     assert events[-1]["changes"] == {"n": [1, 2]}  # diffed against the rebuilt data
     assert len(events) == 4  # created r, created d, deleted d, updated r: the older ones emitted nothing
+
+
+def test_ledger_rebuild_streams_every_record_state(kafka_config, redis_client, ledger):
+    ns = make_namespace(kafka_config)
+    items = [("stripe.customer.cus_r", change("customer", "cus_r", BASE_MS, {"id": "cus_r"})),
+             ("stripe.customer.cus_d", change("customer", "cus_d", BASE_MS + 20_000, None, deleted=True))]
+    produce(kafka_config, f"{ns}stripe.changes", items)
+    drain(kafka_config, ns, redis_client, ledger, 2)
+    assert rebuild_ledger("stripe", kafka_config, redis_client, namespace=ns, ledger_prefix=ledger) == 2
+    fence = VersionFence(redis_client, ledger)
+    assert fence.has_generation("stripe")
+    assert fence.current("stripe.customer.cus_d") == {"version": BASE_MS + 20_000, "deleted": True, "data": None}
 
 
 def test_missing_output_topics_stop_the_start_with_one_clear_line(kafka_config, redis_client):

@@ -3,8 +3,9 @@
 A complete listing of live ids is diffed against the ledger (what the records topic holds as live);
 every candidate is confirmed by fetching it (the listing may simply have raced a create), and only
 then does a delete observation go to `<api>.changes`, where the normalizer turns it into a `deleted`
-event and a tombstone. A run that would delete more than `max_delete_share` of the collection stops:
-that smells of a broken listing or the wrong account, not of real deletes.
+event and a tombstone. A run that would delete more than `max_delete_share` of the collection (and more
+than `min_deletes`, so a collection of 12 objects can still lose one) stops: that smells of a broken
+listing or the wrong account, not of real deletes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def ledger_live_ids(fence: VersionFence, client: redis.Redis, api: str, collecti
 
 
 def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = True, max_delete_share: float = 0.05,
-                  on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+                  min_deletes: int = 3, on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
     """Find, confirm and (unless dry_run) emit deletes for one collection."""
     api = settings.api.api
     source = source or build_source(settings.api)
@@ -50,9 +51,10 @@ def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = Tr
     with api_client(settings, "reconcile") as (client, limiter):
         listed = set(source.list_ids(client, collection))
         candidates = sorted(set(known) - listed)
-        if known and len(candidates) > max_delete_share * len(known):
+        if len(candidates) > max(min_deletes, max_delete_share * len(known)):
             raise TooManyDeletes(f"{api} {collection}: {len(candidates)} of {len(known)} known objects are missing "
-                                 f"from the listing, more than the {max_delete_share:.0%} cap; nothing deleted")
+                                 f"from the listing, more than the {max_delete_share:.0%} cap (and more than "
+                                 f"{min_deletes}); nothing deleted")
         confirmed = [object_id for object_id in candidates if source.fetch(client, collection, object_id) is None]
         tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
     summary.note = f"{'would delete' if dry_run else 'deleted'}: {', '.join(confirmed[:20]) or 'nothing'}"

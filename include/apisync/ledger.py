@@ -1,0 +1,86 @@
+"""The ledger's lifecycle: complete before anything is fenced, rebuilt from `<api>.records` when lost.
+
+A Redis that restarted empty, was flushed or failed over to an empty replica makes every key look new:
+stale versions would be accepted and `created` re-emitted. The fence refuses to answer without the
+api's generation marker (see `apisync.fence`), and `ensure_ledger` puts the marker back: at once when
+`<api>.records` has never held anything (a fresh start), else after a rebuild that streams the records
+topic (flat memory, no deadline). One normalizer rebuilds while the others wait for the marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from apisync.events import Observation, observation_from_change
+from apisync.fence import LEDGER_PREFIX, VersionFence
+from apisync.kafka.reader import reader_config, stream_topic
+
+log = logging.getLogger("apisync.ledger")
+
+REBUILD_LOCK_TTL_S = 600  # a rebuilder that died frees the lock for another after this long
+
+
+def ensure_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, namespace: str = "",
+                  ledger_prefix: str = LEDGER_PREFIX, sleep: Callable[[float], None] = time.sleep) -> str:
+    """Make the ledger of `api` complete; returns "ok", "fresh" or "rebuilt"."""
+    fence = VersionFence(redis_client, ledger_prefix)
+    lock, token = f"{ledger_prefix}:~rebuild:{api}", uuid.uuid4().hex
+    while not fence.has_generation(api):
+        if not redis_client.set(lock, token, nx=True, ex=REBUILD_LOCK_TTL_S):
+            sleep(1.0)  # another normalizer is rebuilding: wait for its marker
+            continue
+        try:
+            if not _ever_written(kafka_config, f"{namespace}{api}.records"):
+                fence.mark_generation(api, token)
+                return "fresh"
+            log.warning("%s ledger: Redis has lost it (no generation marker); rebuilding from %s%s.records "
+                        "before anything is accepted", api, namespace, api)
+            count = rebuild_ledger(api, kafka_config, redis_client, namespace=namespace, ledger_prefix=ledger_prefix)
+            log.warning("%s ledger: rebuilt %d keys", api, count)
+            return "rebuilt"
+        finally:
+            if redis_client.get(lock) == token.encode():
+                redis_client.delete(lock)
+    return "ok"
+
+
+def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, namespace: str = "",
+                   ledger_prefix: str = LEDGER_PREFIX) -> int:
+    """Rewrite the ledger of `api` from `<api>.records` read to its end, then mark it complete.
+
+    Streams the topic (the newest message of a key overwrites the older: offset order per partition),
+    so memory stays flat whatever the size. Run it with the normalizers stopped, or let
+    `ensure_ledger` run it: the fence refuses everything until the marker is back.
+    """
+    fence = VersionFence(redis_client, ledger_prefix)
+    fence.clear(api)
+    messages = stream_topic(kafka_config, f"{namespace}{api}.records")
+    count = fence.write_committed(_ledger_state(msg) for msg in messages if msg.key() is not None)
+    fence.mark_generation(api, uuid.uuid4().hex)
+    return count
+
+
+def _ledger_state(msg: Any) -> Observation:
+    """A committed ledger state from one records message (a tombstone's version is in its header)."""
+    if msg.value() is not None:
+        return observation_from_change(msg.value())
+    headers = dict(msg.headers() or [])
+    version = int(headers.get("apisync-version", b"0"))
+    api, collection, ident = msg.key().decode().split(".", 2)
+    return Observation(api, collection, ident, version, "reconcile", "", None, deleted=True)
+
+
+def _ever_written(kafka_config: Mapping[str, Any], topic: str) -> bool:
+    """True when any partition of the topic has held a message (its high watermark is above zero)."""
+    consumer = Consumer(reader_config(kafka_config))
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        return any(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] > 0 for p in partitions)
+    finally:
+        consumer.close()
