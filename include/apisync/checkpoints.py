@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from apisync.failpoints import failpoint
 from apisync.kafka.producer import Outgoing, Producer, client_config
 from apisync.kafka.reader import TopicReadError, read_topic
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
@@ -127,10 +128,13 @@ class PageWriter:
             raise ValueError("a checkpoint value needs a 'cursor'")
         value = dict(checkpoint)
         value.setdefault("updated_at", iso_utc(self._clock))
+        failpoint("page.before_produce")
         with self._producer.transaction():
             for message in messages:
                 self._producer.send(message)
             self._producer.produce(self._topic, checkpoint_key, value)
+            failpoint("page.after_produce")  # produced, not committed
+        failpoint("page.after_commit")
 
     def close(self) -> None:
         """Flush anything left (nothing, after a committed page)."""

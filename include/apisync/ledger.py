@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from apisync.events import Observation, observation_from_change
+from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, VersionFence
 from apisync.kafka.reader import reader_config, stream_topic
 
@@ -61,9 +62,15 @@ def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any,
     fence = VersionFence(redis_client, ledger_prefix)
     fence.clear(api)
     messages = stream_topic(kafka_config, f"{namespace}{api}.records")
-    count = fence.write_committed(_ledger_state(msg) for msg in messages if msg.key() is not None)
+    count = fence.write_committed(_ledger_state(msg) for msg in _with_failpoint(messages) if msg.key())
     fence.mark_generation(api, uuid.uuid4().hex)
     return count
+
+
+def _with_failpoint(messages: Iterator[Any]) -> Iterator[Any]:
+    for msg in messages:
+        failpoint("ledger.rebuilding")  # halfway through a rebuild: the marker is not back yet
+        yield msg
 
 
 def _ledger_state(msg: Any) -> Observation:

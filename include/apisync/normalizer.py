@@ -35,6 +35,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicParti
 
 from apisync import catalog
 from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
+from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
 from apisync.http import RetriableError
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
@@ -145,6 +146,7 @@ class Normalizer:
 
     def process(self, messages: Sequence[Any]) -> _Batch:
         """One transaction: fence, derive, produce, send offsets, commit."""
+        failpoint("normalizer.consumed")
         batch = _Batch(uuid.uuid4().hex[:12], self._positions(messages))
         pending: list[tuple[Observation, SourcePosition]] = []
         for msg in messages:
@@ -163,11 +165,14 @@ class Normalizer:
             self._emit(batch, item[0], verdict)
         if ties:
             self._settle_ties(batch, ties)
+        failpoint("normalizer.fenced")  # the ledger has moved; Kafka has nothing yet
         with self._producer.transaction():
             for message in batch.out:
                 self._producer.send(message)
             self._producer.send_offsets_to_transaction(_next_offsets(messages),
                                                        self._consumer.consumer_group_metadata())
+            failpoint("normalizer.produced")  # produced, not committed
+        failpoint("normalizer.committed")
         return batch
 
     def _settle_ties(self, batch: _Batch, ties: list[tuple[Observation, SourcePosition]]) -> None:
@@ -180,6 +185,7 @@ class Normalizer:
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
+        failpoint("normalizer.claimed")
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

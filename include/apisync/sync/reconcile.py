@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import redis
 
+from apisync.failpoints import failpoint
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
 from apisync.settings import SyncSettings
@@ -40,7 +41,8 @@ def ledger_live_ids(fence: VersionFence, client: redis.Redis, api: str, collecti
 
 
 def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = True, max_delete_share: float = 0.05,
-                  min_deletes: int = 3, on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+                  min_deletes: int = 3, on_progress: Callable[[Progress], None] | None = None,
+                  source: Source | None = None) -> RunSummary:
     """Find, confirm and (unless dry_run) emit deletes for one collection."""
     api = settings.api.api
     source = source or build_source(settings.api)
@@ -56,6 +58,7 @@ def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = Tr
                                  f"from the listing, more than the {max_delete_share:.0%} cap (and more than "
                                  f"{min_deletes}); nothing deleted")
         confirmed = [object_id for object_id in candidates if source.fetch(client, collection, object_id) is None]
+        failpoint("reconcile.confirmed")
         tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
     summary.note = f"{'would delete' if dry_run else 'deleted'}: {', '.join(confirmed[:20]) or 'nothing'}"
     if confirmed and not dry_run:
@@ -71,6 +74,7 @@ def _emit_deletes(settings: SyncSettings, api: str, collection: str, versions: d
         for object_id, version in versions.items():
             obs = factory.make(collection, object_id, version + 1, None, source="reconcile", deleted=True)
             producer.send(change_message(obs))
+        failpoint("reconcile.sent")  # queued, maybe not yet acknowledged
         producer.flush()
     finally:
         producer.close()
