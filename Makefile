@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 
-.PHONY: demo test test-unit lint prepare clean
+.PHONY: demo test test-unit test-faults lint prepare clean
 
 # The venv is rebuilt only when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -19,7 +19,11 @@ prepare: $(VENV)/.installed
 	$(PY) -m devstack prepare
 
 test: prepare lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not faults"
+
+# The fault suite (kills at named points, a zombie, Redis loss, API storms): about 10 minutes, so not in `test`.
+test-faults: prepare
+	$(PY) -m pytest tests -m faults
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/dags -q

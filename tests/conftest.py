@@ -118,3 +118,19 @@ def _wait_for_deletion(admin, names, timeout: float = 30.0) -> None:
         if not set(names) & set(admin.list_topics(timeout=10).topics):
             return
         time.sleep(0.2)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault suite's table (make test-faults): one row per scenario."""
+    import sys
+
+    helpers = sys.modules.get("sync_helpers")
+    rows = getattr(helpers, "FAULT_ROWS", None)
+    if not rows:
+        return
+    header = ("scenario", "injected", "lost", "stale", "versions backwards", "duplicate event ids", "secrets in logs")
+    terminalreporter.write_sep("=", "faults survived")
+    terminalreporter.write_line("| " + " | ".join(header) + " |")
+    terminalreporter.write_line("|" + "---|" * len(header))
+    for row in rows:
+        terminalreporter.write_line("| " + " | ".join(str(cell) for cell in row) + " |")

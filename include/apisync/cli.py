@@ -13,10 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from apisync.checkpoints import CheckpointError
+from apisync.http import ApiError
 from apisync.kafka.admin import TopicAdminError
 from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
 from apisync.kafka.reader import TopicReadError
 from apisync.normalizer_cli import add_normalize
+from apisync.sync import TooManyDeletes
 from apisync.sync.cli import add_sync
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -118,7 +120,7 @@ def add_cursor(sub: argparse._SubParsersAction) -> None:
 
 
 OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
-                   TransactionError)
+                   TransactionError, ApiError, TooManyDeletes)
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_normalize]
 
 

@@ -24,7 +24,7 @@ from apisync.kafka.reader import reader_config, stream_topic
 
 log = logging.getLogger("apisync.ledger")
 
-REBUILD_LOCK_TTL_S = 600  # a rebuilder that died frees the lock for another after this long
+REBUILD_LOCK_TTL_S = 30  # renewed while the rebuild makes progress; a rebuilder that died frees it soon
 
 
 def ensure_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, namespace: str = "",
@@ -42,7 +42,8 @@ def ensure_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, 
                 return "fresh"
             log.warning("%s ledger: Redis has lost it (no generation marker); rebuilding from %s%s.records "
                         "before anything is accepted", api, namespace, api)
-            count = rebuild_ledger(api, kafka_config, redis_client, namespace=namespace, ledger_prefix=ledger_prefix)
+            count = rebuild_ledger(api, kafka_config, redis_client, namespace=namespace, ledger_prefix=ledger_prefix,
+                                   lock=lock)
             log.warning("%s ledger: rebuilt %d keys", api, count)
             return "rebuilt"
         finally:
@@ -52,7 +53,7 @@ def ensure_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, 
 
 
 def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, namespace: str = "",
-                   ledger_prefix: str = LEDGER_PREFIX) -> int:
+                   ledger_prefix: str = LEDGER_PREFIX, lock: str | None = None) -> int:
     """Rewrite the ledger of `api` from `<api>.records` read to its end, then mark it complete.
 
     Streams the topic (the newest message of a key overwrites the older: offset order per partition),
@@ -62,14 +63,18 @@ def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any,
     fence = VersionFence(redis_client, ledger_prefix)
     fence.clear(api)
     messages = stream_topic(kafka_config, f"{namespace}{api}.records")
-    count = fence.write_committed(_ledger_state(msg) for msg in _with_failpoint(messages) if msg.key())
+    progress = _renewing(messages, redis_client, lock) if lock else messages
+    count = fence.write_committed(_ledger_state(msg) for msg in progress if msg.key())
     fence.mark_generation(api, uuid.uuid4().hex)
     return count
 
 
-def _with_failpoint(messages: Iterator[Any]) -> Iterator[Any]:
-    for msg in messages:
-        failpoint("ledger.rebuilding")  # halfway through a rebuild: the marker is not back yet
+def _renewing(messages: Iterator[Any], redis_client: Any, lock: str, every: int = 1000) -> Iterator[Any]:
+    """Pass messages on, renewing the rebuild lock as long as the rebuild makes progress."""
+    for count, msg in enumerate(messages):
+        if count % every == 0:
+            redis_client.expire(lock, REBUILD_LOCK_TTL_S)
+        failpoint("ledger.rebuilding")  # a rebuild under way: the marker is not back yet
         yield msg
 
 

@@ -191,6 +191,10 @@ class Normalizer:
         for tp in partitions:
             self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
 
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this worker owns now (empty until the group assigned some)."""
+        return self._consumer.assignment()
+
     def close(self) -> None:
         """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
         self._consumer.close()

@@ -23,7 +23,8 @@ def _normalize(args: argparse.Namespace) -> int:
     prefix = f"APISYNC_{args.api.upper()}_"
     # With the API's URL and token the normalizer re-fetches thin webhooks and settles equal-version ties.
     api = api_settings_from_env(args.api) if os.environ.get(prefix + "URL") else None
-    stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds, api_settings=api)
+    stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds,
+                      instance=args.instance, api_settings=api)
     print(f"{args.api} normalizer: {stats}")
     return 0
 
@@ -47,6 +48,8 @@ def add_normalize(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("normalize", parents=[common_options()], help="turn observations into records and events")
     run.add_argument("api", choices=apis)
     run.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run forever)")
+    run.add_argument("--instance", default="0",
+                     help="this worker's name in the normalizer group (one per process when running several)")
     run.set_defaults(func=_normalize)
     ledger = sub.add_parser("ledger", help="the Redis version ledger").add_subparsers(dest="action", required=True)
     rebuild = ledger.add_parser("rebuild", parents=[common_options()],

@@ -16,7 +16,7 @@ from devstack.airflow import SIMULATOR_TOKENS
 
 def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: str, rate: float = 200,
                  page_size: int | None = None, **extra_options) -> SyncSettings:
-    extra = {"repos": ["apisync/demo"], "page_size": page_size, **extra_options}
+    extra = {"repos": ["apisync/demo", "apisync/tools"], "page_size": page_size, **extra_options}
     return SyncSettings(kafka_config, redis_url,
                         ApiSettings(api, simulator_url, SIMULATOR_TOKENS[api], extra, rate_per_s=rate, burst=20))
 
@@ -126,3 +126,35 @@ def duplicate_event_ids(events: dict[str, list]) -> list[str]:
                 duplicates.append(value["event_id"])
             seen.add(value["event_id"])
     return duplicates
+
+
+def normalize_until_idle(api: str, kafka_config: dict, redis_url: str, settings: SyncSettings | None = None,
+                         quiet_rounds: int = 2, max_rounds: int = 120) -> int:
+    """Run one normalizer until it owns partitions and found nothing new for `quiet_rounds` seconds."""
+    import redis
+
+    with contextlib.ExitStack() as stack:
+        options = refetch_options(api, kafka_config, redis_url, settings.api, stack) if settings else {}
+        normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), poll_timeout=0.5, **options)
+        stack.callback(normalizer.close)
+        consumed, idle = 0, 0
+        for _ in range(max_rounds):
+            stats = normalizer.run(max_seconds=1.0)
+            consumed += stats.consumed
+            idle = idle + 1 if stats.consumed == 0 and normalizer.assignment() else 0
+            if idle >= quiet_rounds:
+                break
+    return consumed
+
+
+FAULT_ROWS: list[tuple] = []  # (scenario, injected, lost, stale, backwards, duplicate ids, secrets): the suite's table
+
+
+def fault_row(scenario: str, injected: str, problems: list[str], duplicates: list[str], secrets: int) -> tuple:
+    """One row of the fault table from a truth comparison."""
+    lost = sum(1 for p in problems if "missing" in p or "tombstoned" in p)
+    stale = sum(1 for p in problems if p.startswith("stale") or "live in records" in p)
+    backwards = sum(1 for p in problems if "went backwards" in p)
+    row = (scenario, injected, lost, stale, backwards, len(duplicates), secrets)
+    FAULT_ROWS.append(row)
+    return row

@@ -1,0 +1,266 @@
+"""The fault suite (`make test-faults`): SIGKILL at named points, a zombie normalizer, a Redis that loses
+the ledger mid-run, API storms. Every scenario ends the same way: restart, catch up, then compare the
+records and events topics with the simulator's truth and print one row of the "faults survived" table.
+
+Real processes (`python -m apisync ...`), real Kafka, Redis and simulator; the crash points are armed
+with `APISYNC_FAILPOINTS` (see `apisync.failpoints`), so each kill lands exactly between two effects.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sync_helpers import (
+    duplicate_event_ids,
+    fault_row,
+    history,
+    normalize_until_idle,
+    record_problems,
+    settings_for,
+    truth,
+)
+
+from apisync.kafka.producer import Outgoing, Producer
+from apisync.kafka.reader import read_topic
+from devstack.airflow import SIMULATOR_TOKENS
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ("customer", "invoice")
+SECRETS = (SIMULATOR_TOKENS["stripe"],)
+KILLED = -signal.SIGKILL
+
+
+@dataclass(frozen=True, slots=True)
+class KillPoint:
+    """Where a process of one job is killed: a failpoint name and which pass through it."""
+
+    label: str
+    job: str  # backfill | incremental | normalize | reconcile | rebuild
+    failpoint: str  # name@pass
+
+    @property
+    def armed(self) -> str:
+        name, _, nth = self.failpoint.partition("@")
+        return f"{name}=kill@{nth or 1}"
+
+
+KILL_POINTS = [
+    KillPoint("backfill, before the start marker commits", "backfill", "page.before_produce@1"),
+    KillPoint("backfill, before a page is produced", "backfill", "page.before_produce@3"),
+    KillPoint("backfill, page produced, not committed", "backfill", "page.after_produce@2"),
+    KillPoint("backfill, right after a page committed", "backfill", "page.after_commit@2"),
+    KillPoint("backfill, between pages of the second collection", "backfill", "page.after_commit@6"),
+    KillPoint("backfill, last page + hand-over produced, not committed", "backfill", "page.after_produce@4"),
+    KillPoint("incremental, before the first page is produced", "incremental", "page.before_produce@1"),
+    KillPoint("incremental, page produced, not committed", "incremental", "page.after_produce@1"),
+    KillPoint("incremental, between collections", "incremental", "page.after_commit@1"),
+    KillPoint("incremental, second collection produced, not committed", "incremental", "page.after_produce@2"),
+    KillPoint("normalizer, right after it claimed its partitions", "normalize", "normalizer.claimed@1"),
+    KillPoint("normalizer, batch consumed, before the fence", "normalize", "normalizer.consumed@1"),
+    KillPoint("normalizer, after the fence, before producing", "normalize", "normalizer.fenced@1"),
+    KillPoint("normalizer, produced, before the commit", "normalize", "normalizer.produced@1"),
+    KillPoint("normalizer, right after the commit", "normalize", "normalizer.committed@1"),
+    KillPoint("normalizer, third batch, after the fence", "normalize", "normalizer.fenced@3"),
+    KillPoint("normalizer, third batch, produced, before the commit", "normalize", "normalizer.produced@3"),
+    KillPoint("reconcile, deletes confirmed, none sent", "reconcile", "reconcile.confirmed@1"),
+    KillPoint("reconcile, deletes queued, before the flush", "reconcile", "reconcile.sent@1"),
+    KillPoint("ledger rebuild, halfway through", "rebuild", "ledger.rebuilding@200"),
+    KillPoint("ledger rebuild, at its first record", "rebuild", "ledger.rebuilding@1"),
+]
+
+
+@pytest.fixture
+def env(kafka_config, redis_url, simulator_url):
+    """What the apisync CLI needs to reach the stack (the token only through the environment)."""
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'include'}{os.pathsep}{ROOT / 'plugins'}",
+            "APISYNC_KAFKA_BOOTSTRAP": kafka_config["bootstrap.servers"], "APISYNC_REDIS_URL": redis_url,
+            "APISYNC_STRIPE_URL": simulator_url, "APISYNC_STRIPE_TOKEN": SIMULATOR_TOKENS["stripe"],
+            "APISYNC_STRIPE_RATE": "200"}
+
+
+class Stack:
+    """One scenario's view of the stack: run jobs as processes, catch up, compare with the truth."""
+
+    def __init__(self, env: dict, kafka_config: dict, redis_url: str, simulator_url: str) -> None:
+        self.env, self.kafka_config, self.redis_url = env, kafka_config, redis_url
+        self.sim = httpx.Client(base_url=simulator_url, timeout=30)
+        self.settings = settings_for("stripe", kafka_config, redis_url, simulator_url)
+        self.output: list[str] = []
+
+    def run(self, args: list[str], failpoints: str = "", expect: int = 0) -> None:
+        """Run `python -m apisync <args>`; assert how it ended (KILLED proves the failpoint was reached)."""
+        env = {**self.env, "APISYNC_FAILPOINTS": failpoints}
+        done = subprocess.run([sys.executable, "-m", "apisync", *args], env=env, capture_output=True, text=True,
+                              timeout=240)
+        self.output.append(done.stdout + done.stderr)
+        assert done.returncode == expect, f"{args} ended with {done.returncode}: {done.stderr[-2000:]}"
+
+    def job(self, job: str, failpoints: str = "", expect: int = 0) -> None:
+        commands = {"backfill": ["sync", "backfill", "stripe", *COLLECTIONS],
+                    "incremental": ["sync", "incremental", "stripe", *COLLECTIONS],
+                    "normalize": ["normalize", "stripe", "--max-seconds", "20"],
+                    "reconcile": ["sync", "reconcile", "stripe", *COLLECTIONS, "--apply"],
+                    "rebuild": ["normalize", "stripe", "--max-seconds", "10"]}
+        self.run(commands[job], failpoints, expect)
+
+    def mutate(self, count: int, kinds: list[str]) -> list[dict]:
+        mutations = []
+        for collection in COLLECTIONS:
+            reply = self.sim.post("/_admin/mutate", json={"api": "stripe", "collection": collection,
+                                                          "count": count, "kinds": kinds})
+            mutations += reply.json()["mutations"]
+        return mutations
+
+    def settle(self) -> None:
+        """Wait until every Stripe event made so far is visible to polling (the simulator's lag)."""
+        time.sleep(float(self.sim.get("/_admin/config").json()["stripe_events_lag_s"]) + 1.0)
+
+    def catch_up(self) -> None:
+        normalize_until_idle("stripe", self.kafka_config, self.redis_url, self.settings)
+
+    def verdict(self, scenario: str, injected: str) -> tuple:
+        problems = record_problems("stripe", COLLECTIONS, history(self.kafka_config, "stripe.records"),
+                                   truth(self.settings.api.base_url, "stripe"))
+        duplicates = duplicate_event_ids(history(self.kafka_config, "stripe.events"))
+        secrets = sum(text.count(secret) for text in self.output for secret in SECRETS)
+        row = fault_row(scenario, injected, problems, duplicates, secrets)
+        assert row[2:] == (0, 0, 0, 0, 0), (row, problems[:10], duplicates[:5])
+        return row
+
+
+@pytest.fixture
+def stack(clean_slate, env, kafka_config, redis_url, simulator_url):
+    clean_slate(seed=41, objects=250)  # 3 pages of 100 per collection
+    return Stack(env, kafka_config, redis_url, simulator_url)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS, ids=[f"{p.job}-{p.failpoint.replace('@', '-')}" for p in KILL_POINTS])
+def test_sigkill_at_a_named_point_loses_nothing(stack, point):
+    armed = lambda job: (point.armed, KILLED) if point.job == job else ("", 0)  # noqa: E731
+    _killed_then_resumed(stack, "backfill", *armed("backfill"))
+    stack.mutate(10, ["create", "update", "delete"])
+    stack.settle()
+    _killed_then_resumed(stack, "incremental", *armed("incremental"))
+    if point.job == "normalize":
+        stack.job("normalize", point.armed, KILLED)
+    stack.catch_up()
+    if point.job == "reconcile":
+        # Deletes polling cannot see any more (no poll after them): reconcile must find them.
+        stack.mutate(1, ["delete"])
+        _killed_then_resumed(stack, "reconcile", point.armed, KILLED)
+        stack.catch_up()
+    if point.job == "rebuild":
+        ledger = redis.Redis.from_url(stack.redis_url)
+        ledger.delete(*ledger.keys("apisync:ledger:*"))  # Redis lost the ledger
+        stack.mutate(5, ["update"])
+        stack.settle()
+        stack.job("incremental")
+        stack.job("rebuild", point.armed, KILLED)  # the rebuild dies halfway; the marker stays absent
+        stack.catch_up()  # the next normalizer rebuilds (after the dead one's lock expired) and goes on
+    stack.verdict(f"kill: {point.label}", f"SIGKILL at {point.failpoint} ({point.job})")
+
+
+def test_a_zombie_normalizer_cannot_roll_its_successor_back(stack, clean_slate):
+    clean_slate(seed=43, objects=6)  # few objects: every round of updates touches the same keys again
+    stack.job("backfill")
+    _poll_a_round(stack)
+    zombie = subprocess.Popen([sys.executable, "-m", "apisync", "normalize", "stripe", "--max-seconds", "90",
+                               "--instance", "zombie"],
+                              env={**stack.env, "APISYNC_FAILPOINTS": "normalizer.consumed=stop@2"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(15)  # the zombie-to-be commits its first batch
+        _poll_a_round(stack)  # its second batch: it stops right after consuming it, before the fence
+        _wait_until_stopped(zombie.pid, 60)
+        time.sleep(12)  # past session.timeout.ms (10 s): the group takes the zombie's partitions away
+        _poll_a_round(stack)
+        stack.catch_up()  # the successor claims the partitions (new owner epochs) and commits both rounds
+        os.kill(zombie.pid, signal.SIGCONT)  # the zombie wakes with its old batch and old positions
+        out, _ = zombie.communicate(timeout=150)
+        stack.output.append(out)
+    finally:
+        if zombie.poll() is None:
+            zombie.kill()
+    _replay_old_observations(stack)  # had the zombie rolled the ledger back, the newest would count twice
+    stack.catch_up()
+    stack.verdict("zombie normalizer", "SIGSTOP before the fence past the session timeout, SIGCONT after a successor")
+
+
+def test_redis_losing_the_ledger_mid_run_is_rebuilt_before_anything_is_accepted(stack):
+    stack.job("backfill")
+    stack.mutate(20, ["update"])
+    stack.settle()
+    stack.job("incremental")
+    stack.catch_up()
+    redis.Redis.from_url(stack.redis_url).flushdb()  # Redis restarted without its data
+    _replay_old_observations(stack)
+    stack.catch_up()
+    stack.verdict("Redis loses the ledger mid-run", "FLUSHDB, then every observation replayed")
+
+
+STORMS = [
+    ("5xx burst longer than one retry budget", {"kind": "http_500", "status": 503, "count": 8}),
+    ("timeouts", {"kind": "timeout", "delay_s": 2, "count": 2}),
+    ("connection resets", {"kind": "reset", "count": 4}),
+    ("malformed JSON pages", {"kind": "malformed_json", "count": 3}),
+    ("truncated pages", {"kind": "truncated", "count": 3}),
+    ("429 storm with Retry-After", {"kind": "http_500", "status": 429, "count": 6}),
+]
+
+
+@pytest.mark.parametrize(("label", "fault"), STORMS, ids=[label for label, _ in STORMS])
+def test_api_storms_end_with_the_truth(stack, label, fault):
+    stack.sim.post("/_admin/faults", json={"api": "stripe", "path_prefix": "/v1/customers", **fault})
+    first = subprocess.run([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", *COLLECTIONS],
+                           env={**stack.env, "APISYNC_FAILPOINTS": ""}, capture_output=True, text=True, timeout=240)
+    stack.output.append(first.stdout + first.stderr)
+    stack.sim.delete("/_admin/faults")
+    if first.returncode != 0:  # the storm outlasted the retries: the operator (Airflow) runs it again
+        assert "Traceback" not in first.stderr.splitlines()[-1], first.stderr[-500:]
+        stack.job("backfill")
+    stack.mutate(10, ["create", "update", "delete"])
+    stack.settle()
+    stack.job("incremental")
+    stack.catch_up()
+    stack.verdict(f"API storm: {label}", f"{fault['kind']} x{fault['count']} on /v1/customers")
+
+
+def _poll_a_round(stack: Stack) -> None:
+    stack.mutate(6, ["update"])
+    stack.settle()
+    stack.job("incremental")
+
+
+def _replay_old_observations(stack: Stack) -> None:
+    """Every observation so far arrives again (a replayed page, a late webhook retry): none may change a record."""
+    producer = Producer(stack.kafka_config)
+    for msg in read_topic(stack.kafka_config, "stripe.changes", timeout=60):
+        producer.send(Outgoing("stripe.changes", msg.key().decode(), msg.value()))
+    producer.flush()
+    producer.close()
+
+
+def _killed_then_resumed(stack: Stack, job: str, armed: str, expect: int) -> None:
+    stack.job(job, armed, expect)
+    if expect == KILLED:
+        stack.job(job)
+
+
+def _wait_until_stopped(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the zombie never reached its failpoint")
