@@ -105,6 +105,7 @@ def clean_slate(kafka_config, redis_url, simulator_url):
             "webhooks": {api: {"url": None, "secrets": []} for api in ("stripe", "github", "salesforce")},
             "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5},
             "stripe_events_lag_s": 3.0, "stripe_api_version": "2024-06-20",  # Stripe-like defaults
+            "salesforce_late_commits": {"share": 0.05, "lag_s": 300},  # long transactions commit late
         }, timeout=10).raise_for_status()
 
     return reset

@@ -123,7 +123,23 @@ async def clock(request):
     return json_response({"now": sim.clock.now()})
 
 
+async def github_rename(request):
+    """POST /_admin/github/rename {"repo": "apisync/demo", "to": "apisync/demo-renamed"}: old name answers 301."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+    except ConfigError as exc:
+        return _bad(str(exc))
+    model = sim.models["github"]
+    repo, to = body.get("repo"), body.get("to")
+    if repo not in model.next_number or not isinstance(to, str) or to.count("/") != 1 or to in model.names:
+        return _bad("repo must be a served repository and to a free owner/name")
+    model.rename(repo, to)
+    return json_response({"repo": repo, "name": to})
+
+
 routes = [
+    Route("/_admin/github/rename", github_rename, methods=["POST"]),
     Route("/_admin/truth/{api}", truth),
     Route("/_admin/mutate", mutate, methods=["POST"]),
     Route("/_admin/config", config, methods=["GET", "POST"]),

@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import admin, github, salesforce, stripe
+from . import admin, github, salesforce, salesforce_oauth, stripe
 from .config import SimulatorConfig
 from .gateway import Gateway
 from .mutations import MutationEngine
@@ -40,7 +40,7 @@ def create_app(config: SimulatorConfig | None = None, sim: Simulator | None = No
         await app.state.engine.stop()
         sim.webhooks.stop()
 
-    app = Starlette(routes=admin.routes + stripe.routes + github.routes + salesforce.routes,
+    app = Starlette(routes=admin.routes + salesforce_oauth.routes + stripe.routes + github.routes + salesforce.routes,
                     exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found, Exception: _crash},
                     lifespan=lifespan)
     app.state.sim = sim

@@ -18,6 +18,11 @@ class Credentials:
     stripe: str = "sk_test_apisync"
     github: str = "ghp_apisync"
     salesforce: str = "sf_apisync_token"
+    # The connected app and integration user the token endpoint knows (salesforce_oauth.py).
+    salesforce_client_id: str = "3MVG9apisync_demo_consumer_key"
+    salesforce_client_secret: str = "apisync_demo_consumer_secret"
+    salesforce_refresh_token: str = "5Aep861apisync_demo_refresh_token"
+    salesforce_username: str = "integration@apisync.demo"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Credentials:
@@ -58,6 +63,14 @@ def default_runtime() -> dict[str, Any]:
         "stripe_events_lag_s": 3.0,
         # The account's default Stripe API version; change it to simulate an account upgrade.
         "stripe_api_version": DEFAULT_VERSION,
+        # Salesforce session timeout (Setup > Session Settings, default 2 hours), on the server clock.
+        "salesforce_session_lifetime_s": 7200,
+        # PEM public key of the connected app's certificate, for JWT-bearer assertions ("" = none).
+        "salesforce_jwt_public_key": "",
+        # Share of mutations that run in a long transaction: visible `lag_s` after their SystemModstamp.
+        "salesforce_late_commits": {"share": 0.0, "lag_s": 300},
+        # Outbound Messaging (SOAP) deliveries of created/updated rows, beside the JSON webhooks.
+        "salesforce_outbound": {"url": None, "organization_id": "00D5g000004ApisAAA", "max_batch": 100},
     }
 
 

@@ -10,9 +10,10 @@ from typing import Any
 from . import github, salesforce, stripe
 from .faults import TRANSPORT_KINDS, Fault
 from .ratelimit import Verdict
+from .salesforce_oauth import TOKEN_PATH
 from .timefmt import http_date
 
-PREFIXES = (("/v1/", "stripe"), ("/repos/", "github"), ("/services/", "salesforce"))
+PREFIXES = (("/v1/", "stripe"), ("/repos/", "github"), ("/repositories/", "github"), ("/services/", "salesforce"))
 SCHEMES = {"stripe": ("bearer",), "github": ("bearer", "token"), "salesforce": ("bearer", "oauth")}
 
 
@@ -119,10 +120,12 @@ class Gateway:
                 sim.count(api, status_box[0])
 
     async def _serve(self, sim, api, scope, receive, raw_send, send, extra) -> None:
+        if api == "salesforce" and scope["path"] == TOKEN_PATH:
+            return await self.app(scope, receive, send)  # the OAuth endpoint takes POST and no bearer
         if scope["method"] not in ("GET", "HEAD"):
             return await _respond(_method_error(api), scope, receive, send)
         token = _token(scope, api)
-        if token != getattr(sim.config.credentials, api):
+        if not sim.token_valid(api, token):
             return await _respond(auth_error(api, token), scope, receive, send)
         verdict = sim.limiter.check(api, token)
         if verdict.limited:

@@ -1,17 +1,27 @@
-"""GitHub REST routes for apisync/demo: Link-header pages, since/sort/direction/state, ETags."""
+"""GitHub REST routes for several repositories: Link-header pages, since/sort/direction/state, ETags, 301s.
+
+Every route is served under `/repos/{owner}/{repo}` and under `/repositories/{id}` (where GitHub's
+redirects point). A renamed repository's old name answers 301 with a Location under `/repositories/<id>`
+and a transferred issue answers 301 to the issue in its new repository, as GitHub does
+(https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api#moved-permanently,
+https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#follow-redirects).
+"""
 from __future__ import annotations
 
 import hashlib
 from urllib.parse import urlencode
 
+import orjson
 from starlette.routing import Route
 
+from . import github_views as views
 from .responses import ApiError, get_sim, json_response
 from .store import Collection
 from .timefmt import github_time, parse_iso
 
 DOCS = "https://docs.github.com/rest"
 BASE = "/repos/{owner}/{repo}"
+BY_ID = "/repositories/{repo_id:int}"
 
 
 def error(status: int, message: str, errors: list | None = None, headers: dict | None = None):
@@ -26,10 +36,38 @@ def _invalid(field: str, resource: str = "Issue") -> ApiError:
     return ApiError(error(422, "Validation Failed", [{"resource": resource, "field": field, "code": "invalid"}]))
 
 
-def _check_repo(request) -> None:
+def moved(location: str):
+    """GitHub's 301: {"message": "Moved Permanently", "url": <new>} and a Location header."""
+    body = {"message": "Moved Permanently", "url": location, "documentation_url": DOCS}
+    return json_response(body, 301, {"Location": location})
+
+
+def _repo(request) -> str:
+    """The storage name of the repository a request addresses; 301 for a renamed one, 404 if unknown."""
+    model = get_sim(request).models["github"]
     p = request.path_params
-    if (p["owner"], p["repo"]) != ("apisync", "demo"):
+    if "repo_id" in p:
+        repo = model.repo_by_id(p["repo_id"])
+        if repo is None:
+            raise ApiError(error(404, "Not Found"))
+        return repo
+    name = f"{p['owner']}/{p['repo']}"
+    if name in model.renamed:
+        rest = request.url.path.split(f"/repos/{name}", 1)[1]
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise ApiError(moved(_base(request) + f"/repositories/{model.renamed[name]}{rest}{query}"))
+    if name not in model.names:
         raise ApiError(error(404, "Not Found"))
+    return model.repo_by_id(model.names[name])
+
+
+def _base(request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _in_repo(repo: str):
+    prefix = f"{repo}#"
+    return lambda oid: oid.startswith(prefix)
 
 
 def _int(value: str | None, default: int) -> int:
@@ -57,13 +95,13 @@ def _choice(request, name: str, allowed: tuple[str, ...], default: str | None, r
     return value
 
 
-def _ordered(col: Collection, sort: str, direction: str, keep) -> list:
-    """Entries along the sort index in the asked direction, filtered."""
+def _ordered(col: Collection, sort: str, direction: str, keep, owned) -> list:
+    """Entries of one repository (`owned(oid)`) along the sort index in the asked direction, filtered."""
     index = "updated" if sort == "updated" else "created"
     keys = col.indexes[index].keys
     seq = reversed(keys) if direction == "desc" else keys
     entries = col.entries
-    return [entries[k[-1]] for k in seq if k[-1] in entries and keep(entries[k[-1]].data)]
+    return [entries[k[-1]] for k in seq if k[-1] in entries and owned(k[-1]) and keep(entries[k[-1]].data)]
 
 
 def _page(request, items: list, sim, api_path: str):
@@ -105,7 +143,7 @@ def _with_etag(request, body: bytes, headers: dict):
 
 async def list_issues(request):
     """GET /repos/{o}/{r}/issues — pull requests included, as GitHub does."""
-    _check_repo(request)
+    repo = _repo(request)
     state = _choice(request, "state", ("open", "closed", "all"), "open")
     sort = _choice(request, "sort", ("created", "updated", "comments"), "created")
     direction = _choice(request, "direction", ("asc", "desc"), "desc")
@@ -114,45 +152,52 @@ async def list_issues(request):
 
     def keep(d):
         return (state == "all" or d["state"] == state) and (since is None or d["updated_at"] >= since)
-    items = _ordered(model.issues, sort, direction, keep)
+    items = _ordered(model.issues, sort, direction, keep, _in_repo(repo))
     return _page(request, items, get_sim(request), request.url.path)
 
 
 async def list_pulls(request):
     """GET /repos/{o}/{r}/pulls (no `since` on this endpoint, as on GitHub)."""
-    _check_repo(request)
+    repo = _repo(request)
     state = _choice(request, "state", ("open", "closed", "all"), "open", "PullRequest")
     sort = _choice(request, "sort", ("created", "updated", "popularity", "long-running"), "created", "PullRequest")
     # docs: direction defaults to desc when sort is created or absent, else asc.
     direction = _choice(request, "direction", ("asc", "desc"), "desc" if sort == "created" else "asc",
                         "PullRequest")
     model = get_sim(request).models["github"]
-    items = _ordered(model.pulls, sort, direction, lambda d: state == "all" or d["state"] == state)
+    items = _ordered(model.pulls, sort, direction, lambda d: state == "all" or d["state"] == state, _in_repo(repo))
     return _page(request, items, get_sim(request), request.url.path)
 
 
 async def list_comments(request):
     """GET /repos/{o}/{r}/issues/comments and /issues/{number}/comments."""
-    _check_repo(request)
+    repo = _repo(request)
     number = request.path_params.get("number")
     sort = _choice(request, "sort", ("created", "updated"), None, "IssueComment")
     # docs: ordered by ascending id by default; direction is ignored without sort.
     direction = _choice(request, "direction", ("asc", "desc"), "desc", "IssueComment") if sort else "asc"
     since = _since(request)
     model = get_sim(request).models["github"]
-    if number is not None and number not in model.issues.entries:
+    if number is not None and views.key(repo, number) not in model.issues.entries:
         raise ApiError(error(404, "Not Found"))
-    suffix = f"/issues/{number}" if number else None
-
     def keep(d):
-        return (since is None or d["updated_at"] >= since) and (suffix is None or d["issue_url"].endswith(suffix))
-    items = _ordered(model.comments, sort or "created", direction, keep)
+        owner_repo, issue = views.repo_of_comment(d)
+        return ((since is None or d["updated_at"] >= since) and owner_repo == repo
+                and (number is None or str(issue) == number))
+    items = _ordered(model.comments, sort or "created", direction, keep, lambda oid: True)
     return _page(request, items, get_sim(request), request.url.path)
 
 
+async def get_repo(request):
+    """GET /repos/{o}/{r}: the repository (a renamed one answers 301 first)."""
+    repo = _repo(request)
+    model = get_sim(request).models["github"]
+    return _with_etag(request, orjson.dumps(views.repository(model.current_name(repo), views.REPOSITORIES[repo])), {})
+
+
 async def get_one(request):
-    """GET a single issue, pull or comment; 404 once deleted."""
-    _check_repo(request)
+    """GET a single issue, pull or comment; 404 once deleted, 301 once transferred."""
+    repo = _repo(request)
     kind, oid = request.path_params.get("kind", "comments"), request.path_params["oid"]
     sim = get_sim(request)
     model = sim.models["github"]
@@ -161,6 +206,13 @@ async def get_one(request):
     if kind not in targets:
         return error(404, "Not Found")
     col, collection = targets[kind]
+    if kind != "comments":
+        oid = views.key(repo, oid)
+        if kind == "issues" and oid in model.transferred:
+            target, number = views.split(model.transferred[oid])
+            return moved(f"{_base(request)}/repositories/{views.REPOSITORIES[target]}/issues/{number}")
+    elif oid in col.entries and f"/repos/{repo}/issues/" not in col.entries[oid].data["issue_url"]:
+        return error(404, "Not Found")
     if oid in col.entries and sim.take_fault("github", request.url.path, "delete_between_list_and_fetch"):
         sim.delete_now("github", collection, oid)
     entry = col.entries.get(oid)
@@ -175,12 +227,17 @@ async def not_found(request):
     return error(404, "Not Found")
 
 
-routes = [
-    Route(BASE + "/issues", list_issues),
-    Route(BASE + "/pulls", list_pulls),
-    Route(BASE + "/issues/comments", list_comments),
-    Route(BASE + "/issues/comments/{oid}", get_one, name="comment"),
-    Route(BASE + "/issues/{number}/comments", list_comments),
-    Route(BASE + "/{kind:str}/{oid}", get_one),
-    Route("/repos/{rest:path}", not_found),
-]
+def _routes(base: str) -> list[Route]:
+    return [
+        Route(base, get_repo),
+        Route(base + "/issues", list_issues),
+        Route(base + "/pulls", list_pulls),
+        Route(base + "/issues/comments", list_comments),
+        Route(base + "/issues/comments/{oid}", get_one),
+        Route(base + "/issues/{number}/comments", list_comments),
+        Route(base + "/{kind:str}/{oid}", get_one),
+    ]
+
+
+routes = _routes(BASE) + _routes(BY_ID) + [Route("/repos/{rest:path}", not_found),
+                                           Route("/repositories/{rest:path}", not_found)]

@@ -1,4 +1,15 @@
-"""GitHub dataset for apisync/demo: issues and pull requests (one number space) and comments."""
+"""GitHub dataset: issues and pull requests (one number space per repository) and comments, in several
+repositories (`apisync/demo`, `apisync/tools`), with the behaviours connectors trip over:
+
+- PR-only changes (a review requested, a commit pushed) bump the PR's `updated_at`, not its issue's
+  (https://docs.github.com/en/rest/pulls/pulls: the PR object; /issues shows only the issue facet).
+- Issue transfers (https://docs.github.com/en/issues/tracking-your-work-with-issues/administering-issues/
+  transferring-an-issue-to-another-repository): the issue leaves its repository and gets a new number in
+  the target; the old URL answers 301 (https://docs.github.com/en/rest/using-the-rest-api/
+  troubleshooting-the-rest-api#moved-permanently) and the old repository gets an `issues` webhook with
+  action `transferred` (https://docs.github.com/en/webhooks/webhook-events-and-payloads#issues).
+- Repository renames: every old path answers 301 to `/repositories/<id>/...` (see `github.py`).
+"""
 from __future__ import annotations
 
 import copy
@@ -6,23 +17,21 @@ from typing import Any
 
 import orjson
 
+from . import github_views as views
 from .ids import uuid_from
 from .model import ApiModel, Mutation, WebhookMessage
 from .store import Collection
-from .timefmt import github_time
+from .timefmt import github_time, parse_iso
 
-OWNER, REPO = "apisync", "demo"
-API = f"https://api.github.com/repos/{OWNER}/{REPO}"
-HTML = f"https://github.com/{OWNER}/{REPO}"
-REPOSITORY = {"id": 7000001, "node_id": "R_kgDOapisync", "name": REPO, "full_name": f"{OWNER}/{REPO}",
-              "private": False, "owner": {"login": OWNER, "id": 9000001, "type": "Organization"},
-              "html_url": HTML, "url": API, "default_branch": "main"}
-LOGINS = ("octocat", "hubot", "monalisa", "defunkt", "mojombo", "pjhyett")
+REPOS = tuple(views.REPOSITORIES)
 
 
-def _key(oid: str, data: dict, field: str) -> tuple:
-    # ISO strings of one fixed format sort like the instants they name.
-    return (data[field], int(oid), oid)
+def _sort_key(oid: str, data: dict, field: str) -> tuple:
+    # ISO strings of one fixed format sort like the instants they name; ties by repository, then number.
+    if "#" in oid:
+        repo, number = views.split(oid)
+        return (data[field], repo, number, oid)
+    return (data[field], "", int(oid), oid)
 
 
 class GitHubModel(ApiModel):
@@ -30,18 +39,23 @@ class GitHubModel(ApiModel):
 
     api = "github"
     collections = ("issue", "pull_request", "issue_comment")
-    # GitHub cannot delete pull requests; we only delete issues that have no comments.
-    mutable = {"create": collections, "update": collections, "delete": ("issue", "issue_comment")}
+    # GitHub cannot delete pull requests; we only delete or transfer issues that have no comments.
+    mutable = {"create": collections, "update": collections, "delete": ("issue", "issue_comment"),
+               "transfer": ("issue",)}
 
     def __init__(self, clock, seed: int) -> None:
         super().__init__(clock, seed)
-        indexes = {"created": lambda o, d: _key(o, d, "created_at"),
-                   "updated": lambda o, d: _key(o, d, "updated_at")}
-        self.issues = Collection("issue", indexes)  # issue views of issues and PRs, by number
-        self.pulls = Collection("pull_request", indexes)  # PR views, by number
+        indexes = {"created": lambda o, d: _sort_key(o, d, "created_at"),
+                   "updated": lambda o, d: _sort_key(o, d, "updated_at")}
+        self.issues = Collection("issue", indexes)  # issue views of issues and PRs, by repo#number
+        self.pulls = Collection("pull_request", indexes)  # PR views, by repo#number
         self.comments = Collection("issue_comment", indexes)
-        self.next_number = 1
+        self.pr_extra: dict[str, dict[str, Any]] = {}  # what only the PR view has (sha, PR-only stamps)
+        self.next_number = {repo: 1 for repo in REPOS}
         self.next_comment = 1
+        self.names = dict(views.REPOSITORIES)  # current full name -> repository id
+        self.renamed: dict[str, int] = {}  # old full name -> repository id (answers 301)
+        self.transferred: dict[str, str] = {}  # old repo#number -> new repo#number (answers 301)
 
     def seed(self, count: int) -> None:
         """`count` issues, PRs and comments on one timeline (comments follow their issue)."""
@@ -55,7 +69,7 @@ class GitHubModel(ApiModel):
         self.outbox.clear()
 
     def mutate(self, kind: str, collection: str) -> Mutation | None:
-        """Create, update or delete one object now and queue its webhook."""
+        """Create, update, delete or transfer one object now and queue its webhook."""
         now = self.clock.now_s()
         oid = getattr(self, f"_{kind}")(collection, now)
         if oid is None:
@@ -72,87 +86,69 @@ class GitHubModel(ApiModel):
             return None
         return Mutation(self.api, collection, oid, "delete", self.clock.now_s() * 1000)
 
-    def _is_pr(self, number: str) -> bool:
-        return number in self.pulls.entries or number in self.pulls.deleted
+    def repo_by_id(self, repo_id: int) -> str | None:
+        """The storage name (the name at creation) of a repository id."""
+        return next((name for name, rid in views.REPOSITORIES.items() if rid == repo_id), None)
+
+    def current_name(self, repo: str) -> str:
+        rid = views.REPOSITORIES[repo]
+        return next(name for name, i in self.names.items() if i == rid)
+
+    def rename(self, repo: str, new_name: str) -> None:
+        """Rename a repository: the old name answers 301 from now on."""
+        old = self.current_name(repo)
+        self.renamed[old] = self.names.pop(old)
+        self.names[new_name] = views.REPOSITORIES[repo]
+
+    def _is_pr(self, oid: str) -> bool:
+        return oid in self.pulls.entries or oid in self.pulls.deleted
 
     # ---- create --------------------------------------------------------------------------
-    def _create(self, collection: str, when: int, seeded: bool = False) -> str | None:
+    def _create(self, collection: str, when: int, seeded: bool = False, repo: str | None = None) -> str | None:
         if collection == "issue_comment":
             return self._create_comment(when)
-        number = str(self.next_number)
-        self.next_number += 1
-        issue = self._issue_view(int(number), when, collection == "pull_request")
+        repo = repo or self.rng.choice(REPOS)
+        number = self.next_number[repo]
+        self.next_number[repo] += 1
+        oid = views.key(repo, number)
+        issue = views.issue_view(repo, number, when, collection == "pull_request", self.rng.choice(views.LOGINS),
+                                 self.phrase(4), self.phrase(8))
         if seeded and self.rng.random() < 0.3:
             issue.update(state="closed", closed_at=issue["created_at"], state_reason="completed")
-        self.issues.put(number, issue, when * 1000)
+        self.issues.put(oid, issue, when * 1000)
         if collection == "pull_request":
-            self.pulls.put(number, self._pull_view(issue), when * 1000)
-        self._hook(collection, "opened", number)
-        return number
-
-    def _issue_view(self, number: int, when: int, is_pr: bool) -> dict[str, Any]:
-        login = self.rng.choice(LOGINS)
-        stamp = github_time(when)
-        issue = {"url": f"{API}/issues/{number}", "repository_url": API, "html_url": f"{HTML}/issues/{number}",
-                 "comments_url": f"{API}/issues/{number}/comments", "id": 1_500_000 + number,
-                 "node_id": f"I_kwDOapi{number:06d}", "number": number, "title": self.phrase(4),
-                 "user": {"login": login, "id": 100 + LOGINS.index(login), "type": "User"},
-                 "labels": [], "state": "open", "state_reason": None, "locked": False, "assignee": None,
-                 "assignees": [], "milestone": None, "comments": 0, "created_at": stamp,
-                 "updated_at": stamp, "closed_at": None, "author_association": "MEMBER",
-                 "body": self.phrase(8)}
-        if is_pr:
-            issue["html_url"] = f"{HTML}/pull/{number}"
-            issue["pull_request"] = {"url": f"{API}/pulls/{number}", "html_url": f"{HTML}/pull/{number}",
-                                     "diff_url": f"{HTML}/pull/{number}.diff",
-                                     "patch_url": f"{HTML}/pull/{number}.patch", "merged_at": None}
-        return issue
-
-    def _pull_view(self, issue: dict[str, Any], merged_at: str | None = None) -> dict[str, Any]:
-        """The /pulls shape of a PR, kept in step with its issue view."""
-        number = issue["number"]
-        sha = "%040x" % (number * 2654435761 % (1 << 160))
-        return {"url": f"{API}/pulls/{number}", "id": 3_500_000 + number, "node_id": f"PR_kwDOapi{number:06d}",
-                "html_url": f"{HTML}/pull/{number}", "diff_url": f"{HTML}/pull/{number}.diff",
-                "patch_url": f"{HTML}/pull/{number}.patch", "issue_url": f"{API}/issues/{number}",
-                "number": number, "state": issue["state"], "locked": False, "title": issue["title"],
-                "user": issue["user"], "body": issue["body"], "created_at": issue["created_at"],
-                "updated_at": issue["updated_at"], "closed_at": issue["closed_at"], "merged_at": merged_at,
-                "merge_commit_sha": sha if merged_at else None, "draft": False,
-                "head": {"label": f"{OWNER}:feature-{number}", "ref": f"feature-{number}", "sha": sha},
-                "base": {"label": f"{OWNER}:main", "ref": "main", "sha": "0" * 40},
-                "author_association": issue["author_association"]}
+            self.pulls.put(oid, views.pull_view(repo, issue, {}), when * 1000)
+        self._hook(collection, "opened", oid)
+        return oid
 
     def _create_comment(self, when: int) -> str | None:
         if not self.issues.entries:
             return None
-        number = self.rng.choice(list(self.issues.entries))
+        oid = self.rng.choice(list(self.issues.entries))
+        repo, number = views.split(oid)
         cid = str(2_000_000_000 + self.next_comment)
         self.next_comment += 1
-        login = self.rng.choice(LOGINS)
-        stamp = github_time(when)
-        comment = {"url": f"{API}/issues/comments/{cid}", "html_url": f"{HTML}/issues/{number}#issuecomment-{cid}",
-                   "issue_url": f"{API}/issues/{number}", "id": int(cid), "node_id": f"IC_kwDOapi{cid}",
-                   "user": {"login": login, "id": 100 + LOGINS.index(login), "type": "User"},
-                   "created_at": stamp, "updated_at": stamp, "body": self.phrase(6),
-                   "author_association": "CONTRIBUTOR"}
+        comment = views.comment_view(repo, number, cid, when, self.rng.choice(views.LOGINS), self.phrase(6))
         self.comments.put(cid, comment, when * 1000)
-        self._touch_issue(number, when, +1)
+        self._touch_issue(oid, when, +1)
         self._hook("issue_comment", "created", cid)
         return cid
 
-    def _touch_issue(self, number: str, when: int, delta: int) -> None:
+    def _touch_issue(self, oid: str, when: int, delta: int) -> None:
         """A comment changes its issue's `comments` count and `updated_at`, as on GitHub."""
-        issue = copy.deepcopy(self.issues.entries[number].data)
+        issue = copy.deepcopy(self.issues.entries[oid].data)
         issue["comments"] = max(0, issue["comments"] + delta)
         issue["updated_at"] = github_time(when)
-        self._save_issue(number, issue, when)
+        self._save_issue(oid, issue, when)
 
-    def _save_issue(self, number: str, issue: dict, when: int) -> None:
-        self.issues.put(number, issue, when * 1000)
-        if number in self.pulls.entries:
-            merged = issue["pull_request"]["merged_at"]
-            self.pulls.put(number, self._pull_view(issue, merged), when * 1000)
+    def _save_issue(self, oid: str, issue: dict, when: int) -> None:
+        self.issues.put(oid, issue, when * 1000)
+        if oid in self.pulls.entries:
+            self._save_pull(oid, when)
+
+    def _save_pull(self, oid: str, when: int) -> None:
+        pull = views.pull_view(views.split(oid)[0], self.issues.entries[oid].data, self.pr_extra.get(oid, {}))
+        self.pulls.put(oid, pull, int(parse_iso(pull["updated_at"])) * 1000)
 
     # ---- update --------------------------------------------------------------------------
     def _update(self, collection: str, when: int) -> str | None:
@@ -161,12 +157,28 @@ class GitHubModel(ApiModel):
         pool = [n for n in self.issues.entries if self._is_pr(n) == (collection == "pull_request")]
         if not pool:
             return None
-        number = self.rng.choice(pool)
-        issue = copy.deepcopy(self.issues.entries[number].data)
+        oid = self.rng.choice(pool)
+        if collection == "pull_request" and self.rng.random() < 0.5:
+            return self._pr_only_change(oid, when)
+        issue = copy.deepcopy(self.issues.entries[oid].data)
         action = self._change_issue(issue, when, collection == "pull_request")
-        self._save_issue(number, issue, when)
-        self._hook(collection, action, number)
-        return number
+        self._save_issue(oid, issue, when)
+        self._hook(collection, action, oid)
+        return oid
+
+    def _pr_only_change(self, oid: str, when: int) -> str:
+        """A review requested or a commit pushed: the PR's updated_at moves, its issue's does not."""
+        extra = self.pr_extra.setdefault(oid, {})
+        extra["updated_at"] = github_time(when)
+        if self.rng.random() < 0.5:
+            extra["sha"] = f"{self.rng.getrandbits(160):040x}"
+            action = "synchronize"
+        else:
+            extra["reviewers"] = [views.user(self.rng.choice(views.LOGINS))]
+            action = "review_requested"
+        self._save_pull(oid, when)
+        self._hook("pull_request", action, oid)
+        return oid
 
     def _change_issue(self, issue: dict, when: int, is_pr: bool) -> str:
         stamp = github_time(when)
@@ -193,45 +205,77 @@ class GitHubModel(ApiModel):
         self._hook("issue_comment", "edited", cid)
         return cid
 
-    # ---- delete --------------------------------------------------------------------------
+    # ---- delete and transfer -------------------------------------------------------------
+    def _deletable(self) -> list[str]:
+        return [n for n, e in self.issues.entries.items() if not self._is_pr(n) and e.data["comments"] == 0]
+
     def _delete(self, collection: str, when: int) -> str | None:
-        if collection == "issue_comment":
-            pool = list(self.comments.entries)
-        else:
-            pool = [n for n, e in self.issues.entries.items() if not self._is_pr(n) and e.data["comments"] == 0]
+        pool = list(self.comments.entries) if collection == "issue_comment" else self._deletable()
         if collection not in self.mutable["delete"] or not pool:
             return None
         oid = self.rng.choice(pool)
         (self._remove_comment if collection == "issue_comment" else self._remove_issue)(oid, when)
         return oid
 
-    def _remove_issue(self, number: str, when: int) -> None:
-        self._hook("issue", "deleted", number)
-        self.issues.delete(number, when * 1000)
+    def _transfer(self, collection: str, when: int) -> str | None:
+        """Move an issue to another repository: gone here (301), a new issue there."""
+        pool = self._deletable() if collection == "issue" else []
+        if not pool:
+            return None
+        oid = self.rng.choice(pool)
+        return self.transfer(oid, when)
+
+    def transfer(self, oid: str, when: int) -> str:
+        repo, _number = views.split(oid)
+        target = self.rng.choice([r for r in REPOS if r != repo])
+        new_oid = self._create("issue", when, repo=target)
+        self.outbox.pop()  # the target repository sees an `opened` hook; the source sees `transferred`
+        moved = copy.deepcopy(self.issues.entries[oid].data)
+        moved["updated_at"] = github_time(when)
+        self.issues.put(oid, moved, when * 1000)
+        self._hook("issue", "transferred", oid, {"new_issue": self.issues.entries[new_oid].data,
+                                                   "new_repository": views.repository(target, self.names_id(target))})
+        self._hook("issue", "opened", new_oid)
+        self.issues.delete(oid, when * 1000)
+        self.transferred[oid] = new_oid
+        return oid
+
+    def names_id(self, repo: str) -> int:
+        return views.REPOSITORIES[repo]
+
+    def _remove_issue(self, oid: str, when: int) -> None:
+        self._hook("issue", "deleted", oid)
+        self.issues.delete(oid, when * 1000)
 
     def _remove_comment(self, cid: str, when: int) -> None:
         self._hook("issue_comment", "deleted", cid)
         comment = self.comments.delete(cid, when * 1000)
-        number = comment.data["issue_url"].rsplit("/", 1)[1]
-        if number in self.issues.entries:
-            self._touch_issue(number, when, -1)
+        oid = views.key(*views.repo_of_comment(comment.data))
+        if oid in self.issues.entries:
+            self._touch_issue(oid, when, -1)
 
     # ---- webhooks and truth --------------------------------------------------------------
-    def _hook(self, collection: str, action: str, oid: str) -> None:
+    def _hook(self, collection: str, action: str, oid: str, changes: dict | None = None) -> None:
         """Queue the webhook GitHub would send for this change."""
         if collection == "issue_comment":
             comment = self.comments.entries[oid].data
-            number = comment["issue_url"].rsplit("/", 1)[1]
-            issue = self.issues.entries.get(number)
+            repo, number = views.repo_of_comment(comment)
+            issue = self.issues.entries.get(views.key(repo, number))
             payload = {"action": action, "issue": issue.data if issue else None, "comment": comment}
             event = "issue_comment"
         elif collection == "pull_request":
-            payload = {"action": action, "number": int(oid), "pull_request": self.pulls.entries[oid].data}
+            repo = views.split(oid)[0]
+            payload = {"action": action, "number": views.split(oid)[1], "pull_request": self.pulls.entries[oid].data}
             event = "pull_request"
         else:
+            repo = views.split(oid)[0]
             payload = {"action": action, "issue": self.issues.entries[oid].data}
             event = "issues"
-        payload.update(repository=REPOSITORY, sender={"login": "octocat", "id": 100, "type": "User"})
+        if changes:
+            payload["changes"] = changes
+        name = self.current_name(repo)
+        payload.update(repository=views.repository(name, views.REPOSITORIES[repo]),
+                       sender={"login": "octocat", "id": 100, "type": "User"})
         self.outbox.append(WebhookMessage("github", orjson.dumps(payload), event, uuid_from(self.rng)))
 
     def truth(self) -> dict[str, Any]:
@@ -242,4 +286,5 @@ class GitHubModel(ApiModel):
         comments = {c: {"version": e.version, "data": e.data} for c, e in self.comments.entries.items()}
         return {"objects": {"issue": issues, "pull_request": pulls, "issue_comment": comments},
                 "deleted": {"issue": list(self.issues.deleted), "pull_request": [],
-                            "issue_comment": list(self.comments.deleted)}}
+                            "issue_comment": list(self.comments.deleted)},
+                "transferred": dict(self.transferred)}

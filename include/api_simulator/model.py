@@ -7,7 +7,7 @@ from typing import Any
 
 from .clock import Clock
 
-KINDS = ("create", "update", "delete")
+KINDS = ("create", "update", "delete", "transfer")  # transfer: GitHub issues only
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim",
                "Margaret", "Linus", "Guido", "Anita", "John", "Katherine", "Leslie", "Niklaus")
 LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",

@@ -38,7 +38,7 @@ class MutationEngine:
             raise MutationError(f"unknown api {api!r}")
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
-            raise MutationError(f"unknown mutation kind {bad[0] if bad else None!r}; use create, update, delete")
+            raise MutationError(f"unknown mutation kind {bad[0] if bad else None!r}; use {', '.join(KINDS)}")
         apis = [api] if api else list(self.sim.models)
         if collection is not None and not any(collection in self.sim.models[a].collections for a in apis):
             raise MutationError(f"unknown collection {collection!r}")

@@ -92,6 +92,7 @@ async def run_query(request):
         return error(400, "MALFORMED_QUERY", "A query string has to be specified")
     sim = get_sim(request)
     model = sim.models["salesforce"]
+    model.commit_due()
     try:
         query = parse(text, FIELDS)
     except SoqlError as exc:
@@ -135,8 +136,14 @@ async def replication(request):
     model = get_sim(request).models["salesforce"]
     if sobject not in FIELDS:
         return error(404, "NOT_FOUND", "The requested resource does not exist")
+    model.commit_due()
     start, covered = _window(request, 30 if what == "updated" else 15)
-    lo, hi = salesforce_time(start), salesforce_time(max(covered, start))
+    lo = salesforce_time(start)
+    hi = salesforce_time(max(covered, start))
+    open_since = model.open_since()
+    if open_since is not None:
+        # docs (GetUpdatedResult): while a long transaction runs, latestDateCovered is its start time
+        hi = salesforce_time(min(max(covered, start), open_since // 60 * 60))
     if what == "updated":
         ids = [k[-1] for k in model.rows[sobject].indexes["modstamp"].keys
                if lo <= k[0] < hi and not model.rows[sobject].entries[k[-1]].data["IsDeleted"]]
@@ -158,6 +165,7 @@ async def get_record(request):
     model = sim.models["salesforce"]
     if sobject not in FIELDS:
         return error(404, "NOT_FOUND", "The requested resource does not exist")
+    model.commit_due()
     entry = model.rows[sobject].entries.get(oid)
     if entry is not None and not entry.data["IsDeleted"] and \
             sim.take_fault("salesforce", request.url.path, "delete_between_list_and_fetch"):

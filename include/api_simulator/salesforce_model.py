@@ -1,13 +1,22 @@
-"""Salesforce dataset: Account, Contact, Opportunity rows with SystemModstamp and soft deletes."""
+"""Salesforce dataset: Account, Contact, Opportunity rows with SystemModstamp and soft deletes.
+
+Long transactions: with `salesforce_late_commits.share` > 0 a mutation is stamped now but commits
+`lag_s` later, so queries, truth and pushes see it only then — with its old SystemModstamp, as
+Salesforce stamps rows with the transaction's start ("GetUpdatedResult": latestDateCovered exists so
+clients re-read from the start of a still-running transaction). `open_since()` feeds that field.
+"""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .ids import salesforce_id, uuid_from
 from .model import ApiModel, Mutation, WebhookMessage
+from .salesforce_outbound import notification
 from .store import Collection
 from .timefmt import iso_time, salesforce_time
 
@@ -29,6 +38,17 @@ STAGES = (("Prospecting", 10), ("Qualification", 20), ("Proposal/Price Quote", 7
 CITIES = (("Paris", "France"), ("Berlin", "Germany"), ("Austin", "USA"), ("Osaka", "Japan"), ("Lagos", "Nigeria"))
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A change inside a transaction that has not committed yet."""
+
+    visible_at: int
+    sobject: str
+    row: dict
+    when: int
+    change: str
+
+
 def _modstamp_key(oid: str, data: dict) -> tuple:
     # Salesforce time strings of one fixed format sort like their instants.
     return (data["SystemModstamp"], oid)
@@ -41,11 +61,15 @@ class SalesforceModel(ApiModel):
     collections = tuple(TYPES)
     mutable = {"create": collections, "update": collections, "delete": collections}
 
-    def __init__(self, clock, seed: int) -> None:
+    def __init__(self, clock, seed: int, runtime: Callable[[], dict] | None = None) -> None:
         super().__init__(clock, seed)
         self.rows = {sobject: Collection(sobject, {"modstamp": _modstamp_key}) for sobject in FIELDS}
         self.deleted: dict[str, dict[str, int]] = {sobject: {} for sobject in FIELDS}
         self.serial = 0
+        self._runtime = runtime or (lambda: {})
+        self.pending: list[_Pending] = []
+        self._lag = 0  # commit delay of the mutation being applied
+        self.notes = 0  # Outbound Messaging notification ids
 
     def seed(self, count: int) -> None:
         """`count` rows per type on one timeline; accounts first so children have parents."""
@@ -60,17 +84,41 @@ class SalesforceModel(ApiModel):
 
     def mutate(self, kind: str, collection: str) -> Mutation | None:
         """Insert, update or soft-delete one row now."""
+        self.commit_due()
         now = self.clock.now_s()
         sobject = TYPES[collection]
-        if kind == "create":
-            oid = self._create(collection, now)
-        else:
-            live = [i for i, e in self.rows[sobject].entries.items() if not e.data["IsDeleted"]]
-            if not live:
-                return None
-            oid = self.rng.choice(live)
-            (self._update if kind == "update" else self._remove)(sobject, oid, now)
+        busy = {p.row["Id"] for p in self.pending}  # rows locked by an open transaction
+        live = [i for i, e in self.rows[sobject].entries.items() if not e.data["IsDeleted"] and i not in busy]
+        if kind != "create" and not live:
+            return None
+        self._lag = self._commit_lag()
+        try:
+            if kind == "create":
+                oid = self._create(collection, now)
+            else:
+                oid = self.rng.choice(live)
+                (self._update if kind == "update" else self._remove)(sobject, oid, now)
+        finally:
+            self._lag = 0
         return Mutation(self.api, collection, oid, kind, now * 1000)
+
+    def _commit_lag(self) -> int:
+        late = self._runtime().get("salesforce_late_commits") or {}
+        share = float(late.get("share") or 0.0)
+        return int(late.get("lag_s") or 0) if share and self.rng.random() < share else 0
+
+    def commit_due(self) -> None:
+        """Commit every transaction whose time has come (called before anything reads the rows)."""
+        now = self.clock.now_s()
+        due = [p for p in self.pending if p.visible_at <= now]
+        if due:
+            self.pending = [p for p in self.pending if p.visible_at > now]
+            for p in due:
+                self._commit(p.sobject, p.row, p.when, p.change)
+
+    def open_since(self) -> int | None:
+        """Start (epoch s) of the oldest transaction still open, if any."""
+        return min((p.when for p in self.pending), default=None)
 
     def delete_now(self, collection: str, oid: str) -> Mutation | None:
         """Soft-delete a named row."""
@@ -111,15 +159,28 @@ class SalesforceModel(ApiModel):
     def _remove(self, sobject: str, oid: str, when: int) -> None:
         row = copy.deepcopy(self.rows[sobject].entries[oid].data)
         row.update(IsDeleted=True, SystemModstamp=salesforce_time(when))
-        self.deleted[sobject][oid] = when
         self._save(sobject, row, when, "deleted")
 
     def _save(self, sobject: str, row: dict, when: int, change: str) -> None:
+        if self._lag:
+            self.pending.append(_Pending(when + self._lag, sobject, row, when, change))
+            return
+        self._commit(sobject, row, when, change)
+
+    def _commit(self, sobject: str, row: dict, when: int, change: str) -> None:
+        """Make a change visible, then push it (pushes follow the commit, never the start)."""
         self.rows[sobject].put(row["Id"], row, when * 1000)
+        if change == "deleted":
+            self.deleted[sobject][row["Id"]] = when
         payload = {"type": f"{sobject.lower()}.{change}", "timestamp": iso_time(when),
                    "data": {"sobject": sobject, "Id": row["Id"], "record": row}}
         self.outbox.append(WebhookMessage("salesforce", orjson.dumps(payload), payload["type"],
                                           "msg_" + uuid_from(self.rng).replace("-", "")))
+        if change != "deleted":  # workflow rules (and so Outbound Messages) fire on create and edit only
+            self.notes += 1
+            note_id = salesforce_id("04l", self.notes)
+            body = notification(row, note_id, FIELDS[sobject]).encode()
+            self.outbox.append(WebhookMessage("salesforce", body, "outbound", note_id))
 
     def _accounts(self) -> list[str]:
         return [i for i, e in self.rows["Account"].entries.items() if not e.data["IsDeleted"]] or [None]
@@ -149,7 +210,8 @@ class SalesforceModel(ApiModel):
                 "IsWon": stage == "Closed Won"}
 
     def truth(self) -> dict[str, Any]:
-        """Version = SystemModstamp in ms; deleted rows are listed by id only."""
+        """Version = SystemModstamp in ms; deleted rows are listed by id only; open transactions not yet."""
+        self.commit_due()
         objects, deleted = {}, {}
         for collection, sobject in TYPES.items():
             entries = self.rows[sobject].entries

@@ -11,6 +11,7 @@ from .model import ApiModel
 from .ratelimit import RateLimiter
 from .salesforce import Cursors
 from .salesforce_model import SalesforceModel
+from .salesforce_oauth import Sessions
 from .stripe_model import StripeModel
 from .webhooks import WebhookDispatcher
 
@@ -40,7 +41,7 @@ class Simulator:
         self.models = {
             "stripe": StripeModel(self.clock, seed, lambda: self.runtime),
             "github": GitHubModel(self.clock, seed),
-            "salesforce": SalesforceModel(self.clock, seed),
+            "salesforce": SalesforceModel(self.clock, seed, lambda: self.runtime),
         }
         for model in self.models.values():
             model.seed(objects)
@@ -49,6 +50,14 @@ class Simulator:
         self.webhooks.clear()
         self.stats.clear()
         self.sf_cursors = Cursors()
+        self.sf_sessions = Sessions(lambda: self.clock.now(), lambda: self.runtime["salesforce_session_lifetime_s"],
+                                    self.config.credentials.salesforce)
+
+    def token_valid(self, api: str, token: str | None) -> bool:
+        """Stripe and GitHub tokens never expire here; a Salesforce token is a session that does."""
+        if api == "salesforce":
+            return self.sf_sessions.valid(token)
+        return token == getattr(self.config.credentials, api)
 
     def update_config(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Deep-merge an admin patch (ConfigError on unknown keys) and return the effective config."""

@@ -1,4 +1,9 @@
-"""Background webhook delivery: signing, shuffling, duplicates and bounded redelivery."""
+"""Background webhook delivery: signing, shuffling, duplicates and bounded redelivery.
+
+Salesforce Outbound Messaging notifications (event "outbound") go to `salesforce_outbound.url`,
+batched like the org does (up to `max_batch`, at most 100, per SOAP message), and count as delivered
+only when the listener answers `<Ack>true</Ack>` (see salesforce_outbound.py).
+"""
 from __future__ import annotations
 
 import heapq
@@ -12,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from . import salesforce_outbound
 from .model import WebhookMessage
 from .signing import github_signature, standard_webhooks_signature, stripe_signature
 
@@ -64,9 +70,9 @@ class WebhookDispatcher:
 
     def submit(self, messages: list[WebhookMessage]) -> None:
         """Queue messages for their API's configured URL (dropped if none is set)."""
-        hooks = self._config()["webhooks"]
+        config = self._config()
         for message in messages:
-            url = (hooks.get(message.api) or {}).get("url")
+            url = _url_for(message, config)
             if url:
                 self._inbox.put((self._generation, url, message))
         if messages and self._thread is None:
@@ -103,7 +109,7 @@ class WebhookDispatcher:
             chaos = self._config()["webhook_chaos"]
             if chaos.get("shuffle"):
                 self._rng.shuffle(batch)
-            for item in batch:
+            for item in self._batch_outbound(batch):
                 self._deliver(item, chaos)
 
     def _collect(self, timeout: float) -> None:
@@ -136,8 +142,26 @@ class WebhookDispatcher:
             backoff = float(chaos.get("retry_base_s") or 0.2) * (2 ** (item.attempt - 1))
             self._push(item.url, item.message, self._wall() + backoff, item.attempt + 1, item.generation)
 
+    def _batch_outbound(self, batch: list[_Pending]) -> list[_Pending]:
+        """Due Outbound Messaging notifications merged into SOAP messages of at most max_batch."""
+        notes = [item for item in batch if item.message.event == "outbound"]
+        if not notes:
+            return batch
+        config = self._config()["salesforce_outbound"]
+        size = max(1, min(int(config.get("max_batch") or 100), 100))
+        merged = []
+        for start in range(0, len(notes), size):
+            group = notes[start:start + size]
+            body = salesforce_outbound.envelope(config["organization_id"], "https://apisync-sim.my.salesforce.com",
+                                                [item.message.body.decode() for item in group])
+            message = WebhookMessage("salesforce", body, "outbound_batch", group[0].message.delivery_id)
+            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation))
+        return [item for item in batch if item.message.event != "outbound"] + merged
+
     def _post(self, item: _Pending) -> bool:
         message = item.message
+        if message.event == "outbound_batch":
+            return self._post_soap(item)
         secrets = list((self._config()["webhooks"].get(message.api) or {}).get("secrets") or [])
         headers = signed_headers(message, secrets, int(self._wall()))
         counts = self.stats.setdefault(message.api, {"delivered": 0, "failed": 0, "attempts": 0})
@@ -152,3 +176,25 @@ class WebhookDispatcher:
                          "attempt": item.attempt, "status": status})
         del self.log[:-1000]
         return ok
+
+    def _post_soap(self, item: _Pending) -> bool:
+        """One Outbound Message; delivered only if the answer carries Ack true."""
+        counts = self.stats.setdefault("salesforce_outbound", {"delivered": 0, "failed": 0, "attempts": 0})
+        counts["attempts"] += 1
+        try:
+            answer = self._client.post(item.url, content=item.message.body, headers=salesforce_outbound.HEADERS)
+            status, ok = answer.status_code, salesforce_outbound.acknowledged(answer.status_code, answer.content)
+        except httpx.HTTPError:
+            status, ok = 0, False
+        counts["delivered" if ok else "failed"] += 1
+        self.log.append({"api": "salesforce_outbound", "delivery_id": item.message.delivery_id,
+                         "event": item.message.event, "attempt": item.attempt, "status": status})
+        del self.log[:-1000]
+        return ok
+
+
+def _url_for(message: WebhookMessage, config: dict[str, Any]) -> str | None:
+    """Outbound Messaging notifications go to their own endpoint; everything else to the API's webhook URL."""
+    if message.event == "outbound":
+        return (config.get("salesforce_outbound") or {}).get("url")
+    return (config["webhooks"].get(message.api) or {}).get("url")

@@ -24,6 +24,12 @@ DEMO_WEBHOOK_SECRETS = {
 
 # The simulator's default credentials (include/api_simulator/README.md).
 SIMULATOR_TOKENS = {"stripe": "sk_test_apisync", "github": "ghp_apisync", "salesforce": "sf_apisync_token"}
+# The simulator's Salesforce connected app and org (api_simulator/config.py, salesforce_oauth.py).
+SIMULATOR_SALESFORCE_APP = {
+    "client_id": "3MVG9apisync_demo_consumer_key", "client_secret": "apisync_demo_consumer_secret",
+    "refresh_token": "5Aep861apisync_demo_refresh_token", "username": "integration@apisync.demo",
+    "organization_id": "00D5g000004ApisAAA",
+}
 
 
 def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> dict[str, str]:
@@ -36,9 +42,20 @@ def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> 
     for api, token in SIMULATOR_TOKENS.items():
         extra = {"webhook_secrets": [DEMO_WEBHOOK_SECRETS[api]], "rate_per_s": 20}
         if api == "github":
-            extra["repos"] = ["apisync/demo"]
+            extra["repos"] = ["apisync/demo", "apisync/tools"]  # the simulator serves both
         conns[f"{api}_default"] = {"conn_type": "http", "host": simulator_url, "password": token, "extra": extra}
+    conns["salesforce_default"] = salesforce_connection(simulator_url)
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
+
+
+def salesforce_connection(simulator_url: str) -> dict:
+    """The official provider's connection shape, refresh-token flow: sessions expire, the demo keeps going."""
+    return {"conn_type": "salesforce", "extra": {
+        "instance_url": simulator_url, "consumer_key": SIMULATOR_SALESFORCE_APP["client_id"],
+        "consumer_secret": SIMULATOR_SALESFORCE_APP["client_secret"],
+        "refresh_token": SIMULATOR_SALESFORCE_APP["refresh_token"],
+        "organization_id": SIMULATOR_SALESFORCE_APP["organization_id"],
+        "webhook_secrets": [DEMO_WEBHOOK_SECRETS["salesforce"]], "rate_per_s": 20}}
 
 
 class AirflowStandalone:

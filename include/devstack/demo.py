@@ -64,7 +64,10 @@ def _point_webhooks_at(simulator_url: str, airflow_url: str) -> None:
 
     hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}", "secrets": [DEMO_WEBHOOK_SECRETS[api]]}
              for api in APIS}
-    httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0}, timeout=10)
+    # Salesforce pushes Outbound Messages (SOAP) to their own receiver path, beside the JSON webhooks
+    outbound = {"url": f"{airflow_url}{WEBHOOK_PATH}/salesforce/outbound-messages"}
+    httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0,
+                                                       "salesforce_outbound": outbound}, timeout=10)
     say(f"simulator webhooks -> {airflow_url}{WEBHOOK_PATH}/<api>, mutating 1 object/s")
 
 

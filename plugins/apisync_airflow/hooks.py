@@ -54,6 +54,13 @@ def api_settings_from(conn: Any, api: str):
     """ApiSettings for one API: base URL from host, token from password, options from extra."""
     from apisync.settings import ApiSettings
 
+    if api == "salesforce":
+        from apisync_airflow.salesforce_connection import salesforce_settings_from
+
+        try:
+            return salesforce_settings_from(conn)
+        except (ValueError, OSError) as exc:
+            raise ConnectionConfigError(f"connection {conn.conn_id!r}: {exc}") from None
     if not conn.password:
         raise ConnectionConfigError(f"connection {conn.conn_id!r}: no API token (set the password field)")
     extra = dict(conn.extra_dejson or {})

@@ -2,7 +2,9 @@
 
 Kafka config: `AIRFLOW_CONN_KAFKA_DEFAULT` (JSON or URI form; its extra is the client config), else
 `APISYNC_KAFKA_BOOTSTRAP`. Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus
-the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. Reading env instead of the
+the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. Salesforce organisations whose
+Outbound Messages are accepted: `APISYNC_SALESFORCE_ORG_IDS`, plus the Salesforce connection's
+`organization_id` extra (the official provider's field). Reading env instead of the
 metadata DB keeps the api-server plugin free of DB access and importable with no Kafka around.
 """
 
@@ -77,8 +79,21 @@ def webhook_settings_from_env(env: Mapping[str, str]):
     settings = WebhookSettings.from_env(env)
     merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *extra)))
               for api, extra in connection_secrets(env).items()}
+    orgs = tuple(dict.fromkeys((*settings.organization_ids, *connection_org_ids(env))))
     return WebhookSettings(secrets={**settings.secrets, **merged}, tolerance_s=settings.tolerance_s,
-                           max_body_bytes=settings.max_body_bytes)
+                           max_body_bytes=settings.max_body_bytes, organization_ids=orgs)
+
+
+def connection_org_ids(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`organization_id` of the Salesforce connection's extra (`AIRFLOW_CONN_SALESFORCE_DEFAULT`)."""
+    from apisync_airflow.salesforce_connection import provider_field
+
+    raw = env.get("AIRFLOW_CONN_SALESFORCE_DEFAULT", "")
+    try:
+        org = provider_field(_conn_extra(raw), "organization_id") if raw else None
+    except (ValueError, AttributeError):
+        return ()
+    return (str(org).strip(),) if org and str(org).strip() else ()
 
 
 class LazyProducer:

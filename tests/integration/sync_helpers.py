@@ -86,10 +86,29 @@ def live_mismatches(api: str, collections, newest: dict[str, dict | None], groun
     return problems
 
 
+def settled_read(kafka_config: dict, topic: str, quiet_s: float = 1.0, max_s: float = 20.0) -> list:
+    """The topic read to its end once two reads `quiet_s` apart agree.
+
+    A transaction's commit returns before its markers reach every partition, so a read_committed read
+    right after a normalizer finished can stop short of the last stable offset for a moment.
+    """
+    import time
+
+    messages = read_topic(kafka_config, topic, timeout=60)
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        again = read_topic(kafka_config, topic, timeout=60)
+        if len(again) == len(messages):
+            return again
+        messages = again
+    return messages
+
+
 def history(kafka_config: dict, topic: str) -> dict[str, list[tuple[dict | None, int, int]]]:
     """Per key, in offset order: (value or None for a tombstone, apisync-version header, partition)."""
     per_key: dict[str, list] = {}
-    for msg in read_topic(kafka_config, topic, timeout=60):
+    for msg in settled_read(kafka_config, topic):
         value = orjson.loads(msg.value()) if msg.value() is not None else None
         version = int(dict(msg.headers() or []).get("apisync-version", b"0"))
         per_key.setdefault(msg.key().decode(), []).append((value, version, msg.partition()))

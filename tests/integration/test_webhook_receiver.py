@@ -56,7 +56,8 @@ def test_valid_deliveries_are_in_kafka_raw_with_headers_and_record_keys(app_clie
     answer = app_client.post("/webhooks/stripe", content=body,
                              headers={"Stripe-Signature": sign_stripe("whsec_two", body, NOW)})
     assert answer.status_code == 200, answer.text
-    gh = orjson.dumps({"action": "edited", "issue": {"number": 12, "updated_at": "2026-11-26T14:53:30Z"}})
+    gh = orjson.dumps({"action": "edited", "issue": {"number": 12, "updated_at": "2026-11-26T14:53:30Z"},
+                       "repository": {"full_name": "apisync/demo"}})
     assert app_client.post("/webhooks/github", content=gh, headers={
         "X-Hub-Signature-256": sign_github("gh_secret", gh), "X-GitHub-Event": "issues",
         "X-GitHub-Delivery": "0b9c"}).status_code == 200
@@ -73,7 +74,7 @@ def test_valid_deliveries_are_in_kafka_raw_with_headers_and_record_keys(app_clie
     headers = dict(message.headers())
     assert headers["stripe-signature"] == sign_stripe("whsec_two", body, NOW).encode()
     assert b"apisync-received-at" in [k.encode() for k in headers]
-    assert [m.key() for m in read_topic(kafka_config, f"{prefix}github.webhooks")] == [b"github.issue.12"]
+    assert [m.key() for m in read_topic(kafka_config, f"{prefix}github.webhooks")] == [b"github.issue.apisync/demo#12"]
     sf_msgs = read_topic(kafka_config, f"{prefix}salesforce.webhooks")
     assert [m.key() for m in sf_msgs] == [b"salesforce.account.001A"]
     assert dict(sf_msgs[0].headers())["webhook-id"] == b"msg_1"

@@ -9,6 +9,7 @@ from apisync.http.errors import (
     RateLimitedError,
     RetriableError,
 )
+from apisync.http.oauth import OAuth2Auth, auth_for
 from apisync.http.paginators import (
     HeaderLinkPaginator,
     Page,
@@ -23,8 +24,8 @@ from apisync.http.retry import Backoff, Outcome, Verdict, classify
 
 __all__ = [
     "LANES", "ApiClient", "ApiError", "Backoff", "BearerTokenAuth", "FatalError", "GitHubTokenAuth",
-    "HeaderLinkPaginator", "JsonResponse", "MalformedResponseError", "Outcome", "Page", "PageRequest",
+    "HeaderLinkPaginator", "JsonResponse", "MalformedResponseError", "OAuth2Auth", "Outcome", "Page", "PageRequest",
     "PaginationLoopError", "Paginator", "QuotaSignal", "RateLimitSpec", "RateLimitedError",
     "RedisRateLimiter", "RetriableError", "SalesforceNextRecordsPaginator", "StripeCursorPaginator",
-    "Verdict", "classify", "iterate_pages", "redact",
+    "Verdict", "auth_for", "classify", "iterate_pages", "redact",
 ]

@@ -72,8 +72,11 @@ class ApiClient:
         self._backoff, self._rng, self._max_wait_s = backoff, rng, max_wait_s
         self._secrets = tuple(getattr(auth, "secrets", ()))
         scrub_logs(self._secrets)
+        # GitHub: "any request may result in a redirection" (a renamed repository answers 301);
+        # httpx drops the Authorization header when a redirect leaves the origin.
         self._http = httpx.Client(
-            base_url=base_url, auth=auth, transport=transport, timeout=timeout, headers=headers
+            base_url=base_url, auth=auth, transport=transport, timeout=timeout, headers=headers,
+            follow_redirects=True,
         )
 
     def get(self, path_or_url: str, params: Mapping[str, Any] | None = None,

@@ -19,9 +19,12 @@ def build_source(settings: ApiSettings) -> Source:
         return StripeSource(**page_size, **options)
     if settings.api == "github":
         repos = settings.extra.get("repos") or [settings.extra.get("repo")]
-        if not repos or not repos[0]:
-            raise ValueError("the github connection needs extra {\"repos\": [\"owner/name\"]}")
-        return GitHubSource(repos[0], **page_size)
+        if isinstance(repos, str):
+            repos = [repos]
+        if not repos or not all(repos):
+            raise ValueError("the github connection needs extra {\"repos\": [\"owner/name\", ...]}")
+        return GitHubSource(list(dict.fromkeys(repos)), **page_size)  # every repo once, in the given order
     if settings.api == "salesforce":
-        return SalesforceSource(**page_size)
+        lookback = settings.extra.get("lookback_s")
+        return SalesforceSource(**page_size, **({"lookback_ms": int(float(lookback) * 1000)} if lookback else {}))
     raise ValueError(f"unknown api {settings.api!r}; known: stripe, github, salesforce")

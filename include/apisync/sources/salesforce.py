@@ -2,10 +2,19 @@
 
 `queryAll` includes soft-deleted rows (IsDeleted = true), which become delete observations, so the
 walk sees deletes too. SystemModstamp (indexed, >= LastModifiedDate) is the documented cursor field.
+
+Long transactions commit rows stamped with their *start* time, so a row can appear behind the cursor
+long after it. Before each incremental walk (and at the backfill's hand-over) the source asks
+`sobjects/<Type>/updated/` for `latestDateCovered`: "for safety, use this value for the startDate of
+your next call ... If Salesforce executes a long-running transaction on your instance, the value in
+this field is the start time of that long-running transaction until it completes" (SOAP API
+Developer Guide, GetUpdatedResult). Every row stamped before it was committed before the walk began,
+so the next run restarts at min(cursor - lookback, covered) and nothing still open is skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +25,9 @@ from apisync.sources.keyset import KeysetPosition
 
 API_VERSION = "v61.0"
 PAGE_SIZE = 2000  # the most one SOQL batch returns
-LOOKBACK_MS = 60_000
+LOOKBACK_MS = 60_000  # ties and clock jitter; long transactions are covered by latestDateCovered
+REPLICATION_DAYS = 29  # `updated/` accepts a start at most 30 days back
+log = logging.getLogger("apisync.sources.salesforce")
 _AUDIT = ("OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 # Declared fields per object (a connector names what it syncs; SOQL has no SELECT *).
 OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -27,6 +38,35 @@ OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "opportunity": ("Opportunity", ("Id", "IsDeleted", "AccountId", "Name", "StageName", "Amount", "CloseDate",
                                     "Probability", "IsClosed", "IsWon") + _AUDIT),
 }
+
+# Outbound Messaging (SOAP) carries every value as text; these declared fields are not strings in REST.
+FIELD_KINDS = {"IsDeleted": "boolean", "IsClosed": "boolean", "IsWon": "boolean", "AnnualRevenue": "double",
+               "Amount": "double", "Probability": "double", "NumberOfEmployees": "int",
+               "CreatedDate": "datetime", "LastModifiedDate": "datetime", "SystemModstamp": "datetime"}
+COLLECTION_OF_TYPE = {sobject: collection for collection, (sobject, _) in OBJECTS.items()}
+
+
+def rest_value(name: str, text: str | None) -> Any:
+    """One SOAP field value as the REST API renders it (datetimes as `...000+0000`)."""
+    kind = FIELD_KINDS.get(name)
+    if text is None or kind is None:
+        return text
+    if kind == "boolean":
+        return text == "true"
+    if kind == "double":
+        return float(text)
+    if kind == "int":
+        return int(text)
+    return ms_to_iso(iso_to_ms(text)).replace("Z", "+0000")
+
+
+def row_from_soap(collection: str, object_id: str, values: dict[str, str | None]) -> dict[str, Any] | None:
+    """The REST row for a SOAP sObject, or None unless it carries every declared field."""
+    sobject, fields = OBJECTS[collection]
+    if any(name not in values for name in fields):
+        return None
+    url = f"/services/data/{API_VERSION}/sobjects/{sobject}/{object_id}"
+    return {"attributes": {"type": sobject, "url": url}, **{f: rest_value(f, values[f]) for f in fields}}
 
 
 class SalesforceSource:
@@ -42,9 +82,9 @@ class SalesforceSource:
         self.page_size = page_size
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
-        sobject, _ = OBJECTS[collection]
-        response = client.get(self._path("query"), {"q": f"SELECT Id FROM {sobject} LIMIT 1"})
-        return KeysetPosition(server_time_ms(response, self.api)).to_cursor()
+        now_ms = self._server_now(client, collection)
+        covered = self._latest_covered(client, collection, now_ms, now_ms)
+        return self._cursor(KeysetPosition(now_ms), covered)
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
         position = KeysetPosition.from_cursor(cursor)
@@ -54,7 +94,17 @@ class SalesforceSource:
 
     def incremental(self, client, collection, cursor) -> Iterator[Batch]:
         position = KeysetPosition.from_cursor(cursor)
-        yield from self._walk(client, collection, position, max(0, position.version - self.lookback_ms), "", "poll")
+        since_ms = self.restart_ms(position, cursor)
+        # asked before the walk: whatever is still open now is stamped at or after `covered`
+        covered = self._latest_covered(client, collection, since_ms, self._server_now(client, collection))
+        yield from self._walk(client, collection, position, since_ms, "", "poll", covered)
+
+    def restart_ms(self, position: KeysetPosition, cursor: dict[str, Any] | None) -> int:
+        """Where a run re-reads from: the lookback, or earlier if a transaction was open last time."""
+        since = position.version - self.lookback_ms
+        if cursor and cursor.get("covered"):
+            since = min(since, iso_to_ms(cursor["covered"]))
+        return max(0, since)
 
     def list_ids(self, client, collection) -> Iterator[str]:
         sobject, _ = OBJECTS[collection]
@@ -73,7 +123,7 @@ class SalesforceSource:
         return self._observe(collection, data, "reconcile")
 
     def _walk(self, client, collection, position: KeysetPosition, since_ms: int, after_id: str,
-              source: str) -> Iterator[Batch]:
+              source: str, covered: int | None = None) -> Iterator[Batch]:
         while True:
             rows = self._page(client, collection, since_ms, after_id)
             fresh = [row for row in rows if position.is_new(*self._id_version(row), row)]
@@ -81,10 +131,39 @@ class SalesforceSource:
                 position.advance(*self._id_version(row), row)
             done = len(rows) < self.page_size
             observations = [self._observe(collection, row, source) for row in fresh]
-            yield Batch(observations, position.to_cursor(self.lookback_ms), done=done)
+            yield Batch(observations, self._cursor(position, covered), done=done)
             if done:
                 return
             after_id, since_ms = self._id_version(rows[-1])
+
+    def _cursor(self, position: KeysetPosition, covered: int | None) -> dict[str, Any]:
+        """The position, plus `covered`; its dedupe memory spans everything the next run re-reads."""
+        if covered is None:
+            return position.to_cursor(self.lookback_ms)
+        keep = max(self.lookback_ms, position.version - covered)
+        return {**position.to_cursor(keep), "covered": ms_to_iso(covered)}
+
+    def _server_now(self, client, collection: str) -> int:
+        sobject, _ = OBJECTS[collection]
+        response = client.get(self._path("query"), {"q": f"SELECT Id FROM {sobject} LIMIT 1"})
+        return server_time_ms(response, self.api)
+
+    def _latest_covered(self, client, collection: str, since_ms: int, now_ms: int) -> int | None:
+        """`latestDateCovered` of `updated/` up to now; None (lookback only) if the object has no feed."""
+        sobject, _ = OBJECTS[collection]
+        # the window only has to be valid: <= 30 days back, and start before end at minute precision
+        start = min(max(since_ms, now_ms - REPLICATION_DAYS * 86_400_000), now_ms - 120_000)
+        path = self._path(f"sobjects/{sobject}/updated/")
+        try:
+            answer = client.get_json(path, {"start": ms_to_iso(start), "end": ms_to_iso(now_ms)}).data
+        except FatalError as error:
+            if error.status not in (400, 404):
+                raise
+            log.warning("%s: no latestDateCovered (%s); relying on the %d s lookback",
+                        sobject, error.reason, self.lookback_ms // 1000)
+            return None
+        latest = answer.get("latestDateCovered") if isinstance(answer, dict) else None
+        return min(iso_to_ms(latest), now_ms) if isinstance(latest, str) else None
 
     def _page(self, client, collection: str, since_ms: int, after_id: str) -> list[dict]:
         sobject, fields = OBJECTS[collection]

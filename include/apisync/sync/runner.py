@@ -14,7 +14,7 @@ import redis
 
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
-from apisync.http import ApiClient, ApiError, BearerTokenAuth, RateLimitSpec, RedisRateLimiter
+from apisync.http import ApiClient, ApiError, RateLimitSpec, RedisRateLimiter, auth_for
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.settings import SyncSettings
@@ -65,8 +65,8 @@ def api_client(settings: SyncSettings, lane: str,
     rate = api.rate_per_s or DEFAULT_RATE.get(api.api, 5.0)
     limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
                                               RateLimitSpec(rate=rate, burst=api.burst)))
-    client = ApiClient(api.api, api.base_url, BearerTokenAuth(api.token), rate_limiter=limiter, lane=lane,
-                       headers=getattr(source, "headers", None))
+    client = ApiClient(api.api, api.base_url, auth_for(api.api, api.token, api.oauth), rate_limiter=limiter,
+                       lane=lane, headers=getattr(source, "headers", None))
     try:
         yield client, limiter
     finally:

@@ -6,8 +6,11 @@
   with `status: canceled`. A thin event (no `data.object`, only `related_object`), or one rendered in
   another API version than the pinned one, is flagged `thin` so the normalizer re-fetches the object.
 - GitHub: `X-GitHub-Event` issues | pull_request | issue_comment; the record is `issue` /
-  `pull_request` / `comment`, version = `updated_at` in ms, action `deleted` is a delete.
-- Salesforce (Standard Webhooks): `data.record`, version = `SystemModstamp` in ms, `*.deleted` is a delete.
+  `pull_request` / `comment`, id `<owner>/<repo>#<number>` (comments: the comment id), version =
+  `updated_at` in ms, actions `deleted` and `transferred` are deletes.
+- Salesforce: Outbound Messaging (SOAP, one notification per stored message: see
+  `outbound_messaging`), or a Standard Webhooks JSON relay: `data.record`, version = `SystemModstamp`
+  in ms, `*.deleted` is a delete.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 
 from apisync.events import Observation, ObservationError, iso_to_ms
 from apisync.sources.stripe import COLLECTION_OF_OBJECT, DELETE_EVENTS
+from apisync.webhooks.outbound_messaging import observation as outbound_observation
 
 _GITHUB_EVENTS = {"issues": ("issue", "issue"), "pull_request": ("pull_request", "pull_request"),
                   "issue_comment": ("comment", "issue_comment")}
@@ -63,7 +67,12 @@ def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
 
 
 def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
-    """A GitHub issues / pull_request / issue_comment delivery → an observation."""
+    """A GitHub issues / pull_request / issue_comment delivery → an observation.
+
+    Ids follow the source's key contract: `<owner>/<repo>#<number>` for issues and PRs (from the
+    delivery's `repository.full_name`), the comment `id` for comments. `transferred` (the issue moved to
+    another repository) is a delete here, like `deleted`.
+    """
     event = _lower(headers).get("x-github-event", "")
     if event not in _GITHUB_EVENTS:
         raise ObservationError(f"GitHub event {event!r} is not synced")
@@ -75,13 +84,20 @@ def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Obs
     ident = obj.get("id") if collection == "issue_comment" else obj.get("number")
     if ident is None:
         raise ObservationError(f"GitHub {event} delivery lacks the object's identifier")
-    deleted = doc.get("action") == "deleted"
-    return Observation("github", collection, str(ident), iso_to_ms(obj["updated_at"]), "webhook",
-                       synced_at, obj, deleted)
+    version = iso_to_ms(obj["updated_at"])
+    if collection != "issue_comment":
+        repo = (doc.get("repository") or {}).get("full_name")
+        if not isinstance(repo, str) or repo.count("/") != 1:
+            raise ObservationError(f"GitHub {event} delivery lacks repository.full_name")
+        ident = f"{repo}#{ident}"
+    deleted = doc.get("action") in ("deleted", "transferred")
+    return Observation("github", collection, str(ident), version, "webhook", synced_at, obj, deleted)
 
 
 def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
-    """A Salesforce-style Standard Webhooks delivery → an observation of its record."""
+    """A Salesforce Outbound Message (XML) or Standard Webhooks delivery (JSON) → an observation."""
+    if body.lstrip()[:1] == b"<":
+        return outbound_observation(body, synced_at)
     doc = _load(body)
     kind, data = doc.get("type"), doc.get("data")
     if not isinstance(kind, str) or not isinstance(data, dict):

@@ -5,6 +5,11 @@ plugin mounts it on the api-server; alone it runs under uvicorn (`python -m apis
 Order of checks: known api (404) → body size (413) → signature headers (400) → signature and
 timestamp (401) → produce and wait for the acknowledgement (acks=all) → 200, or 503 so the provider
 retries. Nothing is produced for a rejected request, and secrets never reach a log or an answer.
+
+`POST /webhooks/salesforce/outbound-messages` receives Salesforce Outbound Messaging (SOAP, see
+`outbound_messaging`): body size (413) → well-formed notifications (400) → OrganizationId one of the
+configured organisations (403) → one Kafka message per notification, all acknowledged (else 503)
+→ the SOAP `Ack`. Faults are SOAP Fault bodies; Salesforce retries anything it did not get an Ack for.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.payloads import webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError, scheme_for
 
@@ -44,6 +50,8 @@ class WebhookSettings:
     ack_timeout_s: float = 10.0  # GitHub wants an answer within 10 s
     clock: Callable[[], float] = time.time
     topic_prefix: str = ""  # isolates test runs; production topics are plain `<api>.webhooks`
+    # Salesforce organisations whose Outbound Messages are accepted (not secrets: an identity check)
+    organization_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebhookSettings:
@@ -54,8 +62,9 @@ class WebhookSettings:
                    for k, v in env.items() if k.startswith(prefix)}
         tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
         max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
+        orgs = tuple(o.strip() for o in env.get("APISYNC_SALESFORCE_ORG_IDS", "").split(",") if o.strip())
         return cls(secrets={k: v for k, v in secrets.items() if v}, tolerance_s=tolerance,
-                   max_body_bytes=max_body, **overrides)
+                   max_body_bytes=max_body, **{"organization_ids": orgs, **overrides})
 
 
 class BodyTooLarge(Exception):
@@ -97,6 +106,23 @@ class AckingSink:
                 raise RuntimeError(f"Kafka did not acknowledge the webhook: {exc}") from None
         if not acked.is_set():
             raise RuntimeError(f"Kafka did not acknowledge the webhook on topic {topic}")
+
+    def send_all(self, topic: str, items: list[tuple[str | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Produce several messages, one flush; raise RuntimeError unless every one was acknowledged."""
+        acked: list[threading.Event] = []
+        with self._lock:
+            for key, value, headers in items:
+                event = threading.Event()
+                acked.append(event)
+                self._producer.produce(topic, key, value, headers, on_delivery=lambda _msg, e=event: e.set())
+        try:
+            self._producer.flush(self._timeout_s)
+        except Exception as exc:
+            if not all(event.is_set() for event in acked):
+                raise RuntimeError(f"Kafka did not acknowledge every notification: {exc}") from None
+        missing = sum(not event.is_set() for event in acked)
+        if missing:
+            raise RuntimeError(f"Kafka did not acknowledge {missing} of {len(acked)} notifications on {topic}")
 
 
 def _kafka_headers(request: Request, received_at: str) -> list[tuple[str, bytes]]:
@@ -140,8 +166,56 @@ def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
             return _answer(503, "webhook not stored, retry later")
         return _answer(200, "stored")
 
+    _mount_outbound_messaging(app, settings, sink)
+
     @app.get("/webhooks/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+def _soap(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type=om.CONTENT_TYPE)
+
+
+def _fault(status: int, message: str) -> Response:
+    return _soap(status, om.fault_body("Server" if status >= 500 else "Client", message))
+
+
+def _notification_items(message: om.OutboundMessage, received_at: str) -> list[tuple]:
+    """(key, single-notification body, Kafka headers) per notification; key = record key, else its Id."""
+    items = []
+    for note in message.notifications:
+        headers = [("content-type", om.CONTENT_TYPE.encode()), ("apisync-received-at", received_at.encode()),
+                   ("apisync-notification-id", note.id.encode()), ("apisync-action-id", message.action_id.encode())]
+        items.append((note.record_key or note.id, om.single_notification_body(message, note), headers))
+    return items
+
+
+def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: AckingSink) -> None:
+    """POST /webhooks/salesforce/outbound-messages: SOAP in, one message per notification, Ack out."""
+
+    @app.post("/webhooks/salesforce/outbound-messages")
+    async def receive_outbound(request: Request) -> Response:
+        if not settings.organization_ids:
+            return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id")
+        try:
+            message = om.parse_envelope(await read_limited(request, settings.max_body_bytes))
+        except BodyTooLarge:
+            return _fault(413, f"body larger than {settings.max_body_bytes} bytes")
+        except om.OutboundMessageError as exc:
+            log.warning("rejected Salesforce Outbound Message: %s", exc)
+            return _fault(400, str(exc))
+        if not om.same_org(message.organization_id, settings.organization_ids):
+            log.warning("rejected Salesforce Outbound Message from organisation %s (not configured)",
+                        message.organization_id[:18])
+            return _fault(403, "OrganizationId is not a configured Salesforce organisation")
+        received_at = datetime.fromtimestamp(settings.clock(), tz=UTC).isoformat()
+        try:
+            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}salesforce.webhooks",
+                                    _notification_items(message, received_at))
+        except Exception as exc:  # any Kafka trouble: no Ack, so Salesforce retries the whole message
+            log.error("Salesforce Outbound Message not stored: %s", exc)
+            return _fault(503, "notifications not stored, retry later")
+        return _soap(200, om.ack_body())

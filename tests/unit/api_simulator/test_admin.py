@@ -9,8 +9,10 @@ from conftest import AUTH, EPOCH
 def test_truth_versions_match_the_data_each_api_returns(client, sim):
     client.post("/_admin/mutate", json={"count": 30})
     github = client.get("/_admin/truth/github").json()
-    for number, item in github["objects"]["issue"].items():
+    for key, item in github["objects"]["issue"].items():
+        repo, _, number = key.rpartition("#")  # ids are owner/repo#number (numbers are per repository)
         assert item["data"]["number"] == int(number) and "pull_request" not in item["data"]
+        assert item["data"]["repository_url"].endswith(f"/repos/{repo}")
     for item in github["objects"]["pull_request"].values():
         assert "head" in item["data"]
     salesforce = client.get("/_admin/truth/salesforce").json()
@@ -78,7 +80,7 @@ def test_delete_between_list_and_fetch(client, sim):
     client.post("/_admin/faults", json={"kind": "delete_between_list_and_fetch", "api": "github"})
     answer = client.get(f"/repos/apisync/demo/issues/{target['number']}")
     assert answer.status_code == 404
-    assert str(target["number"]) in sim.truth("github")["deleted"]["issue"]
+    assert f"apisync/demo#{target['number']}" in sim.truth("github")["deleted"]["issue"]
 
 
 @pytest.mark.parametrize("kind, status", [("http_500", 500), ("malformed_json", 200)])

@@ -48,16 +48,23 @@ def test_a_payload_in_another_api_version_than_the_pinned_one_is_refetched():
 
 def test_github_deliveries():
     issue = {"number": 7, "id": 99, "updated_at": "2026-11-26T14:53:32Z", "state": "open"}
-    obs = parse_webhook("github", orjson.dumps({"action": "edited", "issue": issue}), {"X-GitHub-Event": "issues"})
-    assert (obs.key, obs.version, obs.deleted) == ("github.issue.7", 1_795_704_812_000, False)
+    repo = {"full_name": "apisync/demo", "id": 7000001}
+    obs = parse_webhook("github", orjson.dumps({"action": "edited", "issue": issue, "repository": repo}),
+                        {"X-GitHub-Event": "issues"})
+    assert (obs.key, obs.version, obs.deleted) == ("github.issue.apisync/demo#7", 1_795_704_812_000, False)
+    assert obs.key.split(".", 2)[2] == "apisync/demo#7"  # ids may hold '/', '#' (and '.'): split at most twice
+    moved = parse_webhook("github", orjson.dumps({"action": "transferred", "issue": issue, "repository": repo}),
+                          {"X-GitHub-Event": "issues"})
+    assert (moved.key, moved.deleted) == ("github.issue.apisync/demo#7", True)  # gone from this repository
     comment = {"id": 555, "updated_at": "2026-11-26T14:53:33Z"}
     obs = parse_webhook("github", orjson.dumps({"action": "deleted", "comment": comment, "issue": issue}),
                         {"x-github-event": "issue_comment"})
     assert (obs.key, obs.deleted) == ("github.issue_comment.555", True)
     pull = {**issue, "number": 8}
-    obs = parse_webhook("github", orjson.dumps({"action": "closed", "pull_request": pull}),
+    obs = parse_webhook("github", orjson.dumps({"action": "closed", "pull_request": pull,
+                                                "repository": {"full_name": "apisync/tools"}}),
                         {"X-GitHub-Event": "pull_request"})
-    assert obs.key == "github.pull_request.8"
+    assert obs.key == "github.pull_request.apisync/tools#8"
 
 
 def test_salesforce_delivery():
@@ -82,6 +89,8 @@ def test_salesforce_delivery():
     ("github", orjson.dumps({"issue": {"number": 1}}), {"X-GitHub-Event": "issues"}, "updated_at"),
     ("github", orjson.dumps({"issue": {"number": 1, "updated_at": "soon"}}), {"X-GitHub-Event": "issues"},
      "ISO 8601"),
+    ("github", orjson.dumps({"issue": {"number": 1, "updated_at": "2026-11-26T14:53:32Z"}}),
+     {"X-GitHub-Event": "issues"}, "repository.full_name"),
     ("salesforce", orjson.dumps({"type": "account.updated", "data": {"Id": "1"}}), {}, "sobject"),
     ("jira", b"{}", {}, "no webhook parser"),
 ])

@@ -1,0 +1,240 @@
+"""Salesforce as it really behaves (the simulator does each of these): the records topic, read to its
+end, equals the simulator's truth; no event id twice; no version backwards.
+
+- access tokens expire (session timeout → 401 INVALID_SESSION_ID): a run outlives several tokens,
+  with each OAuth flow (refresh token, client credentials, JWT bearer);
+- a long transaction commits its row 5 minutes after its SystemModstamp;
+- Outbound Messaging (SOAP, batched, duplicated, shuffled) ends as records equal to truth;
+- a forged (foreign organisation) or malformed SOAP message is refused and nothing is produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sync_helpers import (
+    duplicate_event_ids,
+    history,
+    normalize_until_consumed,
+    record_problems,
+    settings_for,
+    truth,
+)
+
+from apisync.kafka.admin import admin_client, ensure
+from apisync.kafka.producer import Producer
+from apisync.kafka.reader import read_topic
+from apisync.kafka.topics import Layout, TopicSpec, api_topics
+from apisync.rules import rule_event_types
+from apisync.settings import OAuthSettings
+from apisync.sync import run_backfill, run_incremental
+from apisync.webhooks.receiver import WebhookSettings, create_app
+from devstack.airflow import SIMULATOR_SALESFORCE_APP as APP
+from devstack.process import free_port
+
+pytestmark = pytest.mark.integration
+COLLECTIONS = ("account", "contact", "opportunity")
+ORG = APP["organization_id"]
+OM_PATH = "/webhooks/salesforce/outbound-messages"
+
+
+@pytest.fixture
+def sim(simulator_url):
+    with httpx.Client(base_url=simulator_url, timeout=30) as client:
+        yield client
+        # the simulator keeps config across resets: leave the Salesforce parts as found
+        client.post("/_admin/config", json={
+            "salesforce_session_lifetime_s": 7200, "salesforce_jwt_public_key": "",
+            "salesforce_late_commits": {"share": 0.0, "lag_s": 300}, "salesforce_outbound": {"url": None},
+            "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
+
+
+def _oauth(flow: str, simulator_url: str, private_key: str = "") -> OAuthSettings:
+    return OAuthSettings(flow=flow, token_url=f"{simulator_url}/services/oauth2/token", client_id=APP["client_id"],
+                         client_secret=APP["client_secret"] if flow != "jwt_bearer" else "",
+                         refresh_token=APP["refresh_token"] if flow == "refresh_token" else "",
+                         private_key=private_key, username=APP["username"], audience="https://login.salesforce.com")
+
+
+def _settings(kafka_config, redis_url, simulator_url, oauth, **extra):
+    """settings_for with OAuth instead of the static token."""
+    base = settings_for("salesforce", kafka_config, redis_url, simulator_url, **extra)
+    return dataclasses.replace(base, api=dataclasses.replace(base.api, token="", oauth=oauth))
+
+
+def _jwt_key(sim) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    sim.post("/_admin/config", json={"salesforce_jwt_public_key": public}).raise_for_status()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _sync_all(settings, job) -> None:
+    for collection in COLLECTIONS:
+        job(settings, collection)
+
+
+def _normalize_and_check(kafka_config, redis_url, simulator_url, settings) -> None:
+    stored = len(read_topic(kafka_config, "salesforce.changes", timeout=60))
+    consumed = 0
+    for _ in range(3):  # a fresh broker's group coordinator can take a while to hand out partitions
+        consumed += normalize_until_consumed("salesforce", kafka_config, redis.Redis.from_url(redis_url),
+                                             stored - consumed, settings=settings)
+        if consumed >= stored:
+            break
+    assert consumed == stored
+    records = history(kafka_config, "salesforce.records")
+    assert record_problems("salesforce", COLLECTIONS, records, truth(simulator_url, "salesforce")) == []
+    assert duplicate_event_ids(history(kafka_config, "salesforce.events")) == []
+
+
+@pytest.mark.parametrize("flow", ["refresh_token", "client_credentials", "jwt_bearer"])
+def test_a_run_that_outlives_its_access_token_keeps_going(
+        clean_slate, sim, kafka_config, redis_url, simulator_url, flow):
+    clean_slate(seed=11, objects=150)
+    key = _jwt_key(sim) if flow == "jwt_bearer" else ""
+    sim.post("/_admin/config", json={"salesforce_session_lifetime_s": 1}).raise_for_status()  # 1 s sessions
+    settings = _settings(kafka_config, redis_url, simulator_url, _oauth(flow, simulator_url, key), page_size=20)
+    granted = sim.get("/_admin/salesforce/sessions").json()["granted"]
+    # slow pages: the backfill spans many session lifetimes
+    sim.post("/_admin/faults", json={"kind": "slow", "api": "salesforce", "delay_s": 0.15, "count": None})
+    try:
+        _sync_all(settings, run_backfill)
+    finally:
+        sim.delete("/_admin/faults")
+    sim.post("/_admin/mutate", json={"api": "salesforce", "count": 20}).raise_for_status()
+    sim.post("/_admin/salesforce/sessions/expire").raise_for_status()  # an admin ends every session
+    _sync_all(settings, run_incremental)
+    renewed = sim.get("/_admin/salesforce/sessions").json()["granted"] - granted
+    assert renewed >= 3, f"only {renewed} tokens issued: the run never outlived a token"
+    _normalize_and_check(kafka_config, redis_url, simulator_url, settings)
+
+
+def test_a_transaction_committed_five_minutes_late_is_not_lost(
+        clean_slate, sim, kafka_config, redis_url, simulator_url):
+    clean_slate(seed=12, objects=40)
+    settings = settings_for("salesforce", kafka_config, redis_url, simulator_url)
+    _sync_all(settings, run_backfill)
+    # one update runs in a 5-minute transaction: stamped now, visible to queries only at commit
+    sim.post("/_admin/config", json={"salesforce_late_commits": {"share": 1.0, "lag_s": 300}}).raise_for_status()
+    late = sim.post("/_admin/mutate", json={"api": "salesforce", "count": 1, "kinds": ["update"],
+                                            "collection": "account"}).json()["mutations"][0]
+    sim.post("/_admin/config", json={"salesforce_late_commits": {"share": 0.0}}).raise_for_status()
+    for step in (120, 90, 120):  # other changes keep the cursor moving while the transaction runs
+        sim.post("/_admin/clock", json={"advance_s": step}).raise_for_status()
+        sim.post("/_admin/mutate", json={"api": "salesforce", "count": 3, "kinds": ["update"],
+                                         "collection": "account"}).raise_for_status()
+        _sync_all(settings, run_incremental)
+    ground = truth(simulator_url, "salesforce")  # committed by now, stamped 330 s before the clock
+    assert ground["objects"]["account"][late["id"]]["version"] == late["version"]
+    sim.post("/_admin/clock", json={"advance_s": 30}).raise_for_status()
+    _sync_all(settings, run_incremental)
+    _normalize_and_check(kafka_config, redis_url, simulator_url, settings)
+
+
+@pytest.fixture()
+def receiver(kafka_config):
+    """The real receiver under uvicorn, writing to a fresh namespace, accepting the simulator's org."""
+    ns = f"t{uuid.uuid4().hex[:8]}."
+    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
+             for s in api_topics("salesforce", Layout(partitions=3), rule_event_types("salesforce"))]
+    ensure(admin_client(kafka_config), specs)
+    port = free_port()
+    settings = WebhookSettings(topic_prefix=ns, organization_ids=(ORG[:15],))  # a 15-char id matches too
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, Producer(kafka_config)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield ns, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_outbound_messages_batched_duplicated_shuffled_end_as_truth(
+        sim, kafka_config, redis_url, simulator_url, receiver):
+    ns, base = receiver
+    sim.post("/_admin/reset", json={"seed": 13, "objects": 4}).raise_for_status()
+    time.sleep(0.5)  # the dispatcher applies a reset's "drop pending" on its next loop
+    sim.post("/_admin/config", json={"salesforce_outbound": {"url": base + OM_PATH, "max_batch": 100},
+                                     "webhook_chaos": {"shuffle": True, "duplicate_rate": 0.3}}).raise_for_status()
+    touched = set()
+    for _ in range(15):  # 2 changes per simulated second, several per object: real reordering
+        for m in sim.post("/_admin/mutate", json={"api": "salesforce", "count": 2,
+                                                  "kinds": ["create", "update"]}).json()["mutations"]:
+            touched.add(f"salesforce.{m['collection']}.{m['id']}")
+        sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
+    stats = _wait_for_soap(sim)
+    stored = len(read_topic(kafka_config, f"{ns}salesforce.webhooks"))
+    assert stored >= 30 > stats["delivered"], "notifications were not batched"
+    ledger = f"test:ledger:{uuid.uuid4().hex}"
+    assert normalize_until_consumed("salesforce", kafka_config, redis.Redis.from_url(redis_url), stored,
+                                    namespace=ns, ledger_prefix=ledger) == stored
+    records = history(kafka_config, f"{ns}salesforce.records")
+    assert set(records) == touched
+    ground = truth(simulator_url, "salesforce")
+    for key, past in records.items():
+        _api, collection, ident = key.split(".", 2)
+        expected = ground["objects"][collection][ident]
+        assert (past[-1][0]["version"], past[-1][0]["data"]) == (expected["version"], expected["data"]), key
+    assert record_problems("salesforce", (), records, ground) == []  # versions never backwards
+    assert duplicate_event_ids(history(kafka_config, f"{ns}salesforce.events")) == []
+
+
+def _wait_for_soap(sim, timeout: float = 30.0) -> dict:
+    """Outbound Messaging delivery counts once they stop changing."""
+    deadline, last, stable = time.monotonic() + timeout, None, 0
+    while time.monotonic() < deadline:
+        counts = sim.get("/_admin/stats").json()["webhooks"].get("salesforce_outbound", {})
+        stable = stable + 1 if counts == last and counts.get("delivered") else 0
+        if stable >= 4:
+            return counts
+        last = counts
+        time.sleep(0.25)
+    return last or {}
+
+
+def _soap(org: str, extra: str = "") -> bytes:
+    return (f'{extra}<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+            f'<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>{org}</OrganizationId>'
+            '<ActionId>04k5g000000ApisAAA</ActionId><Notification><Id>04l5g0000000001AAA</Id>'
+            '<sObject xmlns:sf="urn:sobject.enterprise.soap.sforce.com" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="sf:Account">'
+            '<sf:Id>0015g0000000001AAA</sf:Id></sObject></Notification></notifications>'
+            '</soapenv:Body></soapenv:Envelope>').encode()
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    (_soap("00D5g000009EvilAAA"), 403, "OrganizationId"),
+    (_soap(ORG)[:-40], 400, "well-formed"),
+    (b'{"type": "account.updated"}', 400, "well-formed"),
+    (_soap(ORG, '<!DOCTYPE x [<!ENTITY a "aaaa">]>'), 400, "document type"),
+    (_soap(ORG).replace(b"<OrganizationId>" + ORG.encode() + b"</OrganizationId>", b""), 400, "OrganizationId"),
+])
+def test_a_forged_or_malformed_soap_message_is_refused_and_nothing_produced(
+        kafka_config, receiver, body, status, says):
+    ns, base = receiver
+    answer = httpx.post(base + OM_PATH, content=body, headers={"Content-Type": "text/xml"}, timeout=30)
+    assert answer.status_code == status
+    assert b"<faultstring>" in answer.content and says.encode() in answer.content
+    assert b"Ack" not in answer.content
+    assert read_topic(kafka_config, f"{ns}salesforce.webhooks", timeout=5) == []
+    accepted = httpx.post(base + OM_PATH, content=_soap(ORG), headers={"Content-Type": "text/xml"}, timeout=30)
+    assert accepted.status_code == 200 and b"<Ack>true</Ack>" in accepted.content
+    stored = read_topic(kafka_config, f"{ns}salesforce.webhooks", timeout=30)
+    assert [m.key() for m in stored] == [b"salesforce.account.0015g0000000001AAA"]
+    assert b"SessionId" not in stored[0].value() and ORG.encode() in stored[0].value()
