@@ -240,6 +240,57 @@ def test_a_broker_restart_mid_run_loses_nothing(stack, kafka_cluster):
     stack.verdict("Kafka broker restart mid-backfill", "SIGKILL of the broker for 5 s, then a restart")
 
 
+@pytest.mark.parametrize("point", ["webhook.verified@4", "webhook.acked@4"])
+def test_sigkill_of_the_webhook_receiver_loses_no_delivery(stack, point):
+    """Webhooks are the only path here (no polling after the backfill): the provider's retries must do."""
+    stack.job("backfill")
+    stack.catch_up()
+    port, secret = free_port(), "whsec_fault_receiver"
+    name, _, nth = point.partition("@")
+    env = {**stack.env, "APISYNC_WEBHOOK_SECRETS_STRIPE": secret}
+    receiver = _start_receiver(env, port, f"{name}=kill@{nth}")
+    stack.sim.post("/_admin/config", json={
+        "webhooks": {"stripe": {"url": f"http://127.0.0.1:{port}/webhooks/stripe", "secrets": [secret]}},
+        "webhook_chaos": {"max_attempts": 30, "retry_base_s": 0.2}}).raise_for_status()
+    try:
+        stack.mutate(10, ["create", "update", "delete"])
+        assert receiver.wait(timeout=60) == KILLED  # died at the failpoint, mid-delivery
+        stack.output.append(receiver.stdout.read())
+        receiver = _start_receiver(env, port, "")  # back; the simulator retries what was not answered
+        _wait_until_webhooks_settle(stack.sim)
+    finally:
+        stack.sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}}})
+        receiver.kill()
+        stack.output.append(receiver.communicate()[0])
+    stack.catch_up()
+    stack.verdict(f"kill: webhook receiver at {name}", f"SIGKILL at {point} (receiver)")
+
+
+def _start_receiver(env: dict, port: int, failpoints: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "apisync.webhooks", "--port", str(port)],
+                               env={**env, "APISYNC_FAILPOINTS": failpoints}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/webhooks/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the webhook receiver did not start")
+
+
+def _wait_until_webhooks_settle(sim: httpx.Client, quiet_polls: int = 8) -> None:
+    last, stable = -1, 0
+    for _ in range(240):
+        attempts = sim.get("/_admin/stats").json()["webhooks"].get("stripe", {}).get("attempts", 0)
+        stable = stable + 1 if attempts == last else 0
+        if stable >= quiet_polls:
+            return
+        last = attempts
+        time.sleep(0.25)
+
+
 def test_hostile_webhooks_are_rejected_or_absorbed(stack):
     """Forged, replayed, oversized, wrong type, 1,000 duplicates and a flood: the good ones become records."""
     stack.job("backfill")

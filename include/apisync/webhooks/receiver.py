@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from apisync.failpoints import failpoint
 from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.payloads import webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError, scheme_for
@@ -158,12 +159,14 @@ def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
     async def _forward(api: str, body: bytes, request: Request) -> JSONResponse:
         received_at = datetime.fromtimestamp(settings.clock(), tz=UTC).isoformat()
         key = webhook_key(api, body, request.headers)
+        failpoint("webhook.verified")  # verified, not yet in Kafka
         try:
             await run_in_threadpool(sink.send, f"{settings.topic_prefix}{api}.webhooks", key, body,
                                     _kafka_headers(request, received_at))
         except Exception as exc:  # any Kafka trouble: the provider must retry
             log.error("webhook for %s not stored: %s", api, exc)
             return _answer(503, "webhook not stored, retry later")
+        failpoint("webhook.acked")  # in Kafka, the provider not yet answered: it will deliver again
         return _answer(200, "stored")
 
     _mount_outbound_messaging(app, settings, sink)
