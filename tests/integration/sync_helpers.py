@@ -177,3 +177,41 @@ def fault_row(scenario: str, injected: str, problems: list[str], duplicates: lis
     row = (scenario, injected, lost, stale, backwards, len(duplicates), secrets)
     FAULT_ROWS.append(row)
     return row
+
+
+@contextlib.contextmanager
+def served(app, timeout: float = 20.0):
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from devstack.process import free_port
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the app did not start serving"
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_until_webhooks_settle(sim: httpx.Client, api: str = "stripe", quiet_polls: int = 6) -> None:
+    """Until the simulator's delivery attempts for `api` stop growing (retries included)."""
+    import time
+
+    last, stable = -1, 0
+    for _ in range(240):
+        attempts = sim.get("/_admin/stats").json()["webhooks"].get(api, {}).get("attempts", 0)
+        stable = stable + 1 if attempts == last else 0
+        if stable >= quiet_polls:
+            return
+        last = attempts
+        time.sleep(0.25)

@@ -7,21 +7,26 @@ from /v1/events. The normalizer sees each change up to three times, in any order
 
 from __future__ import annotations
 
-import threading
 import time
 
 import httpx
 import pytest
 import redis
-import uvicorn
-from sync_helpers import duplicate_event_ids, history, normalize_until_consumed, record_problems, settings_for
+from sync_helpers import (
+    duplicate_event_ids,
+    history,
+    normalize_until_consumed,
+    record_problems,
+    served,
+    settings_for,
+    wait_until_webhooks_settle,
+)
 
 from apisync.kafka.partitioning import partition_for
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.sync import run_backfill, run_incremental
 from apisync.webhooks.receiver import WebhookSettings, create_app
-from devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec_interleaved"
@@ -30,16 +35,8 @@ COLLECTIONS = ("customer", "subscription", "invoice", "charge")
 
 @pytest.fixture
 def receiver_url(kafka_config):
-    app = create_app(WebhookSettings(secrets={"stripe": (SECRET,)}), Producer(kafka_config))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{server.config.port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(WebhookSettings(secrets={"stripe": (SECRET,)}), Producer(kafka_config))) as url:
+        yield url
 
 
 def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_url, simulator_url, receiver_url):
@@ -63,7 +60,7 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
         mutate_a_little()
     for collection in COLLECTIONS:
         run_incremental(settings, collection)
-    _wait_until_webhooks_settle(sim)
+    wait_until_webhooks_settle(sim)
     sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}},
                                      "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
 
@@ -75,17 +72,6 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
     for key, past in events.items():
         assert {p for _value, _v, p in past} == {partition_for(key, 6)}
         assert all(value["key"] == key for value, _v, _p in past)
-
-
-def _wait_until_webhooks_settle(sim: httpx.Client, quiet_polls: int = 6) -> None:
-    last, stable = -1, 0
-    for _ in range(120):
-        attempts = sim.get("/_admin/stats").json()["webhooks"].get("stripe", {}).get("attempts", 0)
-        stable = stable + 1 if attempts == last else 0
-        if stable >= quiet_polls:
-            return
-        last = attempts
-        time.sleep(0.25)
 
 
 def _normalize_everything(kafka_config, redis_url) -> None:

@@ -11,14 +11,12 @@ end, equals the simulator's truth; no event id twice; no version backwards.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
 import redis
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sync_helpers import (
@@ -26,6 +24,7 @@ from sync_helpers import (
     history,
     normalize_until_consumed,
     record_problems,
+    served,
     settings_for,
     truth,
 )
@@ -39,7 +38,6 @@ from apisync.settings import OAuthSettings
 from apisync.sync import run_backfill, run_incremental
 from apisync.webhooks.receiver import WebhookSettings, create_app
 from devstack.airflow import SIMULATOR_SALESFORCE_APP as APP
-from devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 COLLECTIONS = ("account", "contact", "opportunity")
@@ -150,19 +148,9 @@ def receiver(kafka_config):
     specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
              for s in api_topics("salesforce", Layout(partitions=3), rule_event_types("salesforce"))]
     ensure(admin_client(kafka_config), specs)
-    port = free_port()
     settings = WebhookSettings(topic_prefix=ns, organization_ids=(ORG[:15],))  # a 15-char id matches too
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, Producer(kafka_config)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield ns, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(settings, Producer(kafka_config))) as base:
+        yield ns, base
 
 
 def test_outbound_messages_batched_duplicated_shuffled_end_as_truth(

@@ -1,7 +1,6 @@
 """Simulator → signed webhooks (shuffled, duplicated) → receiver (uvicorn) → Kafka → normalizer → records = truth."""
 
 import base64
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -10,8 +9,7 @@ import httpx
 import orjson
 import pytest
 import redis
-import uvicorn
-from sync_helpers import normalize_until_consumed
+from sync_helpers import normalize_until_consumed, served
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
@@ -19,7 +17,6 @@ from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.rules import rule_event_types
 from apisync.webhooks.receiver import WebhookSettings, create_app
-from devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +31,9 @@ def receiver(kafka_config):
     specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
              for api in SECRETS for s in api_topics(api, Layout(partitions=3), rule_event_types(api))]
     ensure(admin_client(kafka_config), specs)
-    port = free_port()
     settings = WebhookSettings(secrets={k: (v,) for k, v in SECRETS.items()}, topic_prefix=ns)
-    app = create_app(settings, Producer(kafka_config))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield ns, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(settings, Producer(kafka_config))) as base:
+        yield ns, base
 
 
 @pytest.mark.parametrize("api", ["stripe", "salesforce"])
