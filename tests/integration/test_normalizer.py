@@ -1,6 +1,7 @@
 """The normalizer on the real broker and Redis: order, dedup, events, deletes, dead letters, ledger rebuild."""
 
 import base64
+import dataclasses
 import random
 import uuid
 from collections import defaultdict
@@ -11,6 +12,7 @@ import redis
 
 from apisync.events import Observation, event_id
 from apisync.fence import VersionFence
+from apisync.http import RetriableError
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
@@ -229,3 +231,24 @@ def test_missing_output_topics_stop_the_start_with_one_clear_line(kafka_config, 
     message = str(caught.value)
     assert f"{ns}stripe.subscription.status_changed" in message and "topics ensure" in message
     assert f"{ns}stripe.records" not in message and "\n" not in message
+
+
+def test_a_thin_webhook_whose_refetch_fails_transiently_is_retried_not_dead_lettered(
+        kafka_config, redis_client, ledger):
+    """Issue: once re-fetches were wired, a 503 while re-fetching sent the webhook to the DLQ for good."""
+    ns = make_namespace(kafka_config)
+    thin = orjson.dumps({"id": "evt_thin_1", "object": "event", "type": "invoice.updated", "created": BASE_MS // 1000,
+                         "related_object": {"id": "in_1", "type": "invoice", "url": "/v1/invoices/in_1"}})
+    produce(kafka_config, f"{ns}stripe.webhooks", [("stripe.invoice.in_1", thin)])
+    calls = []
+
+    def refetch(obs):
+        calls.append(obs.key)
+        if len(calls) == 1:
+            raise RetriableError("stripe", "GET", "/v1/invoices/in_1", 503, "Service Unavailable")
+        return dataclasses.replace(obs, data={"id": "in_1", "status": "paid"}, thin=False)
+
+    drain(kafka_config, ns, redis_client, ledger, 1, refetch=refetch)
+    assert calls == ["stripe.invoice.in_1"] * 2  # the batch was read again, not given up
+    assert read_topic(kafka_config, f"{ns}stripe.dlq") == []
+    assert records_by_key(kafka_config, ns)["stripe.invoice.in_1"][-1][2]["data"] == {"id": "in_1", "status": "paid"}
