@@ -22,6 +22,7 @@ import httpx
 import orjson
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 from sync_helpers import (
     duplicate_event_ids,
     fault_row,
@@ -35,10 +36,13 @@ from sync_helpers import (
 )
 
 from api_simulator.signing import stripe_signature
+from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Outgoing, Producer
 from apisync.kafka.reader import read_topic
+from apisync.kafka.topics import Layout, declared_topics
 from apisync.webhooks.receiver import WebhookSettings, create_app
 from devstack.airflow import SIMULATOR_TOKENS
+from devstack.kafka import KafkaCluster
 from devstack.process import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -316,6 +320,43 @@ def test_hostile_webhooks_are_rejected_or_absorbed(stack):
     assert accepted == len(deliveries) + 1  # the rejected ones produced nothing; "not json" is kept for the DLQ
     stack.catch_up()  # the unparseable body goes to the dead-letter topic, the rest become records
     stack.verdict("hostile webhooks", f"3 rejected kinds, {len(deliveries)} duplicated deliveries at once")
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster(tmp_path_factory):
+    """Three brokers; the apisync topics with replication factor 3 and min ISR 2."""
+    cluster = KafkaCluster(tmp_path_factory.mktemp("rf3"), size=3, heap="384m").start(timeout=180)
+    config = {"bootstrap.servers": cluster.bootstrap}
+    ensure(admin_client(config), declared_topics(Layout(replication_factor=3)))
+    yield cluster
+    cluster.stop()
+
+
+def test_a_partition_leader_killed_on_three_brokers_loses_nothing(clean_slate, replicated_cluster, env, redis_url,
+                                                                   simulator_url):
+    clean_slate(seed=47, objects=250)  # Redis and the simulator; the topics live on the three brokers
+    config = {"bootstrap.servers": replicated_cluster.bootstrap}
+    stack = Stack({**env, "APISYNC_KAFKA_BOOTSTRAP": replicated_cluster.bootstrap}, config, redis_url, simulator_url)
+    stack.sim.post("/_admin/faults", json={"kind": "slow", "api": "stripe", "path_prefix": "/v1/",
+                                           "delay_s": 0.5, "count": None})
+    backfill = subprocess.Popen([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", *COLLECTIONS],
+                                env={**stack.env, "APISYNC_FAILPOINTS": ""}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)  # a page or two in
+    leader = AdminClient(config).list_topics("stripe.changes", timeout=30).topics["stripe.changes"].partitions[0].leader
+    replicated_cluster.stop_node(leader, kill=True)
+    time.sleep(8)
+    replicated_cluster.start_node(leader)
+    out, _ = backfill.communicate(timeout=240)
+    stack.output.append(out)
+    stack.sim.delete("/_admin/faults")
+    if backfill.returncode != 0:
+        stack.job("backfill")
+    stack.mutate(10, ["create", "update", "delete"])
+    stack.settle()
+    stack.job("incremental")
+    stack.catch_up()
+    stack.verdict("leader of stripe.changes[0] killed, 3 brokers, RF 3", f"SIGKILL of broker {leader} for 8 s")
 
 
 STORMS = [
