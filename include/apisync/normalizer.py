@@ -136,6 +136,7 @@ class Normalizer:
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
                     self._recover_ledger()
+                    self._epochs = self._fence.claim(self._epochs)  # the owner epochs went with the data
                 failures += 1
                 stats = _add(stats, None, 0)
                 log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)

@@ -213,11 +213,29 @@ def test_redis_losing_the_ledger_mid_run_is_rebuilt_before_anything_is_accepted(
     stack.mutate(20, ["update"])
     stack.settle()
     stack.job("incremental")
+    normalizer = subprocess.Popen([sys.executable, "-m", "apisync", "normalize", "stripe", "--max-seconds", "45"],
+                                  env={**stack.env, "APISYNC_FAILPOINTS": ""}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_records(stack, minimum=400)  # it is running and has written most of the backlog
+        redis.Redis.from_url(stack.redis_url).flushdb()  # Redis restarted without its data, under its feet
+        _replay_old_observations(stack)  # every observation again: none may change a record
+        out, _ = normalizer.communicate(timeout=180)
+    finally:
+        if normalizer.poll() is None:
+            normalizer.kill()
+    stack.output.append(out)
+    assert normalizer.returncode == 0, out[-2000:]
+    assert "rebuilding from stripe.records" in out  # noticed by the running normalizer, not by a restart
     stack.catch_up()
-    redis.Redis.from_url(stack.redis_url).flushdb()  # Redis restarted without its data
-    _replay_old_observations(stack)
-    stack.catch_up()
-    stack.verdict("Redis loses the ledger mid-run", "FLUSHDB, then every observation replayed")
+    stack.verdict("Redis loses the ledger mid-run", "FLUSHDB under a running normalizer, every observation replayed")
+
+
+def _wait_for_records(stack: Stack, minimum: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while len(read_topic(stack.kafka_config, "stripe.records", timeout=60)) < minimum:
+        assert time.monotonic() < deadline, "the normalizer wrote no records"
+        time.sleep(1)
 
 
 def test_a_broker_restart_mid_run_loses_nothing(stack, kafka_cluster):
