@@ -215,3 +215,25 @@ def wait_until_webhooks_settle(sim: httpx.Client, api: str = "stripe", quiet_pol
             return
         last = attempts
         time.sleep(0.25)
+
+
+STRIPE_AUTH = {"Authorization": f"Bearer {SIMULATOR_TOKENS['stripe']}"}
+
+
+def stripe_events(sim: httpx.Client) -> list[dict]:
+    """Every event the simulated Stripe lists now, newest first."""
+    events, after = [], None
+    while True:
+        params = {"limit": 100, **({"starting_after": after} if after else {})}
+        page = sim.get("/v1/events", params=params, headers=STRIPE_AUTH).json()
+        events += page["data"]
+        if not page["has_more"]:
+            return events
+        after = page["data"][-1]["id"]
+
+
+def settle_stripe_events(sim: httpx.Client) -> None:
+    """Wait until every event created so far is visible in /v1/events (the simulator lags like Stripe)."""
+    import time
+
+    time.sleep(float(sim.get("/_admin/config").json()["stripe_events_lag_s"]) + 1.0)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from sync_helpers import (
     record_problems,
     served,
     settings_for,
+    settle_stripe_events,
+    stripe_events,
     truth,
     wait_until_webhooks_settle,
 )
@@ -134,8 +137,7 @@ class Stack:
         return mutations
 
     def settle(self) -> None:
-        """Wait until every Stripe event made so far is visible to polling (the simulator's lag)."""
-        time.sleep(float(self.sim.get("/_admin/config").json()["stripe_events_lag_s"]) + 1.0)
+        settle_stripe_events(self.sim)
 
     def catch_up(self) -> None:
         normalize_until_idle("stripe", self.kafka_config, self.redis_url, self.settings)
@@ -241,24 +243,7 @@ def _wait_for_records(stack: Stack, minimum: int, timeout: float = 90) -> None:
 def test_a_broker_restart_mid_run_loses_nothing(stack, kafka_cluster):
     if kafka_cluster is None:
         pytest.skip("needs the suite's own broker (APISYNC_KAFKA_BOOTSTRAP points at someone else's)")
-    stack.sim.post("/_admin/faults", json={"kind": "slow", "api": "stripe", "path_prefix": "/v1/",
-                                           "delay_s": 0.5, "count": None})
-    backfill = subprocess.Popen([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", *COLLECTIONS],
-                                env={**stack.env, "APISYNC_FAILPOINTS": ""}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    time.sleep(2)  # a page or two in
-    kafka_cluster.stop_node(1, kill=True)
-    time.sleep(5)
-    kafka_cluster.start_node(1)
-    out, _ = backfill.communicate(timeout=240)
-    stack.output.append(out)
-    stack.sim.delete("/_admin/faults")
-    if backfill.returncode != 0:  # the broker was away longer than the producer waits: run it again
-        stack.job("backfill")
-    stack.mutate(10, ["create", "update", "delete"])
-    stack.settle()
-    stack.job("incremental")
-    stack.catch_up()
+    _backfill_across_an_outage(stack, lambda: 1, kafka_cluster, down_s=5)
     stack.verdict("Kafka broker restart mid-backfill", "SIGKILL of the broker for 5 s, then a restart")
 
 
@@ -308,7 +293,7 @@ def test_hostile_webhooks_are_rejected_or_absorbed(stack):
     began = stack.sim.get("/_admin/clock").json()["now"]
     stack.mutate(25, ["update"])  # webhooks off: the test delivers the events itself
     stack.settle()
-    events = [e for e in _all_stripe_events(stack.sim) if e["created"] >= int(began)]
+    events = [e for e in stripe_events(stack.sim) if e["created"] >= int(began)]
     secret = "whsec_fault_suite"
     settings = WebhookSettings(secrets={"stripe": (secret,)}, max_body_bytes=64_000)
     now = int(time.time())
@@ -355,26 +340,37 @@ def test_a_partition_leader_killed_on_three_brokers_loses_nothing(clean_slate, r
     clean_slate(seed=47, objects=250)  # Redis and the simulator; the topics live on the three brokers
     config = {"bootstrap.servers": replicated_cluster.bootstrap}
     stack = Stack({**env, "APISYNC_KAFKA_BOOTSTRAP": replicated_cluster.bootstrap}, config, redis_url, simulator_url)
+
+    def leader() -> int:
+        topic = AdminClient(config).list_topics("stripe.changes", timeout=30).topics["stripe.changes"]
+        return topic.partitions[0].leader
+
+    killed = _backfill_across_an_outage(stack, leader, replicated_cluster, down_s=8)
+    stack.verdict("leader of stripe.changes[0] killed, 3 brokers, RF 3", f"SIGKILL of broker {killed} for 8 s")
+
+
+def _backfill_across_an_outage(stack: Stack, node: Callable[[], int], cluster: KafkaCluster, down_s: float) -> int:
+    """A slowed backfill loses broker `node()` for `down_s` seconds mid-run; then everything catches up."""
     stack.sim.post("/_admin/faults", json={"kind": "slow", "api": "stripe", "path_prefix": "/v1/",
                                            "delay_s": 0.5, "count": None})
     backfill = subprocess.Popen([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", *COLLECTIONS],
                                 env={**stack.env, "APISYNC_FAILPOINTS": ""}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     time.sleep(3)  # a page or two in
-    leader = AdminClient(config).list_topics("stripe.changes", timeout=30).topics["stripe.changes"].partitions[0].leader
-    replicated_cluster.stop_node(leader, kill=True)
-    time.sleep(8)
-    replicated_cluster.start_node(leader)
+    victim = node()
+    cluster.stop_node(victim, kill=True)
+    time.sleep(down_s)
+    cluster.start_node(victim)
     out, _ = backfill.communicate(timeout=240)
     stack.output.append(out)
     stack.sim.delete("/_admin/faults")
-    if backfill.returncode != 0:
+    if backfill.returncode != 0:  # the broker was away longer than the producer waits: run it again
         stack.job("backfill")
     stack.mutate(10, ["create", "update", "delete"])
     stack.settle()
     stack.job("incremental")
     stack.catch_up()
-    stack.verdict("leader of stripe.changes[0] killed, 3 brokers, RF 3", f"SIGKILL of broker {leader} for 8 s")
+    return victim
 
 
 STORMS = [
@@ -409,17 +405,6 @@ def _poll_a_round(stack: Stack) -> None:
     stack.mutate(6, ["update"])
     stack.settle()
     stack.job("incremental")
-
-
-def _all_stripe_events(sim: httpx.Client) -> list[dict]:
-    events, after = [], None
-    while True:
-        params = {"limit": 100, **({"starting_after": after} if after else {})}
-        page = sim.get("/v1/events", params=params, headers={"Authorization": f"Bearer {SECRETS[0]}"}).json()
-        events += page["data"]
-        if not page["has_more"]:
-            return events
-        after = page["data"][-1]["id"]
 
 
 def _replay_old_observations(stack: Stack) -> None:

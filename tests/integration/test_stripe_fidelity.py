@@ -20,11 +20,14 @@ import orjson
 import pytest
 import redis
 from sync_helpers import (
+    STRIPE_AUTH,
     duplicate_event_ids,
     history,
     normalize_until_consumed,
     record_problems,
     settings_for,
+    settle_stripe_events,
+    stripe_events,
     truth,
 )
 
@@ -35,7 +38,6 @@ from apisync.sync import run_backfill, run_incremental, run_reconcile
 
 pytestmark = pytest.mark.integration
 COLLECTIONS = ("customer", "subscription", "invoice", "charge")
-AUTH = {"Authorization": "Bearer sk_test_apisync"}
 
 
 class Interrupted(Exception):
@@ -60,7 +62,7 @@ def test_a_backfill_whose_cursor_object_was_deleted_resumes_and_completes(
 
     summary = run_backfill(settings, "customer")
     assert summary.pages >= 4
-    _settle(sim)
+    settle_stripe_events(sim)
     run_incremental(settings, "customer")  # brings the customer.deleted event
     ground = truth(simulator_url, "stripe")
     assert cursor["after"] in ground["deleted"]["customer"]
@@ -82,7 +84,7 @@ def test_a_collection_quiet_for_longer_than_the_event_retention_keeps_polling(
             summary = run_incremental(settings, collection)
             assert summary.note == ""
     _mutate(sim, "customer", 3, ["update"])
-    _settle(sim)
+    settle_stripe_events(sim)
     assert run_incremental(settings, "customer").records >= 1
     run_incremental(settings, "charge")
     _assert_records_equal_truth(kafka_config, redis_url, settings, ("customer", "charge"))
@@ -95,7 +97,7 @@ def test_a_cursor_older_than_the_retention_relists_and_says_so(
     run_backfill(settings, "invoice")
     sim.post("/_admin/clock", json={"advance_s": 31 * 86400}).raise_for_status()  # nobody polled for a month
     _mutate(sim, "invoice", 5, ["create", "update"])
-    _settle(sim)
+    settle_stripe_events(sim)
     summary = run_incremental(settings, "invoice")
     assert "older than Stripe's 30-day event retention" in summary.note
     _assert_records_equal_truth(kafka_config, redis_url, settings, ["invoice"])
@@ -115,12 +117,12 @@ def test_late_and_out_of_order_events_are_not_lost(clean_slate, sim, kafka_confi
                 _mutate(sim, collection, 2, ["create", "update", "delete"])
                 run_incremental(settings, collection)
             time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
-        _settle(sim)
+        settle_stripe_events(sim)
         for collection in COLLECTIONS:
             run_incremental(settings, collection)
     finally:
         sim.post("/_admin/config", json={"stripe_events_lag_s": 3.0})
-    assert sum(1 for e in _all_events(sim) if e["created"] >= began) >= 20  # dozens of changes while polling
+    assert sum(1 for e in stripe_events(sim) if e["created"] >= began) >= 20  # dozens of changes while polling
     _assert_records_equal_truth(kafka_config, redis_url, settings, COLLECTIONS)
 
 
@@ -132,10 +134,10 @@ def test_every_event_type_that_changes_an_object_reaches_the_records(
         run_backfill(settings, collection)
     for collection in COLLECTIONS:
         _mutate(sim, collection, 40, ["create", "update"])
-    _settle(sim)
+    settle_stripe_events(sim)
     for collection in COLLECTIONS:
         run_incremental(settings, collection)
-    types = {e["type"] for e in _all_events(sim)}
+    types = {e["type"] for e in stripe_events(sim)}
     # not vacuous: the lifecycle beyond created/updated/deleted really happened upstream
     assert {"charge.failed", "invoice.finalized"} <= types, sorted(types)
     _assert_records_equal_truth(kafka_config, redis_url, settings, COLLECTIONS)
@@ -148,7 +150,7 @@ def test_a_canceled_subscription_is_a_record_with_status_canceled_on_every_path(
     run_backfill(settings, "subscription")
     canceled = [m["id"] for m in _mutate(sim, "subscription", 3, ["delete"])]
     assert len(canceled) == 3
-    _settle(sim)
+    settle_stripe_events(sim)
     run_incremental(settings, "subscription")
     ground = truth(simulator_url, "stripe")
     assert all(ground["objects"]["subscription"][i]["data"]["status"] == "canceled" for i in canceled)
@@ -169,8 +171,8 @@ def test_two_contents_in_one_second_delivered_newest_first_end_at_the_servers_st
     settings = settings_for("stripe", kafka_config, redis_url, simulator_url)
     run_backfill(settings, "customer")
     _mutate(sim, "customer", 8, ["update"])  # two customers, eight updates in about one second
-    _settle(sim)
-    updates = [e for e in _all_events(sim) if e["type"] == "customer.updated"]
+    settle_stripe_events(sim)
+    updates = [e for e in stripe_events(sim) if e["type"] == "customer.updated"]
     seconds = [(e["data"]["object"]["id"], e["created"]) for e in updates]
     assert len(seconds) > len(set(seconds)), "no object changed twice within one second"
     producer = Producer(kafka_config)
@@ -193,9 +195,9 @@ def test_records_keep_the_pinned_api_version_across_an_account_upgrade(
     _mutate(sim, "subscription", 4, ["update"])
     run_backfill(settings, "subscription")
     _mutate(sim, "subscription", 4, ["update"])
-    _settle(sim)
+    settle_stripe_events(sim)
     run_incremental(settings, "subscription")
-    versions = {e["api_version"] for e in _all_events(sim) if e["type"].startswith("customer.subscription.")}
+    versions = {e["api_version"] for e in stripe_events(sim) if e["type"].startswith("customer.subscription.")}
     assert versions == {"2024-06-20", "2025-03-31.basil"}
     pinned = sim.get("/_admin/truth/stripe", params={"api_version": "2024-06-20"}).json()
     assert all("current_period_end" in o["data"] for o in pinned["objects"]["subscription"].values())
@@ -221,23 +223,7 @@ def _delete(sim: httpx.Client, resource: str, object_id: str) -> None:
     """Delete one named object for real (event, webhook, truth), through the simulator's fault hook."""
     sim.post("/_admin/faults", json={"kind": "delete_between_list_and_fetch", "api": "stripe",
                                      "path_prefix": f"/v1/{resource}/{object_id}", "count": 1}).raise_for_status()
-    sim.get(f"/v1/{resource}/{object_id}", headers=AUTH)
-
-
-def _settle(sim: httpx.Client) -> None:
-    """Wait until every event created so far is visible in /v1/events (the simulator's lag, like Stripe's)."""
-    time.sleep(float(sim.get("/_admin/config").json()["stripe_events_lag_s"]) + 1.0)
-
-
-def _all_events(sim: httpx.Client) -> list[dict]:
-    events, after = [], None
-    while True:
-        params = {"limit": 100, **({"starting_after": after} if after else {})}
-        page = sim.get("/v1/events", params=params, headers=AUTH).json()
-        events += page["data"]
-        if not page["has_more"]:
-            return events
-        after = page["data"][-1]["id"]
+    sim.get(f"/v1/{resource}/{object_id}", headers=STRIPE_AUTH)
 
 
 def _changes(kafka_config) -> list[dict]:
