@@ -39,6 +39,7 @@ class Observation:
     data: Mapping[str, Any] | None
     deleted: bool = False
     thin: bool = False  # the payload lacks the full object: re-fetch before fencing
+    reason: str | None = None  # a delete's why, in words (e.g. "transferred to octo/other#5"), for the event
 
     @property
     def key(self) -> str:
@@ -97,12 +98,16 @@ def observation_from_dict(doc: Mapping[str, Any]) -> Observation:
     data = doc.get("data")
     if not deleted and not isinstance(data, dict):
         raise ObservationError("observation data must be a JSON object unless deleted")
+    reason = doc.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ObservationError(f"observation reason must be a string, got {reason!r}")
     source = doc.get("source") or "poll"
     if source not in SOURCES:
         raise ObservationError(f"observation source must be one of {', '.join(SOURCES)}, got {source!r}")
     observation = Observation(
         str(doc["api"]), str(doc["collection"]), str(doc["id"]), version, source,
         str(doc.get("synced_at") or ""), data if isinstance(data, dict) else None, deleted,
+        reason=reason if deleted else None,
     )
     if doc.get("key") not in (None, observation.key):
         raise ObservationError(f"observation key {doc['key']!r} does not match {observation.key!r}")
@@ -135,8 +140,9 @@ def derive_events(
     """Events for an accepted observation; previous is the last live data (None if none/deleted)."""
     content = obs.content_hash()
     if obs.deleted:
-        # the deleted event carries the last known object, so consumers see what went away
-        return [_event(obs, "deleted", {}, record_value(obs, previous or obs.data), content)]
+        # the deleted event carries the last known object, so consumers see what went away, and why
+        event = _event(obs, "deleted", {}, record_value(obs, previous or obs.data), content)
+        return [{**event, "reason": obs.reason}]
     record = record_value(obs)
     if previous is None:
         kinds, changes = ["created"], {}

@@ -98,9 +98,16 @@ def test_a_transferred_issue_is_deleted_here_and_reconcile_does_not_fail(
     ground = truth(simulator_url, "github")
     assert {m["id"] for m in moved} <= set(ground["deleted"]["issue"])
     _assert_records_equal_truth(kafka_config, redis_url, settings, ["issue"], ground)
-    deleted = [v["key"] for past in history(kafka_config, "github.events").values() for v, _, _ in past
-               if v["type"] == "deleted"]
+    deleted = {v["key"]: v["reason"] for past in history(kafka_config, "github.events").values()
+               for v, _, _ in past if v["type"] == "deleted"}
     assert sorted(deleted) == sorted(f"github.issue.{m['id']}" for m in moved)
+    # the deleted event says where the issue went: its number in the other repository (the 301's target)
+    new_homes = {m["id"]: sim.get(f"/repos/{m['id'].split('#')[0]}/issues/{m['id'].split('#')[1]}",
+                                  headers=_AUTH, follow_redirects=True).json()["html_url"]
+                 for m in moved}
+    for old_id, html_url in new_homes.items():
+        owner, name, _, number = html_url.rstrip("/").split("/")[-4:]
+        assert deleted[f"github.issue.{old_id}"] == f"transferred to {owner}/{name}#{number}"
 
 
 def test_a_renamed_repository_is_followed_and_announced_once(

@@ -66,6 +66,17 @@ def test_deleted_carries_last_known_object():
     assert events[0]["record"]["data"] == {"id": "sub_1", "status": "canceled"}
 
 
+def test_a_delete_says_why_from_the_change_message_to_the_event():
+    doc = {"api": "github", "collection": "issue", "id": "apisync/demo#7", "version": 5, "source": "reconcile",
+           "data": None, "deleted": True, "reason": "transferred to apisync/tools#31"}
+    observation = observation_from_change(orjson.dumps(doc))
+    [event] = derive_events(observation, {"number": 7})
+    assert (event["type"], event["reason"]) == ("deleted", "transferred to apisync/tools#31")
+    assert derive_events(obs(None, deleted=True), {"id": "sub_1"})[0]["reason"] is None  # not every source knows
+    with pytest.raises(ObservationError, match="reason must be a string"):
+        observation_from_change(orjson.dumps({**doc, "reason": 3}))
+
+
 def test_status_transition_rule_with_filters():
     rules = default_rules("stripe")["subscription"]
     events = derive_events(obs({"status": "canceled"}, 2), {"status": "active"}, rules)

@@ -25,6 +25,20 @@ class Batch:
     note: str = ""  # something the operator must hear about (e.g. a gap in a change feed)
 
 
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """`Source.fetch`'s answer for an object the API no longer has here, and why (for the deleted event)."""
+
+    reason: str
+
+
+def gone_reason(fetched: Observation | Gone | None, default: str) -> str | None:
+    """None while the object exists; else why it is gone (`default` when the source did not say)."""
+    if isinstance(fetched, Observation):
+        return None
+    return fetched.reason if isinstance(fetched, Gone) else default
+
+
 class Source(Protocol):
     """One API. Cursors are plain JSON dicts built only from server-side values."""
 
@@ -44,8 +58,8 @@ class Source(Protocol):
     def list_ids(self, client: ApiClient, collection: str) -> Iterator[str]:
         """Every live object id (for delete reconciliation)."""
 
-    def fetch(self, client: ApiClient, collection: str, object_id: str) -> Observation | None:
-        """One object now, or None if the API says it no longer exists."""
+    def fetch(self, client: ApiClient, collection: str, object_id: str) -> Observation | Gone | None:
+        """One object now; None (or Gone, saying why) if the API says it no longer exists."""
 
 
 @dataclass(slots=True)
@@ -56,10 +70,10 @@ class ObservationFactory:
     clock: Any = field(default=lambda: datetime.now(UTC))
 
     def make(self, collection: str, object_id: Any, version: int, data: Mapping[str, Any] | None, *,
-             source: str, deleted: bool = False) -> Observation:
+             source: str, deleted: bool = False, reason: str | None = None) -> Observation:
         synced_at = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return Observation(self.api, collection, str(object_id), int(version), source, synced_at,
-                           dict(data) if data is not None else None, deleted)
+                           dict(data) if data is not None else None, deleted, reason=reason)
 
 
 def server_time_ms(response: httpx.Response, api: str) -> int:

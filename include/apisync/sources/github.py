@@ -9,7 +9,8 @@ Redirects (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for
 the client follows 301s. A renamed repository answers every old path with a 301 to
 `/repositories/<id>/...`; it is followed and logged once so the user can update the connection. An
 issue transferred to another repository answers 301 to the issue there: for this repository it is
-gone, so `fetch` answers None (reconcile and re-fetches turn that into a tombstone and a `deleted` event).
+gone, so `fetch` answers `Gone("transferred to owner/repo#n")` (reconcile and re-fetches turn that into
+a tombstone and a `deleted` event whose `reason` says where it went).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError
-from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
+from apisync.sources.base import Batch, Gone, ObservationFactory, require, server_time_ms
 from apisync.sources.github_walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
 from apisync.sources.keyset import MAX_CURSOR_BYTES, KeysetPosition
 
@@ -107,16 +108,16 @@ class GitHubSource:
                     break
                 page = get_page(client, page.next_url)
 
-    def fetch(self, client, collection, object_id) -> Observation | None:
+    def fetch(self, client, collection, object_id) -> Observation | Gone:
         if collection == "issue_comment":
             for repo in self.repos:  # comment ids are global, but the endpoint is per repository
                 data = self._get_one(client, repo, f"issues/comments/{object_id}")
-                if data is not None:
+                if not isinstance(data, Gone):
                     return self._observe(repo, collection, data, "reconcile")
-            return None
+            return Gone("GitHub has no such comment in the connection's repositories")
         repo, number = split_id(object_id)
         data = self._get_one(client, repo, f"{'pulls' if collection == 'pull_request' else 'issues'}/{number}")
-        return None if data is None else self._observe(repo, collection, data, "reconcile")
+        return data if isinstance(data, Gone) else self._observe(repo, collection, data, "reconcile")
 
     # ---- walks ---------------------------------------------------------------------------------
     def _keyset(self, client, collection, repo, states, position, since_ms, source) -> Iterator[Batch]:
@@ -153,18 +154,19 @@ class GitHubSource:
         states[repo] = {**position.to_cursor(self.lookback_ms, self._budget()), "etag": walk.new_etag}
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _get_one(self, client, repo: str, rest: str) -> dict | None:
-        """One object, or None when it is gone from this repository (404, 410, transferred away)."""
+    def _get_one(self, client, repo: str, rest: str) -> dict | Gone:
+        """One object, or Gone when it is gone from this repository (404, 410, transferred away)."""
         try:
             result = client.get_json(self._path(client, repo, rest))
         except FatalError as error:
             if error.status in (404, 410):  # GitHub answers 410 Gone for deleted issues
-                return None
+                return Gone(f"GitHub answered {error.status} for {repo}/{rest}")
             raise
         if result.response.history and not _belongs_to(result.data, self._paths.get(repo, repo)):
+            moved_to = _repo_and_number(result.data) or str(result.response.url)
             log.warning("github %s/%s moved permanently to %s: transferred away from %s, so it is deleted here",
-                        repo, rest, result.data.get("html_url") or result.response.url, repo)
-            return None
+                        repo, rest, moved_to, repo)
+            return Gone(f"transferred to {moved_to}")
         return result.data
 
     def _path(self, client: ApiClient, repo: str, rest: str) -> str:
@@ -207,6 +209,14 @@ class GitHubSource:
     def _observe(self, repo: str, collection: str, item: Any, source: str) -> Observation:
         object_id, version = self._id_version(repo, collection, item)
         return self.factory.make(collection, object_id, version, item, source=source)
+
+
+def _repo_and_number(data: Any) -> str | None:
+    """`owner/repo#n` of an issue from its html_url (`https://github.com/owner/repo/issues/n`)."""
+    parts = str(data.get("html_url", "")).rstrip("/").split("/") if isinstance(data, dict) else []
+    if len(parts) >= 4 and parts[-2] in ("issues", "pull"):
+        return f"{parts[-4]}/{parts[-3]}#{parts[-1]}"
+    return None
 
 
 def _belongs_to(data: Any, repo: str) -> bool:

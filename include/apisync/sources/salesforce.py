@@ -181,8 +181,9 @@ class SalesforceSource:
 
     def _observe(self, collection: str, row: Any, source: str) -> Observation:
         object_id, version = self._id_version(row)
-        return self.factory.make(collection, object_id, version, row, source=source,
-                                 deleted=bool(row.get("IsDeleted")))
+        deleted = bool(row.get("IsDeleted"))
+        return self.factory.make(collection, object_id, version, row, source=source, deleted=deleted,
+                                 reason="IsDeleted in queryAll (in the Recycle Bin)" if deleted else None)
 
     def _path(self, rest: str) -> str:
         return f"/services/data/{API_VERSION}/{rest}"

@@ -299,7 +299,8 @@ class StripeSource:
                 data = refetched[obj["id"]]
                 if data is None:
                     continue  # gone since: its delete event follows
-            out.append(self.factory.make(collection, obj["id"], created * 1000, data, source="poll", deleted=deleted))
+            out.append(self.factory.make(collection, obj["id"], created * 1000, data, source="poll", deleted=deleted,
+                                         reason=f"Stripe {event['type']} event" if deleted else None))
         return out
 
     def _listed(self, collection: str, obj: Any, version: int, source: str) -> Observation:

@@ -11,6 +11,7 @@ listing or the wrong account, not of real deletes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -19,7 +20,7 @@ from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
 from apisync.settings import SyncSettings
 from apisync.sources import Source, build_source
-from apisync.sources.base import ObservationFactory
+from apisync.sources.base import ObservationFactory, gone_reason
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary
 from apisync.sync.runner import api_client, change_message
 
@@ -57,22 +58,33 @@ def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = Tr
             raise TooManyDeletes(f"{api} {collection}: {len(candidates)} of {len(known)} known objects are missing "
                                  f"from the listing, more than the {max_delete_share:.0%} cap (and more than "
                                  f"{min_deletes}); nothing deleted")
-        confirmed = [object_id for object_id in candidates if source.fetch(client, collection, object_id) is None]
+        confirmed = _confirm_gone(source, client, collection, candidates)
         failpoint("reconcile.confirmed")
         tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
-    summary.note = f"{'would delete' if dry_run else 'deleted'}: {', '.join(confirmed[:20]) or 'nothing'}"
+    examples = ", ".join(f"{object_id} ({reason})" for object_id, reason in list(confirmed.items())[:20])
+    summary.note = f"{'would delete' if dry_run else 'deleted'}: {examples or 'nothing'}"
     if confirmed and not dry_run:
-        _emit_deletes(settings, api, collection, {i: known[i] for i in confirmed})
+        _emit_deletes(settings, api, collection, {i: known[i] for i in confirmed}, confirmed)
     return summary
 
 
-def _emit_deletes(settings: SyncSettings, api: str, collection: str, versions: dict[str, int]) -> None:
+def _confirm_gone(source: Source, client: Any, collection: str, candidates: list[str]) -> dict[str, str]:
+    """The candidates the API confirms gone, one fetch each, with the reason for the deleted event."""
+    default = "missing from the listing, and the API has no such object"
+    reasons = {object_id: gone_reason(source.fetch(client, collection, object_id), default)
+               for object_id in candidates}
+    return {object_id: reason for object_id, reason in reasons.items() if reason is not None}
+
+
+def _emit_deletes(settings: SyncSettings, api: str, collection: str, versions: dict[str, int],
+                  reasons: dict[str, str]) -> None:
     # Version = last known + 1 ms: the delete happened after everything the ledger has seen.
     factory = ObservationFactory(api)
     producer = Producer(settings.kafka)
     try:
         for object_id, version in versions.items():
-            obs = factory.make(collection, object_id, version + 1, None, source="reconcile", deleted=True)
+            obs = factory.make(collection, object_id, version + 1, None, source="reconcile", deleted=True,
+                               reason=reasons[object_id])
             producer.send(change_message(obs))
         failpoint("reconcile.sent")  # queued, maybe not yet acknowledged
         producer.flush()

@@ -36,7 +36,10 @@ def changes_topic(api: str) -> str:
 
 def change_message(obs: Observation) -> Outgoing:
     """One `<api>.changes` message: key = record key, value = the observation envelope."""
-    return Outgoing(changes_topic(obs.api), obs.key, {**record_value(obs), "deleted": obs.deleted})
+    value = {**record_value(obs), "deleted": obs.deleted}
+    if obs.reason:
+        value["reason"] = obs.reason
+    return Outgoing(changes_topic(obs.api), obs.key, value)
 
 
 class MeteredLimiter:

@@ -63,7 +63,7 @@ def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
     thin = thin or (api_version is not None and event.get("api_version") not in (None, api_version))
     data = None if thin else obj
     return Observation("stripe", collection, str(obj["id"]), created * 1000, "webhook", synced_at,
-                       data, deleted, thin and not deleted)
+                       data, deleted, thin and not deleted, reason=f"Stripe {kind} event" if deleted else None)
 
 
 def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
@@ -91,7 +91,18 @@ def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Obs
             raise ObservationError(f"GitHub {event} delivery lacks repository.full_name")
         ident = f"{repo}#{ident}"
     deleted = doc.get("action") in ("deleted", "transferred")
-    return Observation("github", collection, str(ident), version, "webhook", synced_at, obj, deleted)
+    reason = _github_delete_reason(event, doc) if deleted else None
+    return Observation("github", collection, str(ident), version, "webhook", synced_at, obj, deleted, reason=reason)
+
+
+def _github_delete_reason(event: str, doc: Mapping[str, Any]) -> str:
+    """`transferred to owner/repo#n` (from the delivery's `changes`), else which delivery deleted it."""
+    if doc.get("action") == "transferred":
+        changes = doc.get("changes") or {}
+        repo = (changes.get("new_repository") or {}).get("full_name")
+        number = (changes.get("new_issue") or {}).get("number")
+        return f"transferred to {repo}#{number}" if repo and number else "transferred to another repository"
+    return f"GitHub {event}.deleted webhook"
 
 
 def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
@@ -110,12 +121,13 @@ def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) ->
     if isinstance(record, dict) and record.get("SystemModstamp"):
         version = iso_to_ms(record["SystemModstamp"])
         return Observation("salesforce", sobject.lower(), str(ident), version, "webhook", synced_at,
-                           record, deleted)
+                           record, deleted, reason=f"Salesforce {kind} delivery" if deleted else None)
     if not doc.get("timestamp"):
         raise ObservationError("Salesforce delivery has neither record.SystemModstamp nor timestamp")
     # no snapshot: the delivery time orders it and the normalizer re-fetches the record
     return Observation("salesforce", sobject.lower(), str(ident), iso_to_ms(doc["timestamp"]),
-                       "webhook", synced_at, None, deleted, not deleted)
+                       "webhook", synced_at, None, deleted, not deleted,
+                       reason=f"Salesforce {kind} delivery" if deleted else None)
 
 
 PARSERS: dict[str, Callable[..., Observation]] = {

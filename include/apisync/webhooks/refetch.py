@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from apisync.events import Observation
+from apisync.sources.base import gone_reason
 
 Refetch = Callable[[Observation], Observation]
 
@@ -27,8 +28,9 @@ def source_refetcher(source: Any, client: Any) -> Refetch:
 
     def refetch(obs: Observation) -> Observation:
         fresh = source.fetch(client, obs.collection, obs.id)
-        if fresh is None:
-            return dataclasses.replace(obs, data=None, deleted=True, thin=False)
+        reason = gone_reason(fresh, "the API has no such object any more")
+        if reason is not None:
+            return dataclasses.replace(obs, data=None, deleted=True, thin=False, reason=obs.reason or reason)
         return dataclasses.replace(obs, data=fresh.data, version=max(obs.version, fresh.version),
                                    deleted=False, thin=False)
 

@@ -56,6 +56,11 @@ def test_github_deliveries():
     moved = parse_webhook("github", orjson.dumps({"action": "transferred", "issue": issue, "repository": repo}),
                           {"X-GitHub-Event": "issues"})
     assert (moved.key, moved.deleted) == ("github.issue.apisync/demo#7", True)  # gone from this repository
+    assert moved.reason == "transferred to another repository"  # the delivery did not say where
+    changes = {"new_issue": {"number": 31}, "new_repository": {"full_name": "apisync/tools"}}
+    moved = parse_webhook("github", orjson.dumps({"action": "transferred", "issue": issue, "repository": repo,
+                                                  "changes": changes}), {"X-GitHub-Event": "issues"})
+    assert moved.reason == "transferred to apisync/tools#31"
     comment = {"id": 555, "updated_at": "2026-11-26T14:53:33Z"}
     obs = parse_webhook("github", orjson.dumps({"action": "deleted", "comment": comment, "issue": issue}),
                         {"x-github-event": "issue_comment"})
