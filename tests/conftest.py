@@ -105,10 +105,9 @@ def clean_slate(kafka_config, redis_url, simulator_url):
             "webhooks": {api: {"url": None, "secrets": []} for api in ("stripe", "github", "salesforce")},
             "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5},
             "stripe_events_lag_s": 3.0, "stripe_api_version": "2024-06-20",  # Stripe-like defaults
-            # Late commits stay off for the shared simulator: a late row's webhook only follows its
-            # commit 5 minutes later, which tests that compare webhooks with mutations do not wait for;
-            # test_salesforce_fidelity turns them on.
-            "salesforce_late_commits": {"share": 0.0}, "salesforce_outbound": {"url": None},
+            # A tenth of Salesforce mutations commit 3 s late with their start stamp (the simulator's
+            # default); test_salesforce_fidelity stretches one to 5 minutes.
+            "salesforce_late_commits": {"share": 0.1, "lag_s": 3}, "salesforce_outbound": {"url": None},
         }, timeout=10).raise_for_status()
 
     return reset

@@ -1,6 +1,7 @@
 """ASGI app factory: Starlette routes for the three APIs and /_admin, behind the Gateway."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from starlette.applications import Starlette
@@ -28,6 +29,13 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return json_response({"message": f"simulator internal error ({type(exc).__name__})"}, 500)
 
 
+async def _commit_open_transactions(sim: Simulator, every_s: float = 0.5) -> None:
+    """A long Salesforce transaction commits on time and pushes then, even if nobody reads meanwhile."""
+    while True:
+        await asyncio.sleep(every_s)
+        sim.commit_due()
+
+
 def create_app(config: SimulatorConfig | None = None, sim: Simulator | None = None) -> Gateway:
     """Build the ASGI app (run it with uvicorn's date_header=False; the app writes Date itself)."""
     sim = sim or Simulator(config)
@@ -36,7 +44,9 @@ def create_app(config: SimulatorConfig | None = None, sim: Simulator | None = No
     async def lifespan(app):
         app.state.engine.ensure_running()
         sim.webhooks.start()
+        committer = asyncio.get_running_loop().create_task(_commit_open_transactions(sim))
         yield
+        committer.cancel()
         await app.state.engine.stop()
         sim.webhooks.stop()
 

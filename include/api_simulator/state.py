@@ -73,6 +73,12 @@ class Simulator:
         if self.models[api].delete_now(collection, oid) is not None:
             self.flush_webhooks()
 
+    def commit_due(self) -> None:
+        """Commit the transactions whose time has come (Salesforce's long ones), and push what they changed."""
+        for model in self.models.values():
+            getattr(model, "commit_due", lambda: None)()
+        self.flush_webhooks()
+
     def flush_webhooks(self) -> None:
         """Hand every model's pending webhooks to the dispatcher."""
         for model in self.models.values():

@@ -37,9 +37,10 @@ def test_incremental_misses_no_change(api, clean_slate, kafka_config, redis_url,
         for collection in COLLECTIONS[api]:
             summaries.append(run_incremental(settings, collection))
         _background_mutations(simulator_url, rate=0.0)
-    # Let the last second close and Stripe's late events surface, then one more pass sees a quiet API.
-    lag = httpx.get(f"{simulator_url}/_admin/config", timeout=10).json().get("stripe_events_lag_s", 0)
-    time.sleep(1.1 + lag)
+    # Let the last second close, Stripe's late events surface and Salesforce's open transactions commit
+    # (with their start stamps), then one more pass sees a quiet API.
+    config = httpx.get(f"{simulator_url}/_admin/config", timeout=10).json()
+    time.sleep(1.1 + max(config["stripe_events_lag_s"], config["salesforce_late_commits"]["lag_s"]))
     for collection in COLLECTIONS[api]:
         run_incremental(settings, collection)
 

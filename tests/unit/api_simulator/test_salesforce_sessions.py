@@ -1,9 +1,16 @@
 """Salesforce in the simulator: expiring sessions and the token endpoint, late commits, Outbound Messaging."""
 
+import time
+import warnings
+
 from api_simulator.config import Credentials
 from api_simulator.salesforce_outbound import acknowledged, envelope, notification
 from api_simulator.timefmt import iso_time as _iso
 from api_simulator.timefmt import salesforce_time as _sf
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 Q = "/services/data/v61.0/query"
 CREDS = Credentials()
@@ -47,6 +54,23 @@ def test_a_late_commit_hides_its_row_and_holds_latest_date_covered(salesforce, s
     assert covered["latestDateCovered"] == _sf(stamp // 60 * 60)
     sim.clock.advance(61)
     assert sim.truth("salesforce")["objects"]["account"][mutation.id]["version"] == mutation.version
+
+
+def test_a_due_transaction_commits_and_pushes_without_any_reader(app, sim):
+    with TestClient(app, base_url="http://sim.test"):  # runs the lifespan: the background committer
+        sim.runtime["salesforce_late_commits"] = {"share": 1.0, "lag_s": 3}
+        pushed: list = []
+        sim.webhooks.submit = pushed.extend  # what the committer hands to the dispatcher
+        model = sim.models["salesforce"]
+        model.mutate("update", "account")
+        assert len(model.pending) == 1 and model.outbox == []
+        sim.clock.advance(4)
+        for _ in range(40):  # the committer runs every 0.5 s; nobody queries meanwhile
+            if not model.pending:
+                break
+            time.sleep(0.1)
+        assert model.pending == []
+        assert [m.event for m in pushed] == ["account.updated", "outbound"]  # its pushes went out
 
 
 def test_outbound_messages_batch_notifications_and_need_an_ack():
