@@ -8,10 +8,14 @@ from typing import Any
 from .config import APIS
 
 # Applied by the gateway before/after the handler runs.
-TRANSPORT_KINDS = ("http_500", "slow", "timeout", "malformed_json", "truncated", "reset")
+TRANSPORT_KINDS = ("http_500", "slow", "timeout", "malformed_json", "truncated", "reset", "rate_limited")
 # Applied inside handlers, where the page or object is known.
 HANDLER_KINDS = ("repeat_cursor", "delete_between_list_and_fetch")
 DEFAULT_DELAY = {"slow": 2.0, "timeout": 30.0}
+# `rate_limited` answers as the API's own limiter does (gateway.limit_error), for the named limit:
+# Stripe "rate" (429, no Retry-After), GitHub "secondary" (429 + retry-after) or "primary" (403 +
+# x-ratelimit-remaining 0 and x-ratelimit-reset), Salesforce "daily" (403 REQUEST_LIMIT_EXCEEDED).
+RATE_LIMITS = {"stripe": ("rate",), "github": ("secondary", "primary"), "salesforce": ("daily",)}
 
 
 class FaultError(ValueError):
@@ -29,6 +33,8 @@ class Fault:
     remaining: int | None
     delay_s: float
     status: int
+    limit: str | None = None  # rate_limited: which of the API's limits answers
+    retry_after_s: int = 1  # rate_limited: GitHub's retry-after, or how far away x-ratelimit-reset is
 
     def matches(self, api: str, path: str) -> bool:
         """Whether this fault covers a request."""
@@ -37,7 +43,8 @@ class Fault:
     def as_dict(self) -> dict[str, Any]:
         """JSON form for the admin API."""
         return {"id": self.id, "kind": self.kind, "api": self.api, "path_prefix": self.path_prefix,
-                "count": self.remaining, "delay_s": self.delay_s, "status": self.status}
+                "count": self.remaining, "delay_s": self.delay_s, "status": self.status, "limit": self.limit,
+                "retry_after_s": self.retry_after_s}
 
 
 class Faults:
@@ -63,6 +70,8 @@ class Faults:
         if not 500 <= status <= 599:
             raise FaultError("status must be a 5xx code")
         fault = Fault(f"flt_{next(self._ids)}", kind, api, spec.get("path_prefix"), remaining, delay, status)
+        if kind == "rate_limited":
+            fault.limit, fault.retry_after_s = _rate_limit(spec, api)
         self._faults.append(fault)
         return fault
 
@@ -84,3 +93,16 @@ class Faults:
     def clear(self) -> None:
         """Remove every fault."""
         self._faults.clear()
+
+
+def _rate_limit(spec: dict[str, Any], api: str | None) -> tuple[str, int]:
+    """Validate a rate_limited spec: one API, one of its limits (the first by default), retry_after_s >= 1."""
+    if api is None:
+        raise FaultError("a rate_limited fault needs an api: each API answers its limits differently")
+    limit = spec.get("limit") or RATE_LIMITS[api][0]
+    if limit not in RATE_LIMITS[api]:
+        raise FaultError(f"{api} has no {limit!r} limit; use one of {', '.join(RATE_LIMITS[api])}")
+    retry_after = spec.get("retry_after_s", 1)
+    if not isinstance(retry_after, int) or retry_after < 1:
+        raise FaultError("retry_after_s must be a positive integer")
+    return limit, retry_after

@@ -130,8 +130,11 @@ class Gateway:
         verdict = sim.limiter.check(api, token)
         if verdict.limited:
             return await _respond(limit_error(api, verdict), scope, receive, send)
-        extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers.items()]
         fault = sim.faults.take(api, scope["path"], TRANSPORT_KINDS)
+        if fault is not None and fault.kind == "rate_limited":  # its own limit headers, not the counter's
+            injected = sim.limiter.injected(api, fault.limit, fault.retry_after_s)
+            return await _respond(limit_error(api, injected), scope, receive, send)
+        extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers.items()]
         if fault is not None:
             return await self._fault(fault, api, scope, receive, raw_send, send)
         status_box: list[int] = [0]

@@ -47,6 +47,16 @@ class RateLimiter:
         if window and window.used > 0:
             window.used -= 1
 
+    def injected(self, api: str, limit: str, retry_after_s: int) -> Verdict:
+        """The verdict of an injected `rate_limited` fault, with the headers the real limit sends."""
+        now = self._now()
+        if api == "stripe":
+            return Verdict("rate", {"Stripe-Should-Retry": "true"})
+        if api == "github":
+            headers = self._github_headers(5000, 5000 if limit == "primary" else 1, int(now) + retry_after_s)
+            return Verdict(limit, headers, retry_after_s)
+        return Verdict("daily", {"Sforce-Limit-Info": "api-usage=100000/100000"})
+
     def _stripe(self, w: _Window, conf: dict, now: float) -> Verdict:
         limit = conf.get("per_second") or 0
         if not limit:

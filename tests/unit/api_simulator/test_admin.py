@@ -97,6 +97,34 @@ def test_transport_faults_are_scoped_and_counted(client, kind, status):
             answers[0].json()
 
 
+@pytest.mark.parametrize("api, path, limit, status, header", [
+    ("stripe", "/v1/customers", None, 429, "stripe-should-retry"),  # Stripe: no Retry-After
+    ("github", "/repos/apisync/demo/issues", "secondary", 429, "retry-after"),
+    ("github", "/repos/apisync/demo/issues", "primary", 403, "x-ratelimit-reset"),
+    ("salesforce", "/services/data/v61.0/query?q=SELECT+Id+FROM+Account", None, 403, "sforce-limit-info"),
+])
+def test_rate_limited_fault_answers_as_the_apis_own_limit(client, sim, api, path, limit, status, header):
+    client.headers.update(AUTH[api])
+    spec = {"kind": "rate_limited", "api": api, "count": 1, "retry_after_s": 7, **({"limit": limit} if limit else {})}
+    assert client.post("/_admin/faults", json=spec).status_code == 200
+    answer = client.get(path)
+    assert answer.status_code == status and header in answer.headers
+    assert ("retry-after" in answer.headers) == (limit == "secondary")
+    if limit == "secondary":
+        assert answer.headers["retry-after"] == "7"
+    if limit == "primary":
+        assert answer.headers["x-ratelimit-remaining"] == "0"
+        assert int(answer.headers["x-ratelimit-reset"]) == int(sim.clock.now()) + 7
+    assert client.get(path).status_code == 200  # count 1: the next request passes
+
+
+@pytest.mark.parametrize("spec", [{"kind": "rate_limited"}, {"kind": "rate_limited", "api": "stripe", "limit": "daily"},
+                                  {"kind": "rate_limited", "api": "github", "retry_after_s": 0},
+                                  {"kind": "http_500", "status": 429}])
+def test_bad_rate_limited_specs_are_400(client, spec):
+    assert client.post("/_admin/faults", json=spec).status_code == 400
+
+
 def test_reset_fault_drops_the_request(client):
     client.headers.update(AUTH["salesforce"])
     client.post("/_admin/faults", json={"kind": "reset"})
