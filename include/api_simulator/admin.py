@@ -1,4 +1,4 @@
-"""Admin API under /_admin: truth, mutate, config, faults, stats, reset, clock (no auth)."""
+"""Admin API under /_admin: truth, mutate, silent mutations, config, faults, stats, reset, clock (no auth)."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,6 +10,7 @@ from .config import APIS, ConfigError
 from .faults import FaultError
 from .mutations import MutationError
 from .responses import get_sim, json_response
+from .silent import silent_mutations
 from .stripe_versions import SUPPORTED
 
 
@@ -57,6 +58,24 @@ async def mutate(request):
     except (ConfigError, MutationError) as exc:
         return _bad(str(exc))
     sim.flush_webhooks()
+    return json_response({"mutations": [m.as_dict() for m in done]})
+
+
+async def silent(request):
+    """POST /_admin/silent {"api", "collection", "kind": "update"|"delete", "count"?, "ids"?, "stamp"?}:
+    changes that leave no event and no webhook (see `silent.py`)."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+        count, ids, stamp = body.get("count", 1), body.get("ids"), body.get("stamp", False)
+        if not isinstance(count, int) or count < 0 or not isinstance(stamp, bool):
+            return _bad("count must be an integer >= 0 and stamp a boolean")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            return _bad("ids must be a list of object ids")
+        done = silent_mutations(sim, body.get("api"), body.get("collection"), body.get("kind", "update"),
+                                count, ids, stamp)
+    except (ConfigError, MutationError) as exc:
+        return _bad(str(exc))
     return json_response({"mutations": [m.as_dict() for m in done]})
 
 
@@ -142,6 +161,7 @@ routes = [
     Route("/_admin/github/rename", github_rename, methods=["POST"]),
     Route("/_admin/truth/{api}", truth),
     Route("/_admin/mutate", mutate, methods=["POST"]),
+    Route("/_admin/silent", silent, methods=["POST"]),
     Route("/_admin/config", config, methods=["GET", "POST"]),
     Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
     Route("/_admin/stats", stats),

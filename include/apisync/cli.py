@@ -19,7 +19,7 @@ from apisync.kafka.producer import DeliveryError, ProducerConfigError, Transacti
 from apisync.kafka.reader import TopicReadError
 from apisync.normalizer_cli import add_normalize
 from apisync.sync import TooManyDeletes
-from apisync.sync.cli import add_sync
+from apisync.sync.cli import add_audit, add_sync
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TIMEOUT_S = 30.0
@@ -121,7 +121,8 @@ def add_cursor(sub: argparse._SubParsersAction) -> None:
 
 OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
                    TransactionError, ApiError, TooManyDeletes)
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_normalize]
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_audit,
+                                                                        add_normalize]
 
 
 def build_parser() -> argparse.ArgumentParser:

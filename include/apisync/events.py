@@ -19,7 +19,7 @@ import orjson
 
 from apisync.rules import Rule
 
-SOURCES = ("backfill", "poll", "webhook", "reconcile")
+SOURCES = ("backfill", "poll", "webhook", "reconcile", "audit")
 
 
 class ObservationError(ValueError):

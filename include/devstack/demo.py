@@ -98,7 +98,7 @@ def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
 
 def _dags_to_unpause(apis) -> list[str]:
     """Every apisync DAG."""
-    kinds = ["backfill", "incremental", "normalize", "reconcile"]
+    kinds = ["backfill", "incremental", "normalize", "reconcile", "audit"]
     return ["kafka_topics", *(f"{api}_{kind}" for api in apis for kind in kinds)]
 
 

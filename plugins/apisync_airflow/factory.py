@@ -2,7 +2,7 @@
 
 Parse time reads only the process environment (schedules, retry timing) and the catalog: no
 connection, variable or metadata-DB lookups. Per API: `<api>_backfill`, `<api>_incremental`,
-`<api>_normalize`, `<api>_reconcile`; plus `kafka_topics`.
+`<api>_normalize`, `<api>_reconcile`, `<api>_audit`; plus `kafka_topics`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from apisync.catalog import APIS, COLLECTIONS
 from apisync_airflow.notifiers import ApisyncAlertNotifier
 from apisync_airflow.operators import (
+    AuditKafkaAgainstApiOperator,
     BackfillApiToKafkaOperator,
     EnsureKafkaTopicsOperator,
     NormalizeChangesOperator,
@@ -42,6 +43,7 @@ class DagDefaults:
     incremental_schedule: str = "*/5 * * * *"
     normalize_schedule: str = "* * * * *"
     reconcile_schedule: str = "@daily"
+    audit_schedule: str = "@daily"
     topics_schedule: str = "@hourly"
     normalize_seconds: int = 50
     backfill_timeout_s: float = 6 * 3600.0
@@ -64,6 +66,7 @@ class DagDefaults:
             incremental_schedule=env.get("APISYNC_INCREMENTAL_SCHEDULE") or base.incremental_schedule,
             normalize_schedule=env.get("APISYNC_NORMALIZE_SCHEDULE") or base.normalize_schedule,
             reconcile_schedule=env.get("APISYNC_RECONCILE_SCHEDULE") or base.reconcile_schedule,
+            audit_schedule=env.get("APISYNC_AUDIT_SCHEDULE") or base.audit_schedule,
             topics_schedule=env.get("APISYNC_TOPICS_SCHEDULE") or base.topics_schedule,
             normalize_seconds=int(num("APISYNC_NORMALIZE_SECONDS", base.normalize_seconds)),
             backfill_timeout_s=num("APISYNC_BACKFILL_TIMEOUT_S", base.backfill_timeout_s),
@@ -194,6 +197,40 @@ def reconcile_dag(api: str, defaults: DagDefaults) -> DAG:
     return dag
 
 
+def audit_dag(api: str, defaults: DagDefaults) -> DAG:
+    """`<api>_audit`: daily comparison of every collection's records with the API, on a share of its budget."""
+    params = {
+        "sample_size": Param(0, type="integer", minimum=0, title="Sample size",
+                             description="Fetch this many random known records one by one; 0 walks the whole listing."),
+        "repair": Param(False, type="boolean", title="Repair",
+                        description="Send a fresh observation for every drifted record: the normalizer fixes it "
+                                    "through the version fence and emits its events."),
+        "budget_share": Param(0.1, type="number", exclusiveMinimum=0, maximum=1, title="Budget share",
+                              description="The most of the API account's request budget the audit may take."),
+        "max_drift_share": Param(0.01, type="number", minimum=0, maximum=1, title="Alert threshold",
+                                 description="Alert when more than this share of the audited records drifted."),
+        "max_delete_share": Param(0.05, type="number", minimum=0, maximum=1, title="Max share deleted",
+                                  description="Zombies are not deleted when more than this share is gone."),
+    }
+    doc = (f"### {api} audit\nIs Kafka still equal to {api}? Compares each collection's records on `{api}.records` "
+           "with the API (the whole listing, or a random sample fetched one by one) on the lowest rate-limit lane "
+           "and at most *Budget share* of the account's budget. Reports missing, stale and zombie records (counts "
+           "and up to 20 keys each) in the log, the XCom and metrics, and alerts above *Alert threshold*. With "
+           f"*Repair*, fresh observations go to `{api}.changes`. Schedule `{defaults.audit_schedule}` "
+           "(env APISYNC_AUDIT_SCHEDULE).")
+    with _dag(f"{api}_audit", defaults, schedule=defaults.audit_schedule, max_active_runs=1, params=params,
+              doc=doc, tags=[api, "audit"]) as dag:
+        AuditKafkaAgainstApiOperator.partial(
+            task_id="audit", api=api, pool=sync_pool(api), sample_size="{{ params.sample_size }}",
+            repair="{{ params.repair }}", budget_share="{{ params.budget_share }}",
+            max_drift_share="{{ params.max_drift_share }}", max_delete_share="{{ params.max_delete_share }}",
+            inlets=[topic_asset(f"{api}.records")], outlets=[topic_asset(f"{api}.changes")],
+            # a small share of the budget makes a full listing slow: sized like a backfill
+            execution_timeout=timedelta(seconds=defaults.backfill_timeout_s),
+        ).expand(collection=list(COLLECTIONS[api]))
+    return dag
+
+
 def topics_dag(defaults: DagDefaults) -> DAG:
     """`kafka_topics`: create missing topics and repair drifted configs; fail on what needs a person."""
     doc = ("### Kafka topic contracts\nCreates every declared apisync topic with its configs and sets drifted "
@@ -205,10 +242,10 @@ def topics_dag(defaults: DagDefaults) -> DAG:
 
 
 def api_dags(api: str, defaults: DagDefaults | None = None) -> dict[str, DAG]:
-    """The four DAGs of one API, by dag_id."""
+    """The five DAGs of one API, by dag_id."""
     if api not in COLLECTIONS:
         raise ValueError(f"unknown api {api!r}; known: {', '.join(APIS)}")
     defaults = defaults or DagDefaults.from_env()
     dags = (backfill_dag(api, defaults), incremental_dag(api, defaults), normalize_dag(api, defaults),
-            reconcile_dag(api, defaults))
+            reconcile_dag(api, defaults), audit_dag(api, defaults))
     return {dag.dag_id: dag for dag in dags}

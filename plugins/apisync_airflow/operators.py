@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -18,6 +19,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from apisync_airflow.errors import UnrepairedDrift, airflow_errors
 from apisync_airflow.hooks import ApiConnectionHook, KafkaConfigHook, RedisUrlHook
+from apisync_airflow.notifiers import Alert, alert_from_context, channels_from_env
 from apisync_airflow.progress import ProgressLogger, summary_line
 
 log = logging.getLogger("apisync.airflow")
@@ -155,6 +157,80 @@ class ReconcileDeletesToKafkaOperator(_SyncOperator):
                  dry_run, share)
         return run_reconcile(settings, self.collection, dry_run=dry_run, max_delete_share=share,
                              on_progress=self.progress())
+
+
+class AuditKafkaAgainstApiOperator(_SyncOperator):
+    """Compare one collection's records with the API: report drift, alert above a share, repair on demand."""
+
+    job = "audit"
+    template_fields: Sequence[str] = ("collection", "sample_size", "repair", "budget_share", "max_drift_share",
+                                      "max_delete_share")
+
+    def __init__(self, *, sample_size: Any = 0, repair: Any = False, budget_share: Any = 0.1,
+                 max_drift_share: Any = 0.01, max_delete_share: Any = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sample_size = sample_size
+        self.repair = repair
+        self.budget_share = budget_share
+        self.max_drift_share = max_drift_share
+        self.max_delete_share = max_delete_share
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        label = f"{self.api} audit of {self.collection}"
+        with airflow_errors(label):
+            summary = self.run(self.sync_settings())
+        for line in summary.lines():
+            log.info("%s", line)
+        result = summary.as_dict()
+        audit_metrics(result)
+        if result["breaker_tripped"] or result["drift_share"] > float(self.max_drift_share):
+            send_drift_alert(context, summary.lines()[0])
+        return result
+
+    def run(self, settings: Any) -> Any:
+        from apisync.sync import AuditOptions, run_audit
+
+        sample = int(self.sample_size or 0)
+        options = AuditOptions(sample=sample or None, repair=as_bool(self.repair),
+                               budget_share=float(self.budget_share), max_delete_share=float(self.max_delete_share))
+        if sample < 0 or not 0 < options.budget_share <= 1 or not 0 <= options.max_delete_share <= 1:
+            raise ValueError(f"sample_size must be >= 0, budget_share in (0, 1], max_delete_share in [0, 1]; "
+                             f"got {sample}, {options.budget_share}, {options.max_delete_share}")
+        log.info("%s.%s: auditing (%s, repair=%s, budget share %s)", self.api, self.collection,
+                 f"sample of {sample}" if sample else "full listing", options.repair, options.budget_share)
+        return run_audit(settings, self.collection, options, on_progress=self.progress())
+
+
+AUDIT_METRICS = ("audited", "drift", "missing", "stale", "zombie", "in_flight", "repaired", "deletes", "requests")
+
+
+def audit_metrics(result: Mapping[str, Any]) -> None:
+    """Gauges `apisync.audit.<api>.<collection>.<count>` through Airflow's metrics (StatsD/OTel when enabled)."""
+    from airflow.sdk.observability.stats import Stats
+
+    prefix = f"apisync.audit.{result['api']}.{result['collection']}"
+    for name in AUDIT_METRICS:
+        Stats.gauge(f"{prefix}.{name}", result[name])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DriftAlert(Alert):
+    """An audit that found more drift than allowed: the task succeeded, but a person should look."""
+
+    def text(self) -> str:
+        where = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+        return (f"apisync alert: {self.dag_id}.{where} found drift (run {self.run_id}): {self.error} "
+                f"| log: {self.log_url}")
+
+
+def send_drift_alert(context: Any, report: str, env: Mapping[str, str] | None = None) -> None:
+    """The audit's report line to every alert channel (the same ones as failure alerts)."""
+    alert = DriftAlert(**{**dataclasses.asdict(alert_from_context(context or {})), "error": report})
+    for name, send in channels_from_env(os.environ if env is None else env):
+        try:
+            send(alert)
+        except Exception as exc:  # one broken channel must not keep the alert from the others
+            log.warning("alert channel %s failed: %s", name, exc)
 
 
 class NormalizeChangesOperator(_KafkaRedisOperator):

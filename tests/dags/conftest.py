@@ -55,6 +55,17 @@ class BackfillNotDone(Exception):
     """Stand-in for apisync.sync.BackfillNotDone."""
 
 
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """Stand-in for apisync.sync.AuditOptions (same fields)."""
+
+    sample: int | None = None
+    repair: bool = False
+    budget_share: float = 0.1
+    max_delete_share: float = 0.05
+    min_deletes: int = 3
+
+
 @dataclass
 class FakeEngine:
     """Records calls; `script[job]` is a callable(settings, collection, **kw) or an exception to raise."""
@@ -94,6 +105,9 @@ def engine(monkeypatch) -> FakeEngine:
     sync.run_backfill = lambda settings, collection, **kw: fake._run("backfill", settings, collection, **kw)
     sync.run_incremental = lambda settings, collection, **kw: fake._run("incremental", settings, collection, **kw)
     sync.run_reconcile = lambda settings, collection, **kw: fake._run("reconcile", settings, collection, **kw)
+    sync.AuditOptions = AuditOptions
+    sync.run_audit = lambda settings, collection, options, **kw: fake._run("audit", settings, collection,
+                                                                           options=options, **kw)
     monkeypatch.setitem(sys.modules, "apisync.sync", sync)
     if _real_settings_module() is None:
         monkeypatch.setitem(sys.modules, "apisync.settings", _fake_settings_module())

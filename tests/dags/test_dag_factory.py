@@ -55,6 +55,18 @@ def test_reconcile_is_a_daily_capped_dry_run_by_default(stripe):
     assert dag.params.dump() == {"dry_run": True, "max_delete_share": 0.05}
 
 
+def test_audit_is_a_daily_report_per_collection_on_a_share_of_the_budget(stripe):
+    dag = stripe["stripe_audit"]
+    assert (dag.schedule, dag.max_active_runs) == ("@daily", 1)
+    assert dag.params.dump() == {"sample_size": 0, "repair": False, "budget_share": 0.1, "max_drift_share": 0.01,
+                                 "max_delete_share": 0.05}
+    audit = dag.get_task("audit")
+    assert audit.pool == "apisync_stripe" and audit.execution_timeout == timedelta(hours=6)
+    assert [a.name for a in audit.inlets] == ["stripe.records"]
+    assert [a.name for a in audit.outlets] == ["stripe.changes"]
+    assert DagDefaults.from_env({"APISYNC_AUDIT_SCHEDULE": "@weekly"}).audit_schedule == "@weekly"
+
+
 def test_env_configures_schedules_and_retries_but_never_below_two():
     defaults = DagDefaults.from_env({"APISYNC_RETRIES": "0", "APISYNC_RETRY_DELAY_S": "1",
                                      "APISYNC_INCREMENTAL_SCHEDULE": "*/15 * * * *"})

@@ -90,5 +90,6 @@ def test_the_expected_dags_exist():
     from apisync.catalog import APIS
 
     found = {dag_id for path in dag_files() for dag_id in load(path).dags}
-    expected = {f"{api}_{kind}" for api in APIS for kind in ("backfill", "incremental", "normalize", "reconcile")}
+    expected = {f"{api}_{kind}" for api in APIS
+                for kind in ("backfill", "incremental", "normalize", "reconcile", "audit")}
     assert found == expected | {"kafka_topics"}

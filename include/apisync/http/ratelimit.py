@@ -9,8 +9,8 @@ Bound: TAT grows by >= T per grant and is >= t1 + T after the first grant t1 in 
 m-th grant in a window satisfies t_m >= t1 + (m-1)T - tau; within a closed window of length L
 that gives m <= b + floor(L*r). For one second: at most rate + burst grants, across all processes.
 
-Priority lanes (webhook > incremental > reconcile > backfill): a request that must wait leaves a
-short-lived marker in its lane's sorted set; a lower lane is refused while a better lane has a
+Priority lanes (webhook > incremental > reconcile > backfill > audit): a request that must wait leaves
+a short-lived marker in its lane's sorted set; a lower lane is refused while a better lane has a
 live marker, so a hammering backfill yields the next slot to an incremental request. Markers
 expire on their own (wait + grace), so a crashed worker cannot block the account. This is strict
 priority: a better lane that saturates the budget on its own does starve the lanes below it.
@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
-LANES: tuple[str, ...] = ("webhook", "incremental", "reconcile", "backfill")
+# `audit` comes last: the self-audit only compares and must never delay a sync. It also paces itself
+# to a share of the budget on top of this (see apisync.sync.audit_budget).
+LANES: tuple[str, ...] = ("webhook", "incremental", "reconcile", "backfill", "audit")
 _US = 1_000_000
 log = logging.getLogger("apisync.http")
 

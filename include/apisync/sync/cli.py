@@ -1,4 +1,5 @@
-"""`python -m apisync sync backfill|incremental <api> [collections...]`: the operators' code, from a shell.
+"""`python -m apisync sync backfill|incremental|reconcile <api> [collections...]` and `python -m apisync audit
+<api> [collections...]`: the operators' code, from a shell.
 
 The API account comes from the environment (never from arguments, which `ps` shows to everyone):
 APISYNC_<API>_URL, APISYNC_<API>_TOKEN, optional APISYNC_<API>_RATE (requests/s) and, for GitHub,
@@ -30,15 +31,21 @@ def api_settings_from_env(api: str, env: Mapping[str, str] = os.environ) -> ApiS
     return ApiSettings(api, env[prefix + "URL"], env[prefix + "TOKEN"], extra, float(rate) if rate else None)
 
 
-def _sync(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace) -> SyncSettings:
+    """Logging for a shell, and the settings from the environment and --bootstrap."""
     from apisync.cli import kafka_config
-    from apisync.sources import build_source
-    from apisync.sync import BackfillNotDone, run_backfill, run_incremental, run_reconcile
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = SyncSettings(kafka_config(args), os.environ.get("APISYNC_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                            api_settings_from_env(args.api))
+    return SyncSettings(kafka_config(args), os.environ.get("APISYNC_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        api_settings_from_env(args.api))
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from apisync.sources import build_source
+    from apisync.sync import BackfillNotDone, run_backfill, run_incremental, run_reconcile
+
+    settings = _settings(args)
     collections = args.collections or list(build_source(settings.api).collections)
     for collection in collections:
         report = lambda p, c=collection: print(f"{args.api} {c}: {p.line()}", flush=True)  # noqa: E731
@@ -77,3 +84,39 @@ def add_sync(sub: argparse._SubParsersAction) -> None:
             parser.add_argument("--max-delete-share", type=float, default=0.05,
                                 help="stop when more than this share would be deleted (default 0.05)")
         parser.set_defaults(func=_sync)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """Exit 1 when drift is left behind: found without --repair, or zombies the breaker kept."""
+    from apisync.sources import build_source
+    from apisync.sync.audit import AuditOptions, run_audit
+
+    settings = _settings(args)
+    options = AuditOptions(sample=args.sample, repair=args.repair, budget_share=args.budget_share,
+                           max_delete_share=args.max_delete_share)
+    left = False
+    for collection in args.collections or list(build_source(settings.api).collections):
+        summary = run_audit(settings, collection, options)
+        print("\n".join(summary.lines()), flush=True)
+        left = left or (summary.drift > 0 and not args.repair) or summary.breaker_tripped
+    return 1 if left else 0
+
+
+def add_audit(sub: argparse._SubParsersAction) -> None:
+    """`audit <api> [collections] [--sample N | --full] [--repair]`."""
+    from apisync.cli import common_options
+
+    parser = sub.add_parser("audit", parents=[common_options()],
+                            help="compare the records in Kafka with the API (missing, stale, zombie)")
+    parser.add_argument("api", choices=("stripe", "github", "salesforce"))
+    parser.add_argument("collections", nargs="*", help="default: every collection of the api")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--sample", type=int, metavar="N", help="fetch N random known records one by one")
+    how.add_argument("--full", action="store_true", help="walk the API's whole listing (the default)")
+    parser.add_argument("--repair", action="store_true",
+                        help="send fresh observations (source audit) through the normalizer for every drift")
+    parser.add_argument("--budget-share", type=float, default=0.1,
+                        help="most of the account's request budget the audit may take (default 0.1)")
+    parser.add_argument("--max-delete-share", type=float, default=0.05,
+                        help="zombies are not deleted when more than this share is gone (default 0.05)")
+    parser.set_defaults(func=_audit)

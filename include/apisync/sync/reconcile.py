@@ -10,7 +10,7 @@ listing or the wrong account, not of real deletes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -23,6 +23,8 @@ from apisync.sources import Source, build_source
 from apisync.sources.base import ObservationFactory, gone_reason
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary
 from apisync.sync.runner import api_client, change_message
+
+GONE = "missing from the listing, and the API has no such object"
 
 
 class TooManyDeletes(RuntimeError):
@@ -54,37 +56,43 @@ def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = Tr
     with api_client(settings, "reconcile") as (client, limiter):
         listed = set(source.list_ids(client, collection))
         candidates = sorted(set(known) - listed)
-        if len(candidates) > max(min_deletes, max_delete_share * len(known)):
-            raise TooManyDeletes(f"{api} {collection}: {len(candidates)} of {len(known)} known objects are missing "
-                                 f"from the listing, more than the {max_delete_share:.0%} cap (and more than "
-                                 f"{min_deletes}); nothing deleted")
-        confirmed = _confirm_gone(source, client, collection, candidates)
+        check_delete_cap(api, collection, len(candidates), len(known), max_delete_share, min_deletes)
+        confirmed = confirm_gone(source, client, collection, candidates)
         failpoint("reconcile.confirmed")
         tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
     examples = ", ".join(f"{object_id} ({reason})" for object_id, reason in list(confirmed.items())[:20])
     summary.note = f"{'would delete' if dry_run else 'deleted'}: {examples or 'nothing'}"
     if confirmed and not dry_run:
-        _emit_deletes(settings, api, collection, {i: known[i] for i in confirmed}, confirmed)
+        emit_deletes(settings, api, collection, {i: known[i] for i in confirmed}, confirmed)
     return summary
 
 
-def _confirm_gone(source: Source, client: Any, collection: str, candidates: list[str]) -> dict[str, str]:
-    """The candidates the API confirms gone, one fetch each, with the reason for the deleted event."""
-    default = "missing from the listing, and the API has no such object"
-    reasons = {object_id: gone_reason(source.fetch(client, collection, object_id), default)
+def check_delete_cap(api: str, collection: str, candidates: int, known: int, max_delete_share: float,
+                     min_deletes: int) -> None:
+    """The breaker: raise TooManyDeletes when a run would delete more than the cap allows."""
+    if candidates > max(min_deletes, max_delete_share * known):
+        raise TooManyDeletes(f"{api} {collection}: {candidates} of {known} known objects are missing "
+                             f"from the listing, more than the {max_delete_share:.0%} cap (and more than "
+                             f"{min_deletes}); nothing deleted")
+
+
+def confirm_gone(source: Source, client: Any, collection: str, candidates: list[str]) -> dict[str, str]:
+    """The candidates the API confirms gone (the listing may have raced a create), with the reason why."""
+    reasons = {object_id: gone_reason(source.fetch(client, collection, object_id), GONE)
                for object_id in candidates}
     return {object_id: reason for object_id, reason in reasons.items() if reason is not None}
 
 
-def _emit_deletes(settings: SyncSettings, api: str, collection: str, versions: dict[str, int],
-                  reasons: dict[str, str]) -> None:
+def emit_deletes(settings: SyncSettings, api: str, collection: str, versions: dict[str, int],
+                 reasons: Mapping[str, str] | None = None, origin: str = "reconcile") -> None:
+    """Delete observations to `<api>.changes`, each 1 ms after the last version Kafka knows."""
     # Version = last known + 1 ms: the delete happened after everything the ledger has seen.
     factory = ObservationFactory(api)
     producer = Producer(settings.kafka)
     try:
         for object_id, version in versions.items():
-            obs = factory.make(collection, object_id, version + 1, None, source="reconcile", deleted=True,
-                               reason=reasons[object_id])
+            obs = factory.make(collection, object_id, version + 1, None, source=origin, deleted=True,
+                               reason=(reasons or {}).get(object_id, GONE))
             producer.send(change_message(obs))
         failpoint("reconcile.sent")  # queued, maybe not yet acknowledged
         producer.flush()

@@ -50,7 +50,7 @@ def test_acquire_sleeps_what_redis_says_and_reports_the_wait():
     keys, args = redis.calls[0]
     assert keys[0] == "apisync:ratelimit:github:acme:state"
     assert keys[1:] == [f"apisync:ratelimit:github:acme:waiting:{lane}"
-                        for lane in ("webhook", "incremental", "reconcile", "backfill")]
+                        for lane in ("webhook", "incremental", "reconcile", "backfill", "audit")]
     assert args[:2] == ["acquire", 4]
     assert redis.calls[0][1][2] == redis.calls[2][1][2]  # one waiter id for the whole acquire
 
