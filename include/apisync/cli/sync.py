@@ -1,44 +1,24 @@
 """`python -m apisync sync backfill|incremental|reconcile <api> [collections...]` and `python -m apisync audit
 <api> [collections...]`: the operators' code, from a shell.
 
-The API account comes from the environment (never from arguments, which `ps` shows to everyone):
-APISYNC_<API>_URL, APISYNC_<API>_TOKEN, optional APISYNC_<API>_RATE (requests/s) and, for GitHub,
-APISYNC_GITHUB_REPO (owner/name, or several separated by commas). Redis: APISYNC_REDIS_URL.
+The API account comes from the environment (`apisync.cli.common.api_settings_from_env`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from collections.abc import Mapping
 
-from apisync.settings import ApiSettings, SyncSettings
-
-
-def api_settings_from_env(api: str, env: Mapping[str, str] = os.environ) -> ApiSettings:
-    """ApiSettings from APISYNC_<API>_* variables; a missing one is a one-line error."""
-    prefix = f"APISYNC_{api.upper()}_"
-    missing = [name for name in ("URL", "TOKEN") if not env.get(prefix + name)]
-    if missing:
-        raise SystemExit(f"error: set {', '.join(prefix + m for m in missing)} to sync {api}")
-    rate = env.get(prefix + "RATE")
-    repos = [r.strip() for r in env.get(prefix + "REPO", "").split(",") if r.strip()]
-    extra: dict = {"repos": repos} if repos else {}
-    if env.get(prefix + "API_VERSION"):
-        extra["api_version"] = env[prefix + "API_VERSION"]  # Stripe-Version to pin
-    return ApiSettings(api, env[prefix + "URL"], env[prefix + "TOKEN"], extra, float(rate) if rate else None)
+from apisync.cli.common import API_CHOICES, api_settings_from_env, common_options, kafka_config, redis_url
+from apisync.settings import SyncSettings
 
 
 def _settings(args: argparse.Namespace) -> SyncSettings:
     """Logging for a shell, and the settings from the environment and --bootstrap."""
-    from apisync.cli import kafka_config
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return SyncSettings(kafka_config(args), os.environ.get("APISYNC_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                        api_settings_from_env(args.api))
+    return SyncSettings(kafka_config(args), redis_url(), api_settings_from_env(args.api))
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -68,13 +48,11 @@ def _sync(args: argparse.Namespace) -> int:
 
 def add_sync(sub: argparse._SubParsersAction) -> None:
     """`sync backfill|incremental|reconcile <api> [collections]`."""
-    from apisync.cli import common_options
-
     sync = sub.add_parser("sync", help="run a backfill or an incremental sync").add_subparsers(
         dest="action", required=True)
     for action in ("backfill", "incremental", "reconcile"):
         parser = sync.add_parser(action, parents=[common_options()])
-        parser.add_argument("api", choices=("stripe", "github", "salesforce"))
+        parser.add_argument("api", choices=API_CHOICES)
         parser.add_argument("collections", nargs="*", help="default: every collection of the api")
         if action == "backfill":
             parser.add_argument("--restart", action="store_true", help="start over instead of resuming")
@@ -104,11 +82,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 def add_audit(sub: argparse._SubParsersAction) -> None:
     """`audit <api> [collections] [--sample N | --full] [--repair]`."""
-    from apisync.cli import common_options
-
     parser = sub.add_parser("audit", parents=[common_options()],
                             help="compare the records in Kafka with the API (missing, stale, zombie)")
-    parser.add_argument("api", choices=("stripe", "github", "salesforce"))
+    parser.add_argument("api", choices=API_CHOICES)
     parser.add_argument("collections", nargs="*", help="default: every collection of the api")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--sample", type=int, metavar="N", help="fetch N random known records one by one")

@@ -1,0 +1,53 @@
+"""`python -m apisync ...`: a dispatcher to small command functions.
+
+Each command group (`kafka`: topics and cursors; `sync`: backfill, incremental, reconcile, audit;
+`normalize`: the normalizer and the ledger) adds its sub-parsers through COMMAND_GROUPS and sets
+`func(args) -> int` (the exit code). They share `common` and never import this module, so there is
+no import circle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from apisync.checkpoints import CheckpointError
+from apisync.cli.common import DEFAULT_BOOTSTRAP, common_options, kafka_config
+from apisync.cli.kafka import add_cursor, add_topics
+from apisync.cli.normalize import add_normalize
+from apisync.cli.sync import add_audit, add_sync
+from apisync.http import ApiError
+from apisync.kafka.admin import TopicAdminError
+from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
+from apisync.kafka.reader import TopicReadError
+from apisync.sync import TooManyDeletes
+
+OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
+                   TransactionError, ApiError, TooManyDeletes)
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_audit,
+                                                                        add_normalize]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m apisync", description="apisync operator commands",
+                                     parents=[common_options()])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_group in COMMAND_GROUPS:
+        add_group(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse argv and run the command; known errors become one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except OPERATOR_ERRORS as exc:
+        # Known failures already read as one sentence; a traceback would only bury it.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["DEFAULT_BOOTSTRAP", "build_parser", "kafka_config", "main"]

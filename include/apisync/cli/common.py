@@ -1,0 +1,62 @@
+"""What every `python -m apisync` command shares: Kafka and Redis from options or the environment, and
+an API account from APISYNC_<API>_* variables (never from arguments, which `ps` shows to everyone)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+from apisync.catalog import APIS
+from apisync.settings import ApiSettings
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+API_CHOICES = APIS
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the command words (pass as parents=[...])."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a sub-command without --bootstrap must not overwrite one given before it.
+    common.add_argument("--bootstrap", default=argparse.SUPPRESS,
+                        help=f"Kafka bootstrap servers (env APISYNC_KAFKA_BOOTSTRAP, default {DEFAULT_BOOTSTRAP})")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
+                        help=f"seconds to wait for Kafka per call (default {DEFAULT_TIMEOUT_S:.0f})")
+    return common
+
+
+def timeout(args: argparse.Namespace) -> float:
+    """Per-call Kafka timeout from --timeout."""
+    return getattr(args, "timeout", None) or DEFAULT_TIMEOUT_S
+
+
+def kafka_config(args: argparse.Namespace) -> dict:
+    """Client config from --bootstrap, else APISYNC_KAFKA_BOOTSTRAP, else the local default."""
+    bootstrap = getattr(args, "bootstrap", None) or os.environ.get("APISYNC_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+    return {"bootstrap.servers": bootstrap}
+
+
+def redis_url() -> str:
+    """APISYNC_REDIS_URL, else the local default."""
+    return os.environ.get("APISYNC_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def has_api_account(api: str, env: Mapping[str, str] = os.environ) -> bool:
+    """Whether APISYNC_<API>_URL is set (the normalizer can then re-fetch)."""
+    return bool(env.get(f"APISYNC_{api.upper()}_URL"))
+
+
+def api_settings_from_env(api: str, env: Mapping[str, str] = os.environ) -> ApiSettings:
+    """ApiSettings from APISYNC_<API>_* variables; a missing one is a one-line error."""
+    prefix = f"APISYNC_{api.upper()}_"
+    missing = [name for name in ("URL", "TOKEN") if not env.get(prefix + name)]
+    if missing:
+        raise SystemExit(f"error: set {', '.join(prefix + m for m in missing)} to sync {api}")
+    rate = env.get(prefix + "RATE")
+    repos = [r.strip() for r in env.get(prefix + "REPO", "").split(",") if r.strip()]
+    extra: dict = {"repos": repos} if repos else {}
+    if env.get(prefix + "API_VERSION"):
+        extra["api_version"] = env[prefix + "API_VERSION"]  # Stripe-Version to pin
+    return ApiSettings(api, env[prefix + "URL"], env[prefix + "TOKEN"], extra, float(rate) if rate else None)
