@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from apisync.formats import ms_to_iso
 from apisync.rules import Rule
 
 SOURCES = ("backfill", "poll", "webhook", "reconcile", "audit")
@@ -56,12 +57,6 @@ class Observation:
         if self.deleted:
             return "deleted"
         return hashlib.sha256(orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def ms_to_iso(ms: int) -> str:
-    """Epoch milliseconds → `2026-11-26T14:53:32.000Z`."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def iso_to_ms(value: str) -> int:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from apisync.formats import shorten
+
 log = logging.getLogger("apisync.airflow.progress")
 
 _MAX_CURSOR = 120  # a cursor is a small dict; cap it so one odd value cannot flood the log
@@ -26,7 +28,7 @@ def _cursor(cursor: Any) -> str:
         text = ",".join(f"{k}={v}" for k, v in cursor.items())
     else:
         text = "-" if cursor is None else str(cursor)
-    return text if len(text) <= _MAX_CURSOR else text[: _MAX_CURSOR - 1] + "…"
+    return shorten(text, _MAX_CURSOR)
 
 
 def progress_line(label: str, progress: Any) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 import orjson
 
+from apisync.formats import shorten
 from apisync.http.auth import redact, scrub_logs
 from apisync.http.errors import (
     ApiError,
@@ -201,8 +202,7 @@ def _safe_query(query: str, max_len: int = 200) -> str:
         (k, "***" if any(word in k.lower() for word in _SECRET_PARAM_WORDS) else v)
         for k, v in parse_qsl(query, keep_blank_values=True)
     ]
-    text = urlencode(pairs, safe="[]:,")
-    return text if len(text) <= max_len else text[: max_len - 1] + "…"
+    return shorten(urlencode(pairs, safe="[]:,"), max_len)
 
 
 def _transport_reason(exc: Exception) -> str:

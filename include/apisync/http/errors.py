@@ -1,6 +1,8 @@
 """Errors raised by the HTTP layer: one line a person understands, never a secret."""
 from __future__ import annotations
 
+from apisync.formats import shorten
+
 _MAX_REASON = 200
 
 
@@ -62,8 +64,7 @@ class PaginationLoopError(RetriableError):
 
 def _one_line(text: str) -> str:
     """Collapse whitespace and cap length so errors stay one readable line."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= _MAX_REASON else flat[: _MAX_REASON - 1] + "…"
+    return shorten(" ".join(str(text).split()), _MAX_REASON)
 
 
 def _rebuild(cls, api, method, endpoint, status, reason, params):

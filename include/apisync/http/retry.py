@@ -12,13 +12,14 @@ Sources (checked against the providers' docs):
 """
 from __future__ import annotations
 
-import email.utils
 import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+
+from apisync.formats import http_date_s
 
 GITHUB_SECONDARY_MIN_WAIT_S = 60.0
 # Salesforce gives no reset time for its rolling daily limit; back off a good while.
@@ -99,22 +100,14 @@ def retry_after_s(response: httpx.Response, now: float) -> float | None:
     seconds = _float(value)
     if seconds is not None:
         return max(0.0, seconds)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - server_now(response, now))
+    when = http_date_s(value)
+    return None if when is None else max(0.0, when - server_now(response, now))
 
 
 def server_now(response: httpx.Response, fallback: float) -> float:
     """The server's Date header as epoch seconds, so reset times are not skewed by our clock."""
-    value = response.headers.get("date")
-    if value:
-        try:
-            return email.utils.parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError, IndexError):
-            pass
-    return fallback
+    seconds = http_date_s(response.headers.get("date"))
+    return fallback if seconds is None else seconds
 
 
 def error_reason(response: httpx.Response) -> str:

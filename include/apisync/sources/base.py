@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 
 from apisync.events import Observation
+from apisync.formats import http_date_s, iso_utc
 from apisync.http import ApiClient, MalformedResponseError
 
 
@@ -71,18 +71,18 @@ class ObservationFactory:
 
     def make(self, collection: str, object_id: Any, version: int, data: Mapping[str, Any] | None, *,
              source: str, deleted: bool = False, reason: str | None = None) -> Observation:
-        synced_at = self.clock().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        synced_at = iso_utc(self.clock())
         return Observation(self.api, collection, str(object_id), int(version), source, synced_at,
                            dict(data) if data is not None else None, deleted, reason=reason)
 
 
 def server_time_ms(response: httpx.Response, api: str) -> int:
     """The API server's clock from its `Date` header (never the worker's clock)."""
-    header = response.headers.get("date")
-    if not header:
+    seconds = http_date_s(response.headers.get("date"))
+    if seconds is None:
         raise MalformedResponseError(api, "GET", response.request.url.path, response.status_code,
-                                     "response has no Date header to take the server time from")
-    return int(parsedate_to_datetime(header).timestamp() * 1000)
+                                     "response has no readable Date header to take the server time from")
+    return int(seconds * 1000)
 
 
 def require(obj: Any, field_name: str, api: str, endpoint: str) -> Any:

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from apisync.failpoints import failpoint
+from apisync.formats import epoch_to_iso
 from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.payloads import webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError, scheme_for
@@ -157,7 +157,7 @@ def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
         return await _forward(api, body, request)
 
     async def _forward(api: str, body: bytes, request: Request) -> JSONResponse:
-        received_at = datetime.fromtimestamp(settings.clock(), tz=UTC).isoformat()
+        received_at = epoch_to_iso(settings.clock())
         key = webhook_key(api, body, request.headers)
         failpoint("webhook.verified")  # verified, not yet in Kafka
         try:
@@ -214,7 +214,7 @@ def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: Ack
             log.warning("rejected Salesforce Outbound Message from organisation %s (not configured)",
                         message.organization_id[:18])
             return _fault(403, "OrganizationId is not a configured Salesforce organisation")
-        received_at = datetime.fromtimestamp(settings.clock(), tz=UTC).isoformat()
+        received_at = epoch_to_iso(settings.clock())
         try:
             await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}salesforce.webhooks",
                                     _notification_items(message, received_at))

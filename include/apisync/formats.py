@@ -1,0 +1,37 @@
+"""The text formats apisync writes and reads, each in one place: UTC instants, HTTP dates, short text."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+
+
+def iso_utc(moment: datetime) -> str:
+    """An instant in apisync's wire format, `2026-11-26T14:53:32.000Z` (UTC, milliseconds)."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def ms_to_iso(ms: int) -> str:
+    """Epoch milliseconds in the wire format."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def epoch_to_iso(seconds: float) -> str:
+    """Epoch seconds (e.g. `time.time()`) in the wire format."""
+    return iso_utc(datetime.fromtimestamp(seconds, tz=UTC))
+
+
+def http_date_s(value: str | None) -> float | None:
+    """An HTTP date (`Date`, or `Retry-After` as a date; RFC 9110 5.6.7) as epoch seconds; None if unreadable."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
