@@ -41,11 +41,16 @@ from apisync.http import RetriableError
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
 from apisync.ledger import ensure_ledger
 from apisync.rules import Rule, default_rules
-from apisync.webhooks.payloads import parse_webhook
+from apisync.webhooks.dispatch import parse_webhook
 
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
+
+
+def known_collection(api: str, obs: Observation) -> bool:
+    """Whether an observation belongs to one of `api`'s registered collections (else: dead letter)."""
+    return obs.api == api and obs.collection in catalog.COLLECTIONS.get(api, ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +214,7 @@ class Normalizer:
             obs = parse_webhook(self.api, msg.value(), headers, _now_iso(), **self._webhook_options)
         else:
             obs = observation_from_change(msg.value())
-        if obs.api != self.api or obs.collection not in catalog.COLLECTIONS.get(self.api, ()):
+        if not known_collection(self.api, obs):
             raise ObservationError(f"observation {obs.key} is not a known {self.api} collection")
         if obs.thin:
             if self._refetch is None:
@@ -359,8 +364,8 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
         log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
                     "are decided by arrival order", api, api)
         return {}
+    from apisync.apis import build_source
     from apisync.settings import SyncSettings
-    from apisync.sources import build_source
     from apisync.sync.runner import api_client
     from apisync.webhooks.refetch import source_refetcher
 

@@ -88,27 +88,11 @@ def rules_from_config(config: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict
     return {coll: tuple(rule_from_config(s) for s in specs) for coll, specs in config.items()}
 
 
-# The project's declared rules, per api then collection.
-DEFAULT_RULES: dict[str, dict[str, list[dict[str, Any]]]] = {
-    "stripe": {
-        "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
-        "invoice": [
-            {"kind": "threshold", "field": "amount_due", "threshold": 1000, "event": "amount_due_crossed_1000"}
-        ],
-    },
-    "github": {
-        "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
-        "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],
-    },
-    "salesforce": {
-        "opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}],
-    },
-}
-
-
 def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
-    """The declared rules for one api (empty when it declares none)."""
-    return rules_from_config(DEFAULT_RULES.get(api, {}))
+    """The rules the api's spec declares (`ApiSpec.rules`; empty when it declares none)."""
+    from apisync.apis.registry import spec_for  # pure registry: no API module is imported here
+
+    return rules_from_config(spec_for(api).rules)
 
 
 def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
@@ -116,8 +100,6 @@ def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
     return {coll: tuple(r.event for r in rules) for coll, rules in default_rules(api).items()}
 
 
-def all_rule_event_types(apis: Iterable[str] | None = None) -> dict[str, dict[str, tuple[str, ...]]]:
+def all_rule_event_types(apis: Iterable[str]) -> dict[str, dict[str, tuple[str, ...]]]:
     """{api: {collection: (rule event type, ...)}}: pass as `declared_topics(rule_events=...)`."""
-    from apisync.catalog import APIS
-
-    return {api: rule_event_types(api) for api in (APIS if apis is None else apis)}
+    return {api: rule_event_types(api) for api in apis}

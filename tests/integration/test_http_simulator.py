@@ -7,18 +7,18 @@ import httpx
 import pytest
 import redis
 
+from apisync.apis import spec_for
 from apisync.http import (
     ApiClient,
     BearerTokenAuth,
-    GitHubTokenAuth,
     HeaderLinkPaginator,
     MalformedResponseError,
+    NextRecordsUrlPaginator,
     PaginationLoopError,
     RateLimitedError,
     RateLimitSpec,
     RedisRateLimiter,
-    SalesforceNextRecordsPaginator,
-    StripeCursorPaginator,
+    StartingAfterPaginator,
     iterate_pages,
 )
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 DEFAULT_LIMITS = {"stripe": {"per_second": 25}, "github": {"per_hour": 5000, "secondary_per_minute": 900},
                   "salesforce": {"per_day": 100000}}
-AUTH = {"stripe": BearerTokenAuth("sk_test_apisync"), "github": GitHubTokenAuth("ghp_apisync"),
+AUTH = {"stripe": BearerTokenAuth("sk_test_apisync"), "github": BearerTokenAuth("ghp_apisync"),
         "salesforce": BearerTokenAuth("sf_apisync_token")}
 
 
@@ -48,8 +48,8 @@ def rconn(redis_url):
 
 def api_client(simulator_url, api, *, sleeps=None, limiter=None, **kwargs):
     sleep = sleeps.append if sleeps is not None else (lambda s: None)
-    return ApiClient(api, simulator_url, AUTH[api], timeout=5.0, sleep=sleep,
-                     rate_limiter=limiter, **{"max_retries": 3, **kwargs})
+    return ApiClient(api, simulator_url, AUTH[api], timeout=5.0, sleep=sleep, rate_limiter=limiter,
+                     signals=spec_for(api).signals, **{"max_retries": 3, **kwargs})
 
 
 def truth_ids(admin, api, *collections):
@@ -63,7 +63,7 @@ def add_fault(admin, **fault):
 
 def test_stripe_cursor_pages_cover_exactly_the_live_customers(simulator_url, admin):
     with api_client(simulator_url, "stripe") as client:
-        pages = list(iterate_pages(client, StripeCursorPaginator("/v1/customers", limit=25)))
+        pages = list(iterate_pages(client, StartingAfterPaginator("/v1/customers", limit=25)))
     ids = [c["id"] for p in pages for c in p.records]
     assert len(ids) == len(set(ids)) and set(ids) == truth_ids(admin, "stripe", "customer")
     assert len(pages) >= 3 and pages[-1].state == {"done": True}
@@ -83,7 +83,7 @@ def test_salesforce_query_and_limit_header_reach_the_shared_limiter(simulator_ur
     limiter = RedisRateLimiter(rconn, "salesforce", f"acct-{uuid.uuid4().hex[:6]}", RateLimitSpec(rate=50))
     admin.post("/_admin/config", json={"rate_limits": {"salesforce": {"per_day": 20}}}).raise_for_status()
     soql = "SELECT Id, SystemModstamp FROM Account ORDER BY SystemModstamp, Id"
-    pager = SalesforceNextRecordsPaginator("/services/data/v61.0/query", {"q": soql})
+    pager = NextRecordsUrlPaginator("/services/data/v61.0/query", {"q": soql})
     with api_client(simulator_url, "salesforce", limiter=limiter) as client:
         for _ in range(17):  # spend the daily allowance down to 15%, under the 20% headroom
             client.get_json("/services/data/v61.0/query", params={"q": "SELECT Id FROM Account LIMIT 1"})
@@ -121,7 +121,7 @@ def test_persistent_malformed_json_gives_one_line_error_naming_endpoint_and_curs
 
 
 def test_repeating_cursor_from_the_api_raises(simulator_url, admin):
-    pager = StripeCursorPaginator("/v1/customers", limit=10)
+    pager = StartingAfterPaginator("/v1/customers", limit=10)
     with api_client(simulator_url, "stripe") as client:
         pages = iterate_pages(client, pager)
         next(pages)

@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace) -> SyncSettings:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from apisync.sources import build_source
+    from apisync.apis import build_source
     from apisync.sync import BackfillNotDone, run_backfill, run_incremental, run_reconcile
 
     settings = _settings(args)
@@ -66,7 +66,7 @@ def add_sync(sub: argparse._SubParsersAction) -> None:
 
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when drift is left behind: found without --repair, or zombies the breaker kept."""
-    from apisync.sources import build_source
+    from apisync.apis import build_source
     from apisync.sync.audit import AuditOptions, run_audit
 
     settings = _settings(args)

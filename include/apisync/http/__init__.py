@@ -1,5 +1,5 @@
 """HTTP layer: httpx client with retries, token auth, paginators and the shared Redis rate limiter."""
-from apisync.http.auth import BearerTokenAuth, GitHubTokenAuth, redact
+from apisync.http.auth import BearerTokenAuth, redact
 from apisync.http.client import ApiClient, JsonResponse
 from apisync.http.errors import (
     ApiError,
@@ -12,20 +12,21 @@ from apisync.http.errors import (
 from apisync.http.oauth import OAuth2Auth, auth_for
 from apisync.http.paginators import (
     HeaderLinkPaginator,
+    NextRecordsUrlPaginator,
     Page,
     PageRequest,
     Paginator,
-    SalesforceNextRecordsPaginator,
-    StripeCursorPaginator,
+    StartingAfterPaginator,
     iterate_pages,
 )
 from apisync.http.ratelimit import LANES, QuotaSignal, RateLimitSpec, RedisRateLimiter
-from apisync.http.retry import Backoff, Outcome, Verdict, classify
+from apisync.http.retry import HTTP_SIGNALS, ApiSignals, Backoff, Outcome, Verdict, classify
 
 __all__ = [
-    "LANES", "ApiClient", "ApiError", "Backoff", "BearerTokenAuth", "FatalError", "GitHubTokenAuth",
+    "HTTP_SIGNALS", "LANES", "ApiClient", "ApiSignals",
+    "ApiError", "Backoff", "BearerTokenAuth", "FatalError",
     "HeaderLinkPaginator", "JsonResponse", "MalformedResponseError", "OAuth2Auth", "Outcome", "Page", "PageRequest",
     "PaginationLoopError", "Paginator", "QuotaSignal", "RateLimitSpec", "RateLimitedError",
-    "RedisRateLimiter", "RetriableError", "SalesforceNextRecordsPaginator", "StripeCursorPaginator",
+    "RedisRateLimiter", "RetriableError", "NextRecordsUrlPaginator", "StartingAfterPaginator",
     "Verdict", "auth_for", "classify", "iterate_pages", "redact",
 ]

@@ -11,7 +11,7 @@ REDACTED = "***"
 
 
 class BearerTokenAuth(httpx.Auth):
-    """Sends `Authorization: Bearer <token>` (Stripe secret keys, Salesforce OAuth tokens)."""
+    """Sends `Authorization: Bearer <token>` (secret keys, personal access tokens, OAuth access tokens)."""
 
     __slots__ = ("_token",)
 
@@ -38,12 +38,6 @@ class BearerTokenAuth(httpx.Auth):
     def __reduce__(self):
         # Refuse to pickle: a pickled auth object would carry the token into XCom or logs.
         raise TypeError(f"{type(self).__name__} cannot be pickled (it holds a secret)")
-
-
-class GitHubTokenAuth(BearerTokenAuth):
-    """GitHub personal access / app token; GitHub accepts `Bearer` for every token kind."""
-
-    __slots__ = ()
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

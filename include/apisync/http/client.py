@@ -22,8 +22,7 @@ from apisync.http.errors import (
     RetriableError,
 )
 from apisync.http.ratelimit import QuotaSignal, RateLimitTimeout
-from apisync.http.retry import Backoff, Outcome, Verdict, classify
-from apisync.http.signals import quota_signal
+from apisync.http.retry import HTTP_SIGNALS, ApiSignals, Backoff, Outcome, Verdict, classify
 
 log = logging.getLogger("apisync.http")
 _SECRET_PARAM_WORDS = ("key", "token", "secret", "password", "signature", "sig", "auth")
@@ -67,14 +66,15 @@ class ApiClient:
         backoff: Backoff = DEFAULT_BACKOFF,
         rng: Callable[[], float] = random.random,
         max_wait_s: float = 900.0,
+        signals: ApiSignals = HTTP_SIGNALS,
     ) -> None:
-        self.api, self.lane, self.max_retries = api, lane, max_retries
+        self.api, self.lane, self.max_retries, self._signals = api, lane, max_retries, signals
         self._limiter, self._sleep, self._clock = rate_limiter, sleep, clock
         self._backoff, self._rng, self._max_wait_s = backoff, rng, max_wait_s
         self._secrets = tuple(getattr(auth, "secrets", ()))
         scrub_logs(self._secrets)
-        # GitHub: "any request may result in a redirection" (a renamed repository answers 301);
-        # httpx drops the Authorization header when a redirect leaves the origin.
+        # APIs may redirect any request (e.g. a renamed resource answers 301); httpx drops the
+        # Authorization header when a redirect leaves the origin.
         self._http = httpx.Client(
             base_url=base_url, auth=auth, transport=transport, timeout=timeout, headers=headers,
             follow_redirects=True,
@@ -132,7 +132,7 @@ class ApiClient:
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _Retry(self._error(RetriableError, request, None, _transport_reason(exc))) from None
         self._feed_limiter(response)
-        verdict = classify(response, self._clock())
+        verdict = classify(response, self._clock(), self._signals)
         if verdict.outcome is Outcome.OK:
             return self._success(response, decode)
         if verdict.outcome is Outcome.FATAL:
@@ -175,7 +175,7 @@ class ApiClient:
     def _feed_limiter(self, response: httpx.Response) -> None:
         if self._limiter is None:
             return
-        signal = quota_signal(response)
+        signal = self._signals.quota(response.headers)
         if signal is not None:
             self._limiter.observe(signal)
 

@@ -1,14 +1,13 @@
 """OAuth 2.0 access tokens that renew themselves: refresh-token, client-credentials and JWT-bearer grants.
 
 `OAuth2Auth` is an `httpx.Auth` whose `auth_flow` obtains a token on first use and, when the API
-answers 401 (Salesforce: `INVALID_SESSION_ID` "Session expired or invalid" once the session timeout
-passed, 2 h by default), obtains a new one and sends that request once more — the refresh pattern of
+answers 401 (the session timed out), obtains a new one and sends that request once more — the refresh pattern of
 httpx's custom authentication docs (python-httpx.org/advanced/authentication). A second 401 goes back
 to the client, which classifies it as fatal. The generic ApiClient needs no change.
 
 Grants: RFC 6749 §6 (refresh_token) and §4.4 (client_credentials); RFC 7523 §2.1 (JWT bearer:
-`urn:ietf:params:oauth:grant-type:jwt-bearer`, an RS256 assertion with iss, sub, aud, exp — Salesforce
-wants exp within 3 minutes, "OAuth 2.0 JWT Bearer Flow for Server-to-Server Integration").
+`urn:ietf:params:oauth:grant-type:jwt-bearer`, an RS256 assertion with iss, sub, aud and an exp a
+few minutes ahead).
 Token-endpoint answers, grant parameters and issued tokens never reach an error or a log: errors carry
 the endpoint's `error` code and description only (scrubbed), and every issued token is registered
 with the log scrubber before it is used.
@@ -28,7 +27,7 @@ from apisync.http.errors import ApiError, FatalError, RetriableError
 from apisync.settings import OAuthSettings
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ASSERTION_TTL_S = 180  # Salesforce: "exp ... within 3 minutes"
+ASSERTION_TTL_S = 180  # the strictest issuer we serve wants exp within 3 minutes
 
 
 class RefreshTokenGrant:
@@ -46,7 +45,7 @@ class RefreshTokenGrant:
 
 
 class ClientCredentialsGrant:
-    """RFC 6749 §4.4: the app's own id and secret (Salesforce runs it as the app's 'Run As' user)."""
+    """RFC 6749 §4.4: the app's own id and secret."""
 
     def __init__(self, settings: OAuthSettings) -> None:
         self._settings = settings

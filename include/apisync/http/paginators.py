@@ -84,11 +84,11 @@ class Paginator(ABC):
                                       response.status_code, f"page {what}")
 
 
-class StripeCursorPaginator(Paginator):
-    """Stripe lists: `limit`, `starting_after` = last id of the page, `has_more`."""
+class StartingAfterPaginator(Paginator):
+    """Cursor lists: `limit`, `starting_after` = last id of the page, `has_more`."""
 
     def __init__(self, path: str, params: Mapping[str, Any] | None = None, *, limit: int = 100,
-                 state: Mapping[str, Any] | None = None, api: str = "stripe") -> None:
+                 state: Mapping[str, Any] | None = None, api: str = "") -> None:
         super().__init__(api, path, {**(params or {}), "limit": limit}, state=state)
 
     def records(self, data: Any) -> list[Any]:
@@ -111,10 +111,10 @@ class StripeCursorPaginator(Paginator):
 
 
 class HeaderLinkPaginator(Paginator):
-    """GitHub style: follow `Link: <url>; rel="next"` until it is absent."""
+    """RFC 8288 links: follow `Link: <url>; rel="next"` until it is absent."""
 
     def __init__(self, path: str, params: Mapping[str, Any] | None = None, *,
-                 state: Mapping[str, Any] | None = None, api: str = "github",
+                 state: Mapping[str, Any] | None = None, api: str = "",
                  records_key: str | None = None) -> None:
         super().__init__(api, path, params, state=state)
         self.records_key = records_key
@@ -135,11 +135,11 @@ class HeaderLinkPaginator(Paginator):
         return PageRequest(cursor, {}) if cursor else PageRequest(self.path, dict(self.params))
 
 
-class SalesforceNextRecordsPaginator(Paginator):
-    """Salesforce query: follow `nextRecordsUrl` until `done` is true."""
+class NextRecordsUrlPaginator(Paginator):
+    """Query results: follow the body's `nextRecordsUrl` until `done` is true."""
 
     def __init__(self, path: str, params: Mapping[str, Any] | None = None, *,
-                 state: Mapping[str, Any] | None = None, api: str = "salesforce") -> None:
+                 state: Mapping[str, Any] | None = None, api: str = "") -> None:
         super().__init__(api, path, params, state=state)
 
     def records(self, data: Any) -> list[Any]:

@@ -57,7 +57,7 @@ local function acquire()
   return {1, 0, now}
 end
 
--- remaining/limit of the API's own quota; reset_us < 0 means a rolling window (Salesforce).
+-- remaining/limit of the API's own quota; reset_us < 0 means a rolling window (no reset time).
 local function observe()
   local remaining, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
   local reset, rate, min_rate = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])

@@ -1,14 +1,9 @@
 """Retriable vs fatal, decided once per response, plus how long to wait before trying again.
 
-Sources (checked against the providers' docs):
-- GitHub: over the primary limit -> 403 or 429 with x-ratelimit-remaining: 0, wait until
-  x-ratelimit-reset (epoch s); secondary limit -> 403/429 with a message, honor retry-after,
-  else wait at least 60 s. A 403 without those signals is a permission error: fatal.
-- Stripe: 429 on rate limits, no documented Retry-After; `Stripe-Should-Retry: true|false`
-  overrides the status-based decision (Stripe's own clients do this). 409 is lock contention on
-  an object; for our idempotent GETs it is transient, so it is retried.
-- Salesforce: every response has `Sforce-Limit-Info: api-usage=used/allowed`; over the daily
-  allowance -> 403 with errorCode REQUEST_LIMIT_EXCEEDED (rolling 24 h: no reset time given).
+This layer knows HTTP, not vendors: 429 is a rate limit, `Retry-After` is honoured, 5xx and
+408/409/425 are retried, the rest is fatal. What one API adds (another status that means "rate
+limited", a header that overrides the decision, a wait when it gives no Retry-After, its error body
+shape, its quota headers) comes in as `ApiSignals`, declared in the API's spec (`apisync.apis.<api>`).
 """
 from __future__ import annotations
 
@@ -20,12 +15,10 @@ from dataclasses import dataclass
 import httpx
 
 from apisync.formats import http_date_s
+from apisync.http.ratelimit import QuotaSignal
 
-GITHUB_SECONDARY_MIN_WAIT_S = 60.0
-# Salesforce gives no reset time for its rolling daily limit; back off a good while.
-SALESFORCE_LIMIT_WAIT_S = 300.0
+# 409: lock contention on an object; for idempotent GETs it is transient.
 _RETRIABLE_4XX = frozenset({408, 409, 425})
-_RATE_LIMIT_WORDS = ("rate limit", "ratelimit", "request_limit_exceeded", "too many requests")
 
 
 class Outcome(enum.Enum):
@@ -46,50 +39,47 @@ class Verdict:
     wait_s: float | None = None
 
 
-def classify(response: httpx.Response, now: float) -> Verdict:
+def _never(*_args) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSignals:
+    """How one API's responses say more than HTTP does; every hook is optional.
+
+    - `is_rate_limited(response, reason)`: a non-429 response that is a rate limit (e.g. a 403);
+    - `rate_limit_wait(response, reason, now)`: seconds to wait when there is no Retry-After;
+    - `should_retry(response)`: True/False overrides the status-based decision, None keeps it;
+    - `message(body)`: the human message out of a decoded error body ("" if none);
+    - `quota(headers)`: remaining request budget, fed to the shared rate limiter.
+    """
+
+    is_rate_limited: Callable[[httpx.Response, str], bool] = lambda _response, _reason: False
+    rate_limit_wait: Callable[[httpx.Response, str, float], float | None] = _never
+    should_retry: Callable[[httpx.Response], bool | None] = _never
+    message: Callable[[object], str] = lambda body: str(body.get("message", "")) if isinstance(body, dict) else ""
+    quota: Callable[[httpx.Headers], QuotaSignal | None] = _never
+
+
+HTTP_SIGNALS = ApiSignals()
+
+
+def classify(response: httpx.Response, now: float, signals: ApiSignals = HTTP_SIGNALS) -> Verdict:
     """Sort a response into ok / retry / rate-limited / fatal; `now` is the epoch used if no Date."""
     status = response.status_code
     if status < 300 or status == 304:
         return Verdict(Outcome.OK, "ok")
-    reason = error_reason(response)
-    should_retry = response.headers.get("stripe-should-retry")
-    if _is_rate_limited(response, reason):
-        return Verdict(Outcome.RATE_LIMITED, reason, rate_limit_wait(response, reason, now))
-    if should_retry == "false":
+    reason = error_reason(response, signals)
+    if status == 429 or signals.is_rate_limited(response, reason):
+        wait = retry_after_s(response, now)
+        return Verdict(Outcome.RATE_LIMITED, reason,
+                       wait if wait is not None else signals.rate_limit_wait(response, reason, now))
+    should_retry = signals.should_retry(response)
+    if should_retry is False:
         return Verdict(Outcome.FATAL, reason)
-    if should_retry == "true" or status >= 500 or status in _RETRIABLE_4XX:
+    if should_retry or status >= 500 or status in _RETRIABLE_4XX:
         return Verdict(Outcome.RETRY, reason, retry_after_s(response, now))
     return Verdict(Outcome.FATAL, reason)
-
-
-def _is_rate_limited(response: httpx.Response, reason: str) -> bool:
-    """429 always; 403 only with GitHub's quota signals or a rate-limit message."""
-    if response.status_code == 429:
-        return True
-    if response.status_code != 403:
-        return False
-    headers = response.headers
-    if headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers:
-        return True
-    return any(word in reason.lower() for word in _RATE_LIMIT_WORDS)
-
-
-def rate_limit_wait(response: httpx.Response, reason: str, now: float) -> float | None:
-    """Seconds the API asked us to wait, following each provider's documented order."""
-    hinted = retry_after_s(response, now)
-    if hinted is not None:
-        return hinted
-    headers = response.headers
-    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-        reset = _float(headers["x-ratelimit-reset"])
-        if reset is not None:
-            return max(0.0, reset - server_now(response, now))
-    lowered = reason.lower()
-    if "request_limit_exceeded" in lowered:
-        return SALESFORCE_LIMIT_WAIT_S
-    if "secondary rate limit" in lowered:
-        return GITHUB_SECONDARY_MIN_WAIT_S
-    return None
 
 
 def retry_after_s(response: httpx.Response, now: float) -> float | None:
@@ -110,28 +100,15 @@ def server_now(response: httpx.Response, fallback: float) -> float:
     return fallback if seconds is None else seconds
 
 
-def error_reason(response: httpx.Response) -> str:
-    """One line from the error body (Stripe, GitHub, Salesforce shapes), else the status phrase."""
+def error_reason(response: httpx.Response, signals: ApiSignals = HTTP_SIGNALS) -> str:
+    """One line from the error body (as the API's signals read it), else the status phrase."""
     try:
         body = response.json()
     except Exception:  # noqa: BLE001 - any undecodable body just falls back to the phrase
         body = None
-    message = _message_from(body)
+    message = signals.message(body)
     phrase = response.reason_phrase or "error"
     return f"{phrase}: {message}" if message else phrase
-
-
-def _message_from(body: object) -> str:
-    """Pick the human message out of the three providers' error shapes."""
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        first = body[0]  # Salesforce: [{"message": ..., "errorCode": ...}]
-        return " ".join(str(first.get(k, "")) for k in ("errorCode", "message")).strip()
-    if not isinstance(body, dict):
-        return ""
-    if isinstance(body.get("error"), dict):
-        err = body["error"]  # Stripe: {"error": {"type", "code", "message"}}
-        return " ".join(str(err.get(k, "")) for k in ("code", "message") if err.get(k)).strip()
-    return str(body.get("message", ""))  # GitHub: {"message", "documentation_url"}
 
 
 def _float(value: str) -> float | None:

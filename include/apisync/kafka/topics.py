@@ -120,14 +120,15 @@ def checkpoints_topic(layout: Layout) -> TopicSpec:
 def declared_topics(
     layout: Layout | None = None,
     rule_events: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
-    apis: Iterable[str] = catalog.APIS,
+    apis: Iterable[str] | None = None,
 ) -> list[TopicSpec]:
     """All apisync topics; rule_events is {api: {collection: [event type, ...]}}, default: the declared rules."""
     layout = layout or Layout.from_env()
+    apis = tuple(catalog.APIS if apis is None else apis)  # read at call time: APIs may register later
     if rule_events is None:
         from apisync.rules import all_rule_event_types  # rules are data; imported late to keep this module leaf-like
 
-        rule_events = all_rule_event_types()
+        rule_events = all_rule_event_types(apis)
     specs = [spec for api in apis for spec in api_topics(api, layout, rule_events.get(api))]
     specs.append(checkpoints_topic(layout))
     names = [spec.name for spec in specs]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from apisync.events import Observation, iso_to_ms, ms_to_iso
-from apisync.http import ApiClient, FatalError, SalesforceNextRecordsPaginator, iterate_pages
+from apisync.http import ApiClient, FatalError, NextRecordsUrlPaginator, iterate_pages
 from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
 from apisync.sources.keyset import KeysetPosition
 
@@ -108,7 +108,7 @@ class SalesforceSource:
 
     def list_ids(self, client, collection) -> Iterator[str]:
         sobject, _ = OBJECTS[collection]
-        paginator = SalesforceNextRecordsPaginator(self._path("query"), {"q": f"SELECT Id FROM {sobject}"})
+        paginator = NextRecordsUrlPaginator(self._path("query"), {"q": f"SELECT Id FROM {sobject}"}, api=self.api)
         for page in iterate_pages(client, paginator):
             yield from (str(require(row, "Id", self.api, self._path("query"))) for row in page.records)
 
@@ -172,7 +172,7 @@ class SalesforceSource:
                  if after_id else f"SystemModstamp >= {stamp}")
         soql = (f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} "
                 f"ORDER BY SystemModstamp, Id LIMIT {self.page_size}")
-        paginator = SalesforceNextRecordsPaginator(self._path("queryAll"), {"q": soql})
+        paginator = NextRecordsUrlPaginator(self._path("queryAll"), {"q": soql}, api=self.api)
         return [row for page in iterate_pages(client, paginator) for row in page.records]
 
     def _id_version(self, row: Any) -> tuple[str, int]:

@@ -36,11 +36,12 @@ from typing import Any
 
 import redis
 
+from apisync.apis import build_source
 from apisync.events import Observation
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
 from apisync.settings import SyncSettings
-from apisync.sources import Source, build_source
+from apisync.sources import Source
 from apisync.sync.audit_budget import audit_client
 from apisync.sync.audit_state import (
     LedgerProbe,

@@ -21,9 +21,10 @@ from typing import Any
 
 import redis
 
-from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter, auth_for
+from apisync.apis import spec_for
+from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter
 from apisync.settings import SyncSettings
-from apisync.sync.runner import DEFAULT_RATE, MeteredLimiter
+from apisync.sync.runner import MeteredLimiter, account_client
 
 AUDIT_LANE = "audit"
 
@@ -54,7 +55,7 @@ def share_limiter(redis_client: Any, settings: SyncSettings, share: float) -> Sh
     if not 0 < share <= 1:
         raise ValueError(f"budget share must be in (0, 1], got {share}")
     api = settings.api
-    rate = api.rate_per_s or DEFAULT_RATE.get(api.api, 5.0)
+    rate = api.rate_per_s or spec_for(api.api).default_rate_per_s
     shared = RedisRateLimiter(redis_client, api.api, api.account, RateLimitSpec(rate=rate, burst=api.burst))
     pacing = RedisRateLimiter(redis_client, api.api, f"{api.account}~audit",
                               RateLimitSpec(rate=rate * share, burst=1))
@@ -65,10 +66,8 @@ def share_limiter(redis_client: Any, settings: SyncSettings, share: float) -> Sh
 def audit_client(settings: SyncSettings, share: float,
                  source: Any = None) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
     """An ApiClient on the audit lane, paced to `share` of the account's budget, with the source's headers."""
-    api = settings.api
     limiter = MeteredLimiter(share_limiter(redis.Redis.from_url(settings.redis_url), settings, share))
-    client = ApiClient(api.api, api.base_url, auth_for(api.api, api.token, api.oauth), rate_limiter=limiter,
-                       lane=AUDIT_LANE, headers=getattr(source, "headers", None))
+    client = account_client(settings, AUDIT_LANE, limiter, source)
     try:
         yield client, limiter
     finally:

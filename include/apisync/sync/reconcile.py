@@ -15,11 +15,12 @@ from typing import Any
 
 import redis
 
+from apisync.apis import build_source
 from apisync.failpoints import failpoint
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
 from apisync.settings import SyncSettings
-from apisync.sources import Source, build_source
+from apisync.sources import Source
 from apisync.sources.base import ObservationFactory, gone_reason
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary
 from apisync.sync.runner import api_client, change_message

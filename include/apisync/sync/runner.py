@@ -12,18 +12,17 @@ from typing import Any
 
 import redis
 
+from apisync.apis import build_source, spec_for
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
 from apisync.http import ApiClient, ApiError, RateLimitSpec, RedisRateLimiter, auth_for
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.settings import SyncSettings
-from apisync.sources import Batch, Source, build_source
+from apisync.sources import Batch, Source
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
 
 log = logging.getLogger("apisync.sync")
-# Default request budgets per account when the connection sets none (requests per second).
-DEFAULT_RATE = {"stripe": 20.0, "github": 1.3, "salesforce": 5.0}
 
 
 class BackfillNotDone(RuntimeError):
@@ -40,6 +39,13 @@ def change_message(obs: Observation) -> Outgoing:
     if obs.reason:
         value["reason"] = obs.reason
     return Outgoing(changes_topic(obs.api), obs.key, value)
+
+
+def account_client(settings: SyncSettings, lane: str, limiter: Any, source: Source | None = None) -> ApiClient:
+    """The account's ApiClient: its auth, the source's headers and its API's response signals."""
+    api = settings.api
+    return ApiClient(api.api, api.base_url, auth_for(api.api, api.token, api.oauth), rate_limiter=limiter,
+                     lane=lane, headers=getattr(source, "headers", None), signals=spec_for(api.api).signals)
 
 
 class MeteredLimiter:
@@ -65,11 +71,10 @@ def api_client(settings: SyncSettings, lane: str,
                source: Source | None = None) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
     """An ApiClient for the account, behind the account's shared Redis budget, with the source's headers."""
     api = settings.api
-    rate = api.rate_per_s or DEFAULT_RATE.get(api.api, 5.0)
+    rate = api.rate_per_s or spec_for(api.api).default_rate_per_s
     limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
                                               RateLimitSpec(rate=rate, burst=api.burst)))
-    client = ApiClient(api.api, api.base_url, auth_for(api.api, api.token, api.oauth), rate_limiter=limiter,
-                       lane=lane, headers=getattr(source, "headers", None))
+    client = account_client(settings, lane, limiter, source)
     try:
         yield client, limiter
     finally:

@@ -1,4 +1,5 @@
-"""Raw webhook bodies → Observations, one small parser per provider.
+"""Raw webhook bodies → Observations, one small parser per provider (each API's spec names its parser;
+`webhooks.dispatch` picks it by api).
 
 - Stripe: the event object; the record is `data.object`, version = `created` × 1000 (Stripe objects
   carry no updated stamp); only the types that really delete (`customer.deleted`, `invoice.deleted`)
@@ -15,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -128,39 +129,3 @@ def parse_salesforce(body: bytes, headers: Mapping[str, str], synced_at: str) ->
     return Observation("salesforce", sobject.lower(), str(ident), iso_to_ms(doc["timestamp"]),
                        "webhook", synced_at, None, deleted, not deleted,
                        reason=f"Salesforce {kind} delivery" if deleted else None)
-
-
-PARSERS: dict[str, Callable[..., Observation]] = {
-    "stripe": parse_stripe, "github": parse_github, "salesforce": parse_salesforce,
-}
-
-
-def parse_webhook(api: str, body: bytes, headers: Mapping[str, str], synced_at: str = "",
-                  **options: Any) -> Observation:
-    """Dispatch to the api's parser (options: e.g. Stripe's pinned `api_version`); ObservationError if unusable."""
-    parser = PARSERS.get(api)
-    if parser is None:
-        raise ObservationError(f"no webhook parser for api {api!r}")
-    return parser(body, headers, synced_at, **options)
-
-
-def delivery_id(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-    """The provider's delivery id (GitHub X-GitHub-Delivery, Standard Webhooks webhook-id, Stripe event id)."""
-    lowered = _lower(headers)
-    if api == "github":
-        return lowered.get("x-github-delivery")
-    if "webhook-id" in lowered:
-        return lowered["webhook-id"]
-    try:
-        event_id = orjson.loads(body).get("id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return event_id if isinstance(event_id, str) else None
-
-
-def webhook_key(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-    """Kafka key for `<api>.webhooks`: the record key if the payload names the object, else the delivery id."""
-    try:
-        return parse_webhook(api, body, headers).key
-    except ObservationError:
-        return delivery_id(api, body, headers)

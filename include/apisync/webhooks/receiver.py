@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse, Response
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
 from apisync.webhooks import outbound_messaging as om
-from apisync.webhooks.payloads import webhook_key
-from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError, scheme_for
+from apisync.webhooks.dispatch import scheme_for, webhook_key
+from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError
 
 log = logging.getLogger("apisync.webhooks")
 

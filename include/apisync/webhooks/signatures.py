@@ -170,16 +170,6 @@ def _sw_key(secret: str) -> bytes:
         raise ValueError("a configured Standard Webhooks secret is not valid whsec_<base64>") from None
 
 
-SCHEMES = {"stripe": StripeSignature, "github": GitHubSignature, "salesforce": StandardWebhooksSignature}
-
-
-def scheme_for(api: str, secrets: Sequence[str], tolerance_s: int = DEFAULT_TOLERANCE_S):
-    """The signature scheme an API's provider uses, with its active secrets."""
-    if api not in SCHEMES:
-        raise KeyError(f"no webhook signature scheme for api {api!r}")
-    return SCHEMES[api](tuple(secrets), tolerance_s)
-
-
 # --- signing, for the simulator-free tests and for tools that replay deliveries -------------
 
 def sign_stripe(secret: str, body: bytes, timestamp: int) -> str:

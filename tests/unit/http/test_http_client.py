@@ -6,12 +6,12 @@ import logging
 import httpx
 import pytest
 
+from apisync.apis import spec_for
 from apisync.http import (
     ApiClient,
     Backoff,
     BearerTokenAuth,
     FatalError,
-    GitHubTokenAuth,
     MalformedResponseError,
     QuotaSignal,
     RateLimitedError,
@@ -55,13 +55,13 @@ class RecordingLimiter:
         self.signals.append(signal)
 
 
-def make_client(script, *, auth=None, limiter=None, max_retries=3, lane="incremental", sleeps=None):
+def make_client(script, *, api="stripe", auth=None, limiter=None, max_retries=3, lane="incremental", sleeps=None):
     sleeps = sleeps if sleeps is not None else []
     return ApiClient(
-        "stripe", "https://api.example.test", auth or BearerTokenAuth(TOKEN),
+        api, "https://api.example.test", auth or BearerTokenAuth(TOKEN),
         transport=httpx.MockTransport(script), max_retries=max_retries, rate_limiter=limiter,
         lane=lane, sleep=sleeps.append, clock=lambda: NOW, backoff=Backoff(base_s=0.5, cap_s=8.0),
-        rng=lambda: 0.5,
+        rng=lambda: 0.5, signals=spec_for(api).signals,
     )
 
 
@@ -110,7 +110,7 @@ def test_github_primary_limit_403_waits_until_reset_from_server_date():
                     httpx.Response(200, json=[]))
     sleeps: list[float] = []
     limiter = RecordingLimiter()
-    make_client(script, sleeps=sleeps, limiter=limiter).get("/repos/a/b/issues")
+    make_client(script, api="github", sleeps=sleeps, limiter=limiter).get("/repos/a/b/issues")
     assert limiter.pauses == [42.0]
     assert limiter.signals[0] == QuotaSignal(remaining=0, limit=5000, reset_at=NOW + 42)
 
@@ -119,7 +119,7 @@ def test_github_secondary_limit_without_headers_waits_at_least_a_minute():
     body = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
     script = Script(httpx.Response(403, json=body), httpx.Response(200, json=[]))
     sleeps: list[float] = []
-    make_client(script, sleeps=sleeps, auth=GitHubTokenAuth("ghp_x")).get("/repos/a/b/issues")
+    make_client(script, api="github", sleeps=sleeps, auth=BearerTokenAuth("ghp_x")).get("/repos/a/b/issues")
     assert sleeps == [60.0]
 
 
@@ -148,7 +148,7 @@ def test_401_is_fatal_on_first_try_and_never_shows_the_token(caplog):
 def test_404_is_fatal():
     script = Script(httpx.Response(404, json={"message": "Not Found"}))
     with pytest.raises(FatalError, match="HTTP 404"):
-        make_client(script).get("/repos/a/b/issues/9")
+        make_client(script, api="github").get("/repos/a/b/issues/9")
     assert len(script.requests) == 1
 
 
@@ -160,7 +160,7 @@ def test_stripe_should_retry_false_overrides_a_5xx():
 
 def test_304_is_success_without_a_body():
     script = Script(httpx.Response(304, headers={"ETag": '"abc"'}))
-    result = make_client(script).get_json("/repos/a/b/issues", headers={"If-None-Match": '"abc"'})
+    result = make_client(script, api="github").get_json("/repos/a/b/issues", headers={"If-None-Match": '"abc"'})
     assert result.data is None and result.response.status_code == 304
     assert script.requests[0].headers["if-none-match"] == '"abc"'
 
@@ -196,7 +196,7 @@ def test_quota_headers_are_fed_to_the_limiter():
     limiter = RecordingLimiter()
     script = Script(httpx.Response(200, json={"records": []},
                                    headers={"Sforce-Limit-Info": "api-usage=18/5000"}))
-    make_client(script, limiter=limiter).get("/services/data/v61.0/query")
+    make_client(script, api="salesforce", limiter=limiter).get("/services/data/v61.0/query")
     assert limiter.signals == [QuotaSignal(remaining=4982, limit=5000, reset_at=None)]
 
 
@@ -216,10 +216,10 @@ def test_a_limiter_wait_longer_than_max_wait_becomes_rate_limited_error_without_
     script = Script()
     limiter = ExhaustedLimiter()
     with pytest.raises(RateLimitedError) as info:
-        make_client(script, limiter=limiter).get("/repos/a/b/issues", params={"since": "2026-01-01"})
+        make_client(script, api="github", limiter=limiter).get("/repos/a/b/issues", params={"since": "2026-01-01"})
     assert script.requests == []
     assert limiter.lanes == [("incremental", 900.0)]
-    assert str(info.value) == ("stripe GET /repos/a/b/issues (since=2026-01-01) failed: no response: "
+    assert str(info.value) == ("github GET /repos/a/b/issues (since=2026-01-01) failed: no response: "
                                "shared rate limit: github/acme rate limiter: incremental request "
                                "not granted within 900s")
 

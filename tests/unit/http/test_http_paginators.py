@@ -9,9 +9,9 @@ from apisync.http import (
     BearerTokenAuth,
     HeaderLinkPaginator,
     MalformedResponseError,
+    NextRecordsUrlPaginator,
     PaginationLoopError,
-    SalesforceNextRecordsPaginator,
-    StripeCursorPaginator,
+    StartingAfterPaginator,
     iterate_pages,
 )
 
@@ -46,7 +46,7 @@ def test_stripe_walks_all_pages_with_starting_after_and_limit():
         seen.append(request)
         return inner(request)
 
-    pages = list(iterate_pages(client_for(handler), StripeCursorPaginator("/v1/customers", limit=2)))
+    pages = list(iterate_pages(client_for(handler), StartingAfterPaginator("/v1/customers", limit=2)))
     assert [[r["id"] for r in p.records] for p in pages] == [["c3", "c2"], ["c1", "c0"], ["b9"]]
     assert [r.url.params.get("starting_after") for r in seen] == [None, "c2", "c0"]
     assert {r.url.params["limit"] for r in seen} == {"2"}
@@ -56,17 +56,17 @@ def test_stripe_walks_all_pages_with_starting_after_and_limit():
 
 def test_stripe_resumes_from_a_checkpointed_state():
     handler = stripe_pages([["c3", "c2"], ["c1", "c0"], ["b9"]])
-    first = next(iterate_pages(client_for(handler), StripeCursorPaginator("/v1/customers", limit=2)))
-    resumed = StripeCursorPaginator("/v1/customers", limit=2, state=first.state)
+    first = next(iterate_pages(client_for(handler), StartingAfterPaginator("/v1/customers", limit=2)))
+    resumed = StartingAfterPaginator("/v1/customers", limit=2, state=first.state)
     rest = [r["id"] for p in iterate_pages(client_for(handler), resumed) for r in p.records]
     assert rest == ["c1", "c0", "b9"]
-    finished = StripeCursorPaginator("/v1/customers", state={"done": True})
+    finished = StartingAfterPaginator("/v1/customers", state={"done": True})
     assert list(iterate_pages(client_for(handler), finished)) == []
 
 
 def test_stripe_repeating_cursor_raises_a_clear_error():
     handler = stripe_pages([["c3", "c2"], ["c1", "c0"], ["b9"]], repeat_cursor=True)
-    pager = StripeCursorPaginator("/v1/customers", limit=2)
+    pager = StartingAfterPaginator("/v1/customers", limit=2)
     with pytest.raises(PaginationLoopError, match="same page cursor 'c0' twice") as info:
         list(iterate_pages(client_for(handler), pager))
     assert "/v1/customers" in str(info.value)
@@ -77,7 +77,7 @@ def test_stripe_has_more_with_empty_page_is_malformed():
     def handler(request):
         return httpx.Response(200, json={"object": "list", "data": [], "has_more": True})
     with pytest.raises(MalformedResponseError, match="has_more"):
-        list(iterate_pages(client_for(handler), StripeCursorPaginator("/v1/customers")))
+        list(iterate_pages(client_for(handler), StartingAfterPaginator("/v1/customers")))
 
 
 def github_handler(total_pages, repeat=False):
@@ -132,7 +132,7 @@ def salesforce_handler(batches, repeat=False):
 
 
 def test_salesforce_follows_next_records_url_until_done():
-    pager = SalesforceNextRecordsPaginator("/services/data/v61.0/query", {"q": "SELECT Id FROM Account"})
+    pager = NextRecordsUrlPaginator("/services/data/v61.0/query", {"q": "SELECT Id FROM Account"})
     pages = list(iterate_pages(client_for(salesforce_handler([["a", "b"], ["c"], ["d"]]), "salesforce"),
                                pager))
     assert [r["Id"] for p in pages for r in p.records] == ["a", "b", "c", "d"]
@@ -141,7 +141,7 @@ def test_salesforce_follows_next_records_url_until_done():
 
 
 def test_salesforce_repeating_next_records_url_raises():
-    pager = SalesforceNextRecordsPaginator("/services/data/v61.0/query", {"q": "SELECT Id FROM Account"})
+    pager = NextRecordsUrlPaginator("/services/data/v61.0/query", {"q": "SELECT Id FROM Account"})
     handler = salesforce_handler([["a"], ["b"], ["c"]], repeat=True)
     with pytest.raises(PaginationLoopError, match="01gQL-1"):
         list(iterate_pages(client_for(handler, "salesforce"), pager))

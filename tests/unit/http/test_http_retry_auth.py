@@ -7,50 +7,52 @@ import pickle
 import httpx
 import pytest
 
-from apisync.http import BearerTokenAuth, GitHubTokenAuth, Outcome, QuotaSignal, classify, redact
+from apisync.apis import spec_for
+from apisync.http import BearerTokenAuth, Outcome, QuotaSignal, classify, redact
 from apisync.http.auth import scrub_logs
 from apisync.http.errors import FatalError, RetriableError
-from apisync.http.signals import quota_signal
 
 NOW = 1_800_000_000.0
 SF_LIMIT = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
 
 
-@pytest.mark.parametrize("status, headers, body, outcome, wait", [
-    (200, {}, None, Outcome.OK, None),
-    (304, {}, None, Outcome.OK, None),
-    (500, {}, None, Outcome.RETRY, None),
-    (503, {"Retry-After": "4"}, None, Outcome.RETRY, 4.0),
-    (408, {}, None, Outcome.RETRY, None),
-    (409, {}, {"error": {"code": "lock_timeout", "message": "busy"}}, Outcome.RETRY, None),
-    (400, {}, {"error": {"message": "Invalid limit"}}, Outcome.FATAL, None),
-    (400, {"Stripe-Should-Retry": "true"}, None, Outcome.RETRY, None),
-    (500, {"Stripe-Should-Retry": "false"}, None, Outcome.FATAL, None),
-    (401, {}, None, Outcome.FATAL, None),
-    (403, {}, {"message": "Resource not accessible by integration"}, Outcome.FATAL, None),
-    (404, {}, None, Outcome.FATAL, None),
-    (429, {}, None, Outcome.RATE_LIMITED, None),
-    (429, {"Retry-After": "2"}, None, Outcome.RATE_LIMITED, 2.0),
-    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 30)},
+@pytest.mark.parametrize("api, status, headers, body, outcome, wait", [
+    ("stripe", 200, {}, None, Outcome.OK, None),
+    ("github", 304, {}, None, Outcome.OK, None),
+    ("stripe", 500, {}, None, Outcome.RETRY, None),
+    ("stripe", 503, {"Retry-After": "4"}, None, Outcome.RETRY, 4.0),
+    ("stripe", 408, {}, None, Outcome.RETRY, None),
+    ("stripe", 409, {}, {"error": {"code": "lock_timeout", "message": "busy"}}, Outcome.RETRY, None),
+    ("stripe", 400, {}, {"error": {"message": "Invalid limit"}}, Outcome.FATAL, None),
+    ("stripe", 400, {"Stripe-Should-Retry": "true"}, None, Outcome.RETRY, None),
+    ("stripe", 500, {"Stripe-Should-Retry": "false"}, None, Outcome.FATAL, None),
+    ("github", 500, {"Stripe-Should-Retry": "false"}, None, Outcome.RETRY, None),  # not GitHub's header
+    ("stripe", 401, {}, None, Outcome.FATAL, None),
+    ("github", 403, {}, {"message": "Resource not accessible by integration"}, Outcome.FATAL, None),
+    ("github", 404, {}, None, Outcome.FATAL, None),
+    ("stripe", 429, {}, None, Outcome.RATE_LIMITED, None),
+    ("github", 429, {"Retry-After": "2"}, None, Outcome.RATE_LIMITED, 2.0),
+    ("github", 403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 30)},
      {"message": "API rate limit exceeded"}, Outcome.RATE_LIMITED, 30.0),
-    (403, {"retry-after": "61"}, {"message": "secondary rate limit"}, Outcome.RATE_LIMITED, 61.0),
-    (403, {}, {"message": "You have exceeded a secondary rate limit"}, Outcome.RATE_LIMITED, 60.0),
-    (403, {}, SF_LIMIT, Outcome.RATE_LIMITED, 300.0),
+    ("github", 403, {"retry-after": "61"}, {"message": "secondary rate limit"}, Outcome.RATE_LIMITED, 61.0),
+    ("github", 403, {}, {"message": "You have exceeded a secondary rate limit"}, Outcome.RATE_LIMITED, 60.0),
+    ("salesforce", 403, {}, SF_LIMIT, Outcome.RATE_LIMITED, 300.0),
+    ("stripe", 403, {}, SF_LIMIT, Outcome.FATAL, None),  # another API's limit body means nothing here
 ])
-def test_classify_decides_once(status, headers, body, outcome, wait):
+def test_classify_decides_once(api, status, headers, body, outcome, wait):
     response = httpx.Response(status, headers=headers, json=body) if body is not None \
         else httpx.Response(status, headers=headers)
-    verdict = classify(response, NOW)
+    verdict = classify(response, NOW, spec_for(api).signals)
     assert (verdict.outcome, verdict.wait_s) == (outcome, wait)
 
 
 def test_classify_reason_is_the_api_message():
-    verdict = classify(httpx.Response(403, json=SF_LIMIT), NOW)
+    verdict = classify(httpx.Response(403, json=SF_LIMIT), NOW, spec_for("salesforce").signals)
     assert verdict.reason == "Forbidden: REQUEST_LIMIT_EXCEEDED TotalRequests Limit exceeded."
 
 
 def test_auth_sets_bearer_and_hides_token():
-    auth = GitHubTokenAuth("ghp_secret")
+    auth = BearerTokenAuth("ghp_secret")
     request = next(auth.auth_flow(httpx.Request("GET", "https://api.github.com/x")))
     assert request.headers["Authorization"] == "Bearer ghp_secret"
     assert "ghp_secret" not in repr(auth) and "ghp_secret" not in str(auth)
@@ -91,4 +93,5 @@ def test_errors_are_one_line_and_picklable():
     ({}, None),
 ])
 def test_quota_signal_parsing(headers, expected):
-    assert quota_signal(httpx.Response(200, headers=headers)) == expected
+    api = "salesforce" if "Sforce-Limit-Info" in headers else "github"
+    assert spec_for(api).signals.quota(httpx.Headers(headers)) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apisync.webhooks import outbound_messaging as om
-from apisync.webhooks.payloads import parse_webhook, webhook_key
+from apisync.webhooks.dispatch import parse_webhook, webhook_key
 
 ORG = "00D5g000004ApisAAA"
 SESSION = "00D5g000004Apis!AQsessionsecret"

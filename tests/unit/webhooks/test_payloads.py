@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from apisync.events import ObservationError
-from apisync.webhooks.payloads import delivery_id, parse_webhook, webhook_key
+from apisync.webhooks.dispatch import delivery_id, parse_webhook, webhook_key
 
 
 def stripe_event(kind="customer.subscription.updated", obj=None, created=1_795_704_812):
@@ -97,7 +97,7 @@ def test_salesforce_delivery():
     ("github", orjson.dumps({"issue": {"number": 1, "updated_at": "2026-11-26T14:53:32Z"}}),
      {"X-GitHub-Event": "issues"}, "repository.full_name"),
     ("salesforce", orjson.dumps({"type": "account.updated", "data": {"Id": "1"}}), {}, "sobject"),
-    ("jira", b"{}", {}, "no webhook parser"),
+    ("jira", b"{}", {}, "no webhooks for api"),
 ])
 def test_unusable_payloads(api, body, headers, reason):
     with pytest.raises(ObservationError, match=reason):

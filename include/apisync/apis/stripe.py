@@ -1,0 +1,53 @@
+"""Stripe as apisync knows it: the spec. Listings, events and cursors live in `sources.stripe`; the
+webhook payload parser in `webhooks.payloads`.
+
+Errors (https://docs.stripe.com/rate-limits, https://docs.stripe.com/error-low-level): 429 on rate
+limits with no documented Retry-After; `Stripe-Should-Retry: true|false` overrides the status-based
+decision, as Stripe's own clients do. Error bodies are `{"error": {"type", "code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from apisync.apis.registry import ApiSpec, WebhookSpec
+from apisync.http.retry import ApiSignals
+from apisync.sources.stripe import StripeSource
+from apisync.webhooks.payloads import parse_stripe
+from apisync.webhooks.signatures import StripeSignature
+
+
+def _should_retry(response: httpx.Response) -> bool | None:
+    return {"true": True, "false": False}.get(response.headers.get("stripe-should-retry", ""))
+
+
+def _message(body: object) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    return " ".join(str(error[k]) for k in ("code", "message") if error.get(k))
+
+
+def build_source(settings: Any) -> StripeSource:
+    """Extras: `page_size`, `api_version` (the Stripe-Version to pin), `settle_s` (event settle window)."""
+    options = {name: settings.extra[name] for name in ("api_version", "settle_s") if settings.extra.get(name)}
+    if settings.extra.get("page_size"):
+        options["page_size"] = int(settings.extra["page_size"])
+    return StripeSource(**options)
+
+
+SPEC = ApiSpec(
+    name="stripe",
+    collections=("customer", "subscription", "invoice", "charge"),
+    build_source=build_source,
+    default_rate_per_s=20.0,  # a share of live mode's 100 req/s, leaving room for the account's own apps
+    signals=ApiSignals(should_retry=_should_retry, message=_message),
+    webhook=WebhookSpec(StripeSignature, parse_stripe),
+    rules={
+        "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
+        "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,
+                     "event": "amount_due_crossed_1000"}],
+    },
+)
