@@ -1,4 +1,4 @@
-"""`python -m api_simulator --port N`: serve the three APIs on 127.0.0.1 until SIGINT/SIGTERM."""
+"""`python -m api_simulator --port N`: serve the four APIs on 127.0.0.1 until SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stripe-key", default=env.stripe)
     parser.add_argument("--github-token", default=env.github)
     parser.add_argument("--salesforce-token", default=env.salesforce)
+    parser.add_argument("--hubspot-token", default=env.hubspot)
     return parser.parse_args(argv)
 
 
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = SimulatorConfig(seed=args.seed, objects=args.objects, epoch=args.epoch,
                              mutation_rate_per_s=args.mutation_rate,
-                             credentials=Credentials(args.stripe_key, args.github_token, args.salesforce_token))
+                             credentials=Credentials(args.stripe_key, args.github_token, args.salesforce_token,
+                                                         hubspot=args.hubspot_token))
     server = _Server(uvicorn.Config(create_app(config), host=args.host, port=args.port, log_level="warning",
                                     access_log=False, date_header=False, server_header=False, lifespan="on"))
     asyncio.run(server.serve())

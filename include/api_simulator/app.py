@@ -1,4 +1,4 @@
-"""ASGI app factory: Starlette routes for the three APIs and /_admin, behind the Gateway."""
+"""ASGI app factory: Starlette routes for the four APIs and /_admin, behind the Gateway."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import admin, github, salesforce, salesforce_oauth, stripe
+from . import admin, github, hubspot, salesforce, salesforce_oauth, stripe
 from .config import SimulatorConfig
 from .gateway import Gateway
 from .mutations import MutationEngine
@@ -50,7 +50,8 @@ def create_app(config: SimulatorConfig | None = None, sim: Simulator | None = No
         await app.state.engine.stop()
         sim.webhooks.stop()
 
-    app = Starlette(routes=admin.routes + salesforce_oauth.routes + stripe.routes + github.routes + salesforce.routes,
+    routes = admin.routes + salesforce_oauth.routes + stripe.routes + github.routes + salesforce.routes + hubspot.routes
+    app = Starlette(routes=routes,
                     exception_handlers={ApiError: _api_error, 404: _not_found, 405: _not_found, Exception: _crash},
                     lifespan=lifespan)
     app.state.sim = sim

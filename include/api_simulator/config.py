@@ -8,7 +8,7 @@ from typing import Any
 
 from .stripe_versions import DEFAULT_VERSION, SUPPORTED
 
-APIS = ("stripe", "github", "salesforce")
+APIS = ("stripe", "github", "salesforce", "hubspot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +23,19 @@ class Credentials:
     salesforce_client_secret: str = "apisync_demo_consumer_secret"
     salesforce_refresh_token: str = "5Aep861apisync_demo_refresh_token"
     salesforce_username: str = "integration@apisync.demo"
+    # A HubSpot private app's access token (sent as a Bearer token).
+    hubspot: str = "pat-na1-apisync"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Credentials:
-        """Defaults overridden by API_SIMULATOR_{STRIPE_KEY,GITHUB_TOKEN,SALESFORCE_TOKEN}."""
+        """Defaults overridden by API_SIMULATOR_{STRIPE_KEY,GITHUB_TOKEN,SALESFORCE_TOKEN,HUBSPOT_TOKEN}."""
         env = os.environ if env is None else env
         base = cls()
         return cls(
             stripe=env.get("API_SIMULATOR_STRIPE_KEY") or base.stripe,
             github=env.get("API_SIMULATOR_GITHUB_TOKEN") or base.github,
             salesforce=env.get("API_SIMULATOR_SALESFORCE_TOKEN") or base.salesforce,
+            hubspot=env.get("API_SIMULATOR_HUBSPOT_TOKEN") or base.hubspot,
         )
 
 
@@ -55,6 +58,9 @@ def default_runtime() -> dict[str, Any]:
             "stripe": {"per_second": 25},
             "github": {"per_hour": 5000, "secondary_per_minute": 900},
             "salesforce": {"per_day": 100000},
+            # HubSpot private apps: 100 requests per 10 s (Free/Starter; 190 on Professional/Enterprise,
+            # changelog "Increasing our API limits"), and the search endpoints 5 per second per account.
+            "hubspot": {"per_10_seconds": 100, "search_per_second": 5},
         },
         "webhooks": {api: {"url": None, "secrets": []} for api in APIS},
         "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5, "retry_base_s": 0.2},
@@ -73,6 +79,8 @@ def default_runtime() -> dict[str, Any]:
         "salesforce_late_commits": {"share": 0.1, "lag_s": 3},
         # Outbound Messaging (SOAP) deliveries of created/updated rows, beside the JSON webhooks.
         "salesforce_outbound": {"url": None, "organization_id": "00D5g000004ApisAAA", "max_batch": 100},
+        # Upper bound (s) of the random delay before a HubSpot change shows in CRM search (hubspot_search.py).
+        "hubspot_search_lag_s": 1.0,
     }
 
 
@@ -85,7 +93,8 @@ def _not_null(value: Any) -> str | None:
 
 
 # Leaves whose values need more than a type check (dotted path -> problem or None).
-VALIDATORS = {"stripe_api_version": _stripe_version, "stripe_events_lag_s": _not_null}
+VALIDATORS = {"stripe_api_version": _stripe_version, "stripe_events_lag_s": _not_null,
+              "hubspot_search_lag_s": _not_null}
 
 
 class ConfigError(ValueError):

@@ -15,7 +15,9 @@ DEFAULT_DELAY = {"slow": 2.0, "timeout": 30.0}
 # `rate_limited` answers as the API's own limiter does (gateway.limit_error), for the named limit:
 # Stripe "rate" (429, no Retry-After), GitHub "secondary" (429 + retry-after) or "primary" (403 +
 # x-ratelimit-remaining 0 and x-ratelimit-reset), Salesforce "daily" (403 REQUEST_LIMIT_EXCEEDED).
-RATE_LIMITS = {"stripe": ("rate",), "github": ("secondary", "primary"), "salesforce": ("daily",)}
+# HubSpot "ten_secondly" (429 TEN_SECONDLY_ROLLING) or "secondly" (429 SECONDLY, the search limit).
+RATE_LIMITS = {"stripe": ("rate",), "github": ("secondary", "primary"), "salesforce": ("daily",),
+               "hubspot": ("ten_secondly", "secondly")}
 
 
 class FaultError(ValueError):

@@ -7,14 +7,19 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from . import github, salesforce, stripe
+from . import github, hubspot, salesforce, stripe
 from .faults import TRANSPORT_KINDS, Fault
 from .ratelimit import Verdict
 from .salesforce_oauth import TOKEN_PATH
 from .timefmt import http_date
 
-PREFIXES = (("/v1/", "stripe"), ("/repos/", "github"), ("/repositories/", "github"), ("/services/", "salesforce"))
-SCHEMES = {"stripe": ("bearer",), "github": ("bearer", "token"), "salesforce": ("bearer", "oauth")}
+PREFIXES = (("/v1/", "stripe"), ("/repos/", "github"), ("/repositories/", "github"), ("/services/", "salesforce"),
+            ("/crm/", "hubspot"))
+SCHEMES = {"stripe": ("bearer",), "github": ("bearer", "token"), "salesforce": ("bearer", "oauth"),
+           "hubspot": ("bearer",)}
+# HubSpot's 401 for a missing or unknown private app token (HubSpot/hubspot-api-nodejs#432, #148).
+HUBSPOT_AUTH = ("Authentication credentials not found. This API supports OAuth 2.0 authentication and you can "
+                "find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview")
 
 
 def api_for(path: str) -> str | None:
@@ -48,6 +53,8 @@ def auth_error(api: str, token: str | None):
         return stripe.api_error_response(401, f"Invalid API Key provided: {_redact(token)}", "invalid_request_error")
     if api == "github":
         return github.error(401, "Requires authentication" if token is None else "Bad credentials")
+    if api == "hubspot":
+        return hubspot.error(401, HUBSPOT_AUTH, "INVALID_AUTHENTICATION")
     return salesforce.error(401, "INVALID_SESSION_ID", "Session expired or invalid")
 
 
@@ -64,10 +71,22 @@ def limit_error(api: str, verdict: Verdict):
         else:
             response = github.error(403, "API rate limit exceeded for user ID 1. (But here's the good news: "
                                          "Authenticated requests get a higher rate limit.)")
+    elif api == "hubspot":
+        response = _hubspot_limit(verdict.limited)
     else:
         response = salesforce.error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
     response.headers.update(verdict.headers)
     return response
+
+
+def _hubspot_limit(limited: str | None):
+    # Bodies as HubSpot sends them: HubSpot/hubspot-api-python#117 (TEN_SECONDLY_ROLLING) and
+    # HGData/mk-node-hubspot#84, #89 (SECONDLY); errorType and policyName, no category, no Retry-After.
+    if limited == "secondly":
+        return hubspot.error(429, "You have reached your secondly limit.", "", errorType="RATE_LIMIT",
+                             policyName="SECONDLY")
+    return hubspot.error(429, "You have reached your ten_secondly_rolling limit.", "", errorType="RATE_LIMIT",
+                         policyName="TEN_SECONDLY_ROLLING")
 
 
 def server_error(api: str, status: int):
@@ -76,6 +95,8 @@ def server_error(api: str, status: int):
         return stripe.api_error_response(status, "An unknown error occurred", "api_error")
     if api == "github":
         return github.error(status, "Server Error")
+    if api == "hubspot":
+        return hubspot.error(status, "internal error", "")
     return salesforce.error(status, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this "
                                                          "ErrorId if you contact support: 0-0 (0)")
 
@@ -122,12 +143,12 @@ class Gateway:
     async def _serve(self, sim, api, scope, receive, raw_send, send, extra) -> None:
         if api == "salesforce" and scope["path"] == TOKEN_PATH:
             return await self.app(scope, receive, send)  # the OAuth endpoint takes POST and no bearer
-        if scope["method"] not in ("GET", "HEAD"):
+        if scope["method"] not in ("GET", "HEAD") and not _hubspot_search(api, scope):
             return await _respond(_method_error(api), scope, receive, send)
         token = _token(scope, api)
         if not sim.token_valid(api, token):
             return await _respond(auth_error(api, token), scope, receive, send)
-        verdict = sim.limiter.check(api, token)
+        verdict = sim.limiter.check(api, token, scope["path"])
         if verdict.limited:
             return await _respond(limit_error(api, verdict), scope, receive, send)
         fault = sim.faults.take(api, scope["path"], TRANSPORT_KINDS)
@@ -176,11 +197,18 @@ class Gateway:
         await abort_connection(raw_send)
 
 
+def _hubspot_search(api: str, scope: dict) -> bool:
+    """HubSpot's CRM search is a POST (the only non-GET the simulator serves on an API path)."""
+    return api == "hubspot" and scope["method"] == "POST" and scope["path"].endswith("/search")
+
+
 def _method_error(api: str):
     if api == "stripe":
         return stripe.api_error_response(405, "This simulator serves GET requests only.", "invalid_request_error")
     if api == "github":
         return github.error(404, "Not Found")
+    if api == "hubspot":
+        return hubspot.error(405, "This simulator serves GET (and POST .../search) only.", "VALIDATION_ERROR")
     return salesforce.error(405, "METHOD_NOT_ALLOWED", "HTTP Method not allowed for this resource")
 
 

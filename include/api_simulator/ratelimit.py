@@ -24,7 +24,8 @@ class _Window:
 
 
 class RateLimiter:
-    """Stripe: requests per second; GitHub: per hour + secondary per minute; Salesforce: per rolling day."""
+    """Stripe: requests per second; GitHub: per hour + secondary per minute; Salesforce: per rolling day;
+    HubSpot: per rolling 10 seconds, and search per second on top."""
 
     def __init__(self, now: Callable[[], float], limits: Callable[[], dict[str, Any]]) -> None:
         self._now = now
@@ -35,10 +36,14 @@ class RateLimiter:
         """Forget all counters."""
         self._windows.clear()
 
-    def check(self, api: str, token: str) -> Verdict:
-        """Count one request for `token` and say whether it is over a limit."""
+    def check(self, api: str, token: str, path: str = "") -> Verdict:
+        """Count one request for `token` and say whether it is over a limit (`path`: HubSpot's search)."""
         window = self._windows.setdefault((api, token), _Window())
         conf = self._limits().get(api) or {}
+        if api == "hubspot":
+            search = self._windows.setdefault((api, token + "\0search"), _Window()) if path.endswith("/search") \
+                else None
+            return self._hubspot(window, search, conf, self._now())
         return getattr(self, f"_{api}")(window, conf, self._now())
 
     def refund(self, api: str, token: str) -> None:
@@ -55,6 +60,8 @@ class RateLimiter:
         if api == "github":
             headers = self._github_headers(5000, 5000 if limit == "primary" else 1, int(now) + retry_after_s)
             return Verdict(limit, headers, retry_after_s)
+        if api == "hubspot":
+            return Verdict(limit, self._hubspot_headers(100, 0))
         return Verdict("daily", {"Sforce-Limit-Info": "api-usage=100000/100000"})
 
     def _stripe(self, w: _Window, conf: dict, now: float) -> Verdict:
@@ -101,3 +108,30 @@ class RateLimiter:
             return Verdict("daily", {"Sforce-Limit-Info": f"api-usage={len(w.recent)}/{shown}"})
         w.recent.append(now)
         return Verdict(None, {"Sforce-Limit-Info": f"api-usage={len(w.recent)}/{shown}"})
+
+    def _hubspot(self, w: _Window, search: _Window | None, conf: dict, now: float) -> Verdict:
+        # docs ("API usage guidelines and limits"): a rolling 10-second burst limit per private app, headers
+        # X-HubSpot-RateLimit-Max / -Remaining / -Interval-Milliseconds; the CRM search endpoints have their
+        # own per-second limit (5 per second per account, "Search the CRM", Limitations) and answer 429
+        # with policyName SECONDLY when over it.
+        limit = conf.get("per_10_seconds") or 0
+        while w.recent and w.recent[0] <= now - 10.0:
+            w.recent.popleft()
+        shown = limit or 100
+        if search is not None:
+            per_second = conf.get("search_per_second") or 0
+            while search.recent and search.recent[0] <= now - 1.0:
+                search.recent.popleft()
+            if per_second and len(search.recent) >= per_second:
+                return Verdict("secondly", self._hubspot_headers(shown, shown - len(w.recent)))
+        if limit and len(w.recent) >= limit:
+            return Verdict("ten_secondly", self._hubspot_headers(shown, 0))
+        w.recent.append(now)
+        if search is not None:
+            search.recent.append(now)
+        return Verdict(None, self._hubspot_headers(shown, shown - len(w.recent)))
+
+    @staticmethod
+    def _hubspot_headers(limit: int, remaining: int) -> dict[str, str]:
+        return {"X-HubSpot-RateLimit-Max": str(limit), "X-HubSpot-RateLimit-Remaining": str(max(remaining, 0)),
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}

@@ -12,6 +12,9 @@ Real APIs do this, so nothing but a comparison with the API itself (apisync's au
 - Salesforce: automated processes (a picklist value renamed, an e-mail bounce flagged) rewrite rows
   and move `SystemModstamp` but not `LastModifiedDate` (Salesforce Help 000387261), and no workflow
   rule fires, so no Outbound Message is sent. Without `stamp` the row changes with no stamp at all.
+- HubSpot: propertyChange webhooks fire only for the properties an app subscribed to (Webhooks API:
+  each propertyChange subscription names one property), so a change to any other property arrives
+  with no event; `stamp` also moves hs_lastmodifieddate (and the search index, after its lag).
 
 Silent deletes: Stripe (customers, draft invoices; a subscription is silently cancelled) and GitHub
 (issues without comments, comments). Salesforce always leaves a trace of a delete (an `IsDeleted` row
@@ -42,7 +45,7 @@ def silent_mutations(sim: Any, api: str, collection: str, kind: str = "update", 
         raise MutationError(f"unknown api, collection or kind: {api!r} {collection!r} {kind!r}")
     change = _CHANGES.get((api, kind))
     if change is None:
-        raise MutationError(f"{api} has no silent {kind} (Salesforce keeps an IsDeleted row for every delete)")
+        raise MutationError(f"{api} has no silent {kind} (Salesforce and HubSpot keep a trace of every delete)")
     if kind == "delete" and collection not in model.mutable["delete"]:
         raise MutationError(f"{api} never deletes a {collection}")
     chosen = list(ids) if ids is not None else _pick(model, api, collection, kind, count)
@@ -79,6 +82,8 @@ def _store(model: Any, api: str, collection: str) -> Any:
         return model.data[collection]
     if api == "github":
         return {"issue": model.issues, "pull_request": model.pulls, "issue_comment": model.comments}[collection]
+    if api == "hubspot":
+        return model.live[collection]
     return model.rows[TYPES[collection]]
 
 
@@ -161,6 +166,10 @@ def _salesforce_update(model: Any, collection: str, oid: str, now: int, stamp: b
     return version
 
 
+def _hubspot_update(model: Any, collection: str, oid: str, now: int, stamp: bool) -> int | None:
+    return model.silent_update(collection, oid, now, stamp)
+
+
 _CHANGES = {("stripe", "update"): _stripe_update, ("stripe", "delete"): _stripe_delete,
             ("github", "update"): _github_update, ("github", "delete"): _github_delete,
-            ("salesforce", "update"): _salesforce_update}
+            ("salesforce", "update"): _salesforce_update, ("hubspot", "update"): _hubspot_update}

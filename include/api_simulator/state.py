@@ -7,6 +7,7 @@ from .clock import Clock
 from .config import APIS, SimulatorConfig, default_runtime, merge_config
 from .faults import Faults
 from .github_model import GitHubModel
+from .hubspot_model import HubSpotModel
 from .model import ApiModel
 from .ratelimit import RateLimiter
 from .salesforce import Cursors
@@ -42,6 +43,7 @@ class Simulator:
             "stripe": StripeModel(self.clock, seed, lambda: self.runtime),
             "github": GitHubModel(self.clock, seed),
             "salesforce": SalesforceModel(self.clock, seed, lambda: self.runtime),
+            "hubspot": HubSpotModel(self.clock, seed, lambda: self.runtime),
         }
         for model in self.models.values():
             model.seed(objects)
@@ -54,7 +56,7 @@ class Simulator:
                                     self.config.credentials.salesforce)
 
     def token_valid(self, api: str, token: str | None) -> bool:
-        """Stripe and GitHub tokens never expire here; a Salesforce token is a session that does."""
+        """Stripe, GitHub and HubSpot tokens never expire here; a Salesforce token is a session that does."""
         if api == "salesforce":
             return self.sf_sessions.valid(token)
         return token == getattr(self.config.credentials, api)

@@ -1,4 +1,4 @@
-"""Time formats of the three APIs, all UTC."""
+"""Time formats of the four APIs, all UTC."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -19,6 +19,11 @@ def iso_time(epoch_s: float) -> str:
     """ISO 8601 with milliseconds and Z."""
     dt = datetime.fromtimestamp(epoch_s, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def hubspot_time(epoch_ms: int) -> str:
+    """HubSpot style: 2026-11-26T14:53:32.123Z (millisecond precision)."""
+    return datetime.fromtimestamp(epoch_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def http_date(epoch_s: float) -> str:

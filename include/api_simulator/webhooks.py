@@ -1,5 +1,10 @@
 """Background webhook delivery: signing, shuffling, duplicates and bounded redelivery.
 
+HubSpot events (event "hubspot_event") are merged into JSON arrays of up to 100 per request, as the
+Webhooks API v3 sends them ("HubSpot will send multiple events in a single request, up to 100",
+https://developers.hubspot.com/docs/api/webhooks), signed with X-HubSpot-Signature-v3; a retried
+batch carries its attempt in each event's `attemptNumber` (0 for the first delivery).
+
 Salesforce Outbound Messaging notifications (event "outbound") go to `salesforce_outbound.url`,
 batched like the org does (up to `max_batch`, at most 100, per SOAP message), and count as delivered
 only when the listener answers `<Ack>true</Ack>` (see salesforce_outbound.py).
@@ -16,10 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from . import salesforce_outbound
 from .model import WebhookMessage
-from .signing import github_signature, standard_webhooks_signature, stripe_signature
+from .signing import (
+    github_signature,
+    hubspot_signature_v1,
+    hubspot_signature_v3,
+    standard_webhooks_signature,
+    stripe_signature,
+)
+
+HUBSPOT_MAX_BATCH = 100
 
 
 @dataclass(order=True, slots=True)
@@ -32,8 +46,9 @@ class _Pending:
     generation: int = field(compare=False, default=0)
 
 
-def signed_headers(message: WebhookMessage, secrets: list[str], now: int) -> dict[str, str]:
-    """The provider's headers for one delivery attempt (fresh timestamp each attempt)."""
+def signed_headers(message: WebhookMessage, secrets: list[str], now: int, url: str = "",
+                   now_ms: int | None = None) -> dict[str, str]:
+    """The provider's headers for one delivery attempt (fresh timestamp each attempt; HubSpot signs the URL)."""
     headers = {"Content-Type": "application/json", "User-Agent": f"api_simulator-{message.api}"}
     if message.api == "stripe":
         if secrets:
@@ -43,6 +58,13 @@ def signed_headers(message: WebhookMessage, secrets: list[str], now: int) -> dic
                         "X-GitHub-Hook-ID": "1"})
         if secrets:
             headers["X-Hub-Signature-256"] = github_signature(message.body, secrets[0])
+    elif message.api == "hubspot":
+        stamp = now * 1000 if now_ms is None else now_ms
+        headers["X-HubSpot-Request-Timestamp"] = str(stamp)
+        if secrets:  # the first secret is the app's client secret
+            headers["X-HubSpot-Signature-v3"] = hubspot_signature_v3(secrets[0], "POST", url, message.body, stamp)
+            headers["X-HubSpot-Signature"] = hubspot_signature_v1(secrets[0], message.body)
+            headers["X-HubSpot-Signature-Version"] = "v1"
     else:
         headers.update({"webhook-id": message.delivery_id, "webhook-timestamp": str(now)})
         if secrets:
@@ -109,7 +131,7 @@ class WebhookDispatcher:
             chaos = self._config()["webhook_chaos"]
             if chaos.get("shuffle"):
                 self._rng.shuffle(batch)
-            for item in self._batch_outbound(batch):
+            for item in self._batch_hubspot(self._batch_outbound(batch)):
                 self._deliver(item, chaos)
 
     def _collect(self, timeout: float) -> None:
@@ -158,12 +180,30 @@ class WebhookDispatcher:
             merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation))
         return [item for item in batch if item.message.event != "outbound"] + merged
 
+    @staticmethod
+    def _batch_hubspot(batch: list[_Pending]) -> list[_Pending]:
+        """Due HubSpot events merged into JSON arrays of at most 100 (in the batch's, maybe shuffled, order)."""
+        events = [item for item in batch if item.message.event == "hubspot_event"]
+        if not events:
+            return batch
+        merged = []
+        for start in range(0, len(events), HUBSPOT_MAX_BATCH):
+            group = events[start:start + HUBSPOT_MAX_BATCH]
+            body = b"[" + b",".join(item.message.body for item in group) + b"]"
+            message = WebhookMessage("hubspot", body, "hubspot_batch", group[0].message.delivery_id)
+            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation))
+        return [item for item in batch if item.message.event != "hubspot_event"] + merged
+
     def _post(self, item: _Pending) -> bool:
         message = item.message
         if message.event == "outbound_batch":
             return self._post_soap(item)
+        if message.event == "hubspot_batch" and item.attempt > 1:
+            events = [{**event, "attemptNumber": item.attempt - 1} for event in orjson.loads(message.body)]
+            message = WebhookMessage(message.api, orjson.dumps(events), message.event, message.delivery_id)
         secrets = list((self._config()["webhooks"].get(message.api) or {}).get("secrets") or [])
-        headers = signed_headers(message, secrets, int(self._wall()))
+        wall = self._wall()
+        headers = signed_headers(message, secrets, int(wall), item.url, int(wall * 1000))
         counts = self.stats.setdefault(message.api, {"delivered": 0, "failed": 0, "attempts": 0})
         counts["attempts"] += 1
         try:

@@ -15,7 +15,8 @@ from api_simulator.config import SimulatorConfig
 EPOCH = 1_790_000_000
 AUTH = {"stripe": {"Authorization": "Bearer sk_test_apisync"},
         "github": {"Authorization": "token ghp_apisync"},
-        "salesforce": {"Authorization": "Bearer sf_apisync_token"}}
+        "salesforce": {"Authorization": "Bearer sf_apisync_token"},
+        "hubspot": {"Authorization": "Bearer pat-na1-apisync"}}
 
 
 @pytest.fixture
@@ -48,6 +49,12 @@ def github(client):
 @pytest.fixture
 def salesforce(client):
     client.headers.update(AUTH["salesforce"])
+    return client
+
+
+@pytest.fixture
+def hubspot(client):
+    client.headers.update(AUTH["hubspot"])
     return client
 
 
