@@ -33,17 +33,23 @@ SIMULATOR_SALESFORCE_APP = {
 
 
 def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> dict[str, str]:
-    """Airflow connections as AIRFLOW_CONN_* variables (JSON form), pointing at the local services."""
+    """Airflow connections as AIRFLOW_CONN_* variables (JSON form), pointing at the local services.
+
+    Each has the connection type of its official provider (kafka, redis, http, github, salesforce), so the
+    UI shows the provider's form; apisync's own options are JSON extras.
+    """
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     conns = {
         "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}},
-        "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port},
+        "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port, "extra": {"db": 0}},
+        # The HTTP provider's fields: host (here with its scheme) and password = the secret key.
+        "stripe_default": {"conn_type": "http", "host": simulator_url, "password": SIMULATOR_TOKENS["stripe"],
+                           "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["stripe"]], "rate_per_s": 20}},
+        # The GitHub provider's fields: password = token, host = the (Enterprise) API URL, here the simulator.
+        "github_default": {"conn_type": "github", "host": simulator_url, "password": SIMULATOR_TOKENS["github"],
+                           "extra": {"repos": ["apisync/demo", "apisync/tools"],  # the simulator serves both
+                                     "webhook_secrets": [DEMO_WEBHOOK_SECRETS["github"]], "rate_per_s": 20}},
     }
-    for api, token in SIMULATOR_TOKENS.items():
-        extra = {"webhook_secrets": [DEMO_WEBHOOK_SECRETS[api]], "rate_per_s": 20}
-        if api == "github":
-            extra["repos"] = ["apisync/demo", "apisync/tools"]  # the simulator serves both
-        conns[f"{api}_default"] = {"conn_type": "http", "host": simulator_url, "password": token, "extra": extra}
     conns["salesforce_default"] = salesforce_connection(simulator_url)
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
 

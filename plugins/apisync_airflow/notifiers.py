@@ -1,26 +1,28 @@
 """Failure alerts as an Airflow notifier: DAG, task, error and log URL, to every configured channel.
 
 Channels are chosen when an alert fires (from the worker's environment), so nothing is read at
-DAG-parse time: the log always; a JSON-lines file if APISYNC_ALERT_FILE is set; Slack if
-APISYNC_ALERT_SLACK_WEBHOOK_URL is set; e-mail if APISYNC_ALERT_SMTP_HOST and APISYNC_ALERT_EMAIL_TO
-are set (APISYNC_ALERT_SMTP_PORT, APISYNC_ALERT_EMAIL_FROM optional). A failing channel is logged and
-the others still run: an alert must not be lost because Slack is down.
+DAG-parse time: the log always; a JSON-lines file if APISYNC_ALERT_FILE is set; Slack through the
+Slack provider's `SlackWebhookNotifier` if APISYNC_ALERT_SLACK_CONN_ID names a Slack Incoming Webhook
+connection; e-mail through the SMTP provider's `SmtpNotifier` if APISYNC_ALERT_EMAIL_TO is set (the
+`smtp` connection APISYNC_ALERT_SMTP_CONN_ID, else the provider's default; APISYNC_ALERT_EMAIL_FROM,
+else the connection's `from_email`). A failing channel is logged and the others still run: an alert
+must not be lost because Slack is down.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
-import smtplib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx
 from airflow.sdk import BaseNotifier
+
+from apisync.formats import shorten
 
 log = logging.getLogger("apisync.alerts")
 
@@ -48,7 +50,7 @@ class Alert:
 
 def _one_line(value: Any) -> str:
     text = " ".join(str(value).split()) if value is not None else "unknown error"
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
+    return shorten(text, _MAX_ERROR)
 
 
 def alert_from_context(context: Mapping[str, Any]) -> Alert:
@@ -85,21 +87,32 @@ def file_channel(path: str) -> Callable[[Alert], None]:
     return send
 
 
-def slack_channel(url: str, post: Callable[..., Any] = httpx.post) -> Callable[[Alert], None]:
+# The provider notifiers are imported when an alert fires (parsing a DAG never loads them), and their
+# notify() is called directly, never through __call__: that would render their fields as Jinja
+# templates, and an error message is not a template (a "{{" in it would break or run).
+def slack_channel(conn_id: str) -> Callable[[Alert], None]:
+    """The alert text to a Slack Incoming Webhook connection (conn type `slackwebhook`)."""
     def send(alert: Alert) -> None:
-        post(url, json={"text": alert.text()}, timeout=10).raise_for_status()
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        SlackWebhookNotifier(slack_webhook_conn_id=conn_id, text=alert.text()).notify({})
     return send
 
 
-def smtp_channel(host: str, port: int, sender: str, to: str) -> Callable[[Alert], None]:
+def smtp_channel(conn_id: str | None, to: str, sender: str | None) -> Callable[[Alert], None]:
+    """The alert as an e-mail through an `smtp` connection (None: the provider's default connection)."""
     def send(alert: Alert) -> None:
-        message = EmailMessage()
-        message["Subject"] = f"[apisync] {alert.dag_id}.{alert.task_id} failed"
-        message["From"], message["To"] = sender, to
-        message.set_content(alert.text())
-        with smtplib.SMTP(host, port, timeout=10) as smtp:
-            smtp.send_message(message)
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        SmtpNotifier(to=to, from_email=sender, smtp_conn_id=conn_id,
+                     subject=f"[apisync] {alert.dag_id}.{alert.task_id} failed",
+                     html_content=f"<p>{html.escape(alert.text())}</p>").notify({})
     return send
+
+
+# Read before the provider notifiers: now ignored, so say so rather than drop alerts silently.
+_RETIRED = {"APISYNC_ALERT_SLACK_WEBHOOK_URL": "a slackwebhook connection named by APISYNC_ALERT_SLACK_CONN_ID",
+            "APISYNC_ALERT_SMTP_HOST": "an smtp connection (APISYNC_ALERT_SMTP_CONN_ID, default smtp_default)"}
 
 
 def channels_from_env(env: Mapping[str, str]) -> list[tuple[str, Callable[[Alert], None]]]:
@@ -107,12 +120,14 @@ def channels_from_env(env: Mapping[str, str]) -> list[tuple[str, Callable[[Alert
     chosen: list[tuple[str, Callable[[Alert], None]]] = [("log", log_channel)]
     if env.get("APISYNC_ALERT_FILE"):
         chosen.append(("file", file_channel(env["APISYNC_ALERT_FILE"])))
-    if env.get("APISYNC_ALERT_SLACK_WEBHOOK_URL"):
-        chosen.append(("slack", slack_channel(env["APISYNC_ALERT_SLACK_WEBHOOK_URL"])))
-    if env.get("APISYNC_ALERT_SMTP_HOST") and env.get("APISYNC_ALERT_EMAIL_TO"):
-        chosen.append(("smtp", smtp_channel(env["APISYNC_ALERT_SMTP_HOST"], int(env.get("APISYNC_ALERT_SMTP_PORT", 25)),
-                                            env.get("APISYNC_ALERT_EMAIL_FROM", "apisync@localhost"),
-                                            env["APISYNC_ALERT_EMAIL_TO"])))
+    if env.get("APISYNC_ALERT_SLACK_CONN_ID"):
+        chosen.append(("slack", slack_channel(env["APISYNC_ALERT_SLACK_CONN_ID"])))
+    if env.get("APISYNC_ALERT_EMAIL_TO"):
+        conn_id, sender = env.get("APISYNC_ALERT_SMTP_CONN_ID") or None, env.get("APISYNC_ALERT_EMAIL_FROM") or None
+        chosen.append(("smtp", smtp_channel(conn_id, env["APISYNC_ALERT_EMAIL_TO"], sender)))
+    for name, instead in _RETIRED.items():
+        if env.get(name):
+            log.warning("%s is no longer read: alerts go through %s", name, instead)
     return chosen
 
 

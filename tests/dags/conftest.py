@@ -20,7 +20,7 @@ CONNECTIONS = {
     "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": 16379, "extra": {"db": 3}},
     "stripe_default": {"conn_type": "http", "host": "http://127.0.0.1:18765", "password": "sk_test_unit",
                        "extra": {"rate_per_s": 20, "burst": 3, "webhook_secrets": ["whsec_a"]}},
-    "github_default": {"conn_type": "http", "host": "http://127.0.0.1:18765", "password": "ghp_unit",
+    "github_default": {"conn_type": "github", "host": "http://127.0.0.1:18765", "password": "ghp_unit",
                        "extra": {"repos": ["apisync/demo"]}},
 }
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apisync_airflow.notifiers import ApisyncAlertNotifier, alert_from_context, channels_from_env, slack_channel
+from apisync_airflow.notifiers import ApisyncAlertNotifier, alert_from_context, channels_from_env
 from apisync_airflow.progress import ProgressLogger, progress_line
 
 
@@ -35,38 +35,21 @@ def test_notifier_logs_by_default_and_writes_the_file_when_configured(tmp_path, 
     assert written["error"].startswith("RuntimeError: stripe GET /v1/customers")
 
 
-def test_a_broken_channel_does_not_stop_the_others(tmp_path, caplog):
-    path = tmp_path / "alerts.jsonl"
-    env = {"APISYNC_ALERT_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/nowhere", "APISYNC_ALERT_FILE": str(path)}
-    ApisyncAlertNotifier(env=env).notify(failure_context())
-    assert json.loads(path.read_text())["task_id"] == "backfill"
-    assert "alert channel slack failed" in caplog.text
-
-
-def test_slack_channel_posts_the_alert_text():
-    posted = []
-
-    class Answer:
-        def raise_for_status(self):
-            return None
-
-    def post(url, json, timeout):
-        posted.append((url, json))
-        return Answer()
-
-    alert = alert_from_context(failure_context())
-    slack_channel("https://hooks.slack.test/T/1", post=post)(alert)
-    assert posted == [("https://hooks.slack.test/T/1", {"text": alert.text()})]
-
-
 @pytest.mark.parametrize("env, names", [
     ({}, ["log"]),
-    ({"APISYNC_ALERT_SMTP_HOST": "mail"}, ["log"]),  # no recipient: no mail channel
-    ({"APISYNC_ALERT_SMTP_HOST": "mail", "APISYNC_ALERT_EMAIL_TO": "ops@x"}, ["log", "smtp"]),
-    ({"APISYNC_ALERT_SLACK_WEBHOOK_URL": "https://s", "APISYNC_ALERT_FILE": "/tmp/a"}, ["log", "file", "slack"]),
+    ({"APISYNC_ALERT_SMTP_CONN_ID": "smtp_default"}, ["log"]),  # no recipient: no mail channel
+    ({"APISYNC_ALERT_EMAIL_TO": "ops@x"}, ["log", "smtp"]),
+    ({"APISYNC_ALERT_SLACK_CONN_ID": "slack_default", "APISYNC_ALERT_FILE": "/tmp/a"}, ["log", "file", "slack"]),
 ])
 def test_channels_from_env(env, names):
     assert [name for name, _ in channels_from_env(env)] == names
+
+
+@pytest.mark.parametrize("retired", ["APISYNC_ALERT_SLACK_WEBHOOK_URL", "APISYNC_ALERT_SMTP_HOST"])
+def test_a_retired_setting_is_named_in_a_warning(retired, caplog):
+    with caplog.at_level(logging.WARNING, logger="apisync.alerts"):
+        assert [name for name, _ in channels_from_env({retired: "x"})] == ["log"]
+    assert f"{retired} is no longer read" in caplog.text
 
 
 def progress(pages, eta=None, cursor=None):
