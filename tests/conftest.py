@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from api_simulator.config import APIS as SIMULATED_APIS
 from devstack.kafka import KafkaCluster
 from devstack.process import become_subreaper, kill_descendants
 from devstack.redis import RedisServer
@@ -102,7 +103,7 @@ def clean_slate(kafka_config, redis_url, simulator_url):
         # The simulator keeps its config across resets: put back what earlier tests changed.
         httpx.post(f"{simulator_url}/_admin/config", json={
             "mutation_rate_per_s": 0,
-            "webhooks": {api: {"url": None, "secrets": []} for api in ("stripe", "github", "salesforce")},
+            "webhooks": {api: {"url": None, "secrets": []} for api in SIMULATED_APIS},
             "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0, "max_attempts": 5},
             "stripe_events_lag_s": 3.0, "stripe_api_version": "2024-06-20",  # Stripe-like defaults
             # A tenth of Salesforce mutations commit 3 s late with their start stamp (the simulator's

@@ -111,7 +111,7 @@ def test_late_and_out_of_order_events_are_not_lost(clean_slate, sim, kafka_confi
         for collection in COLLECTIONS:
             run_backfill(settings, collection)
         began = sim.get("/_admin/clock").json()["now"]
-        for _ in range(6):  # poll every 2 s while changes keep coming and surface up to 5 s late
+        for _ in range(4):  # poll every 2 s while changes keep coming and surface up to 5 s late
             started = time.monotonic()
             for collection in COLLECTIONS:
                 _mutate(sim, collection, 2, ["create", "update", "delete"])
