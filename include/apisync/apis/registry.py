@@ -18,6 +18,9 @@ class WebhookSpec:
     scheme: Callable[..., Any]  # a `webhooks.signatures` scheme class: scheme(secrets, tolerance_s)
     parse: Callable[..., Any]  # (body, headers, synced_at, **options) -> Observation
     delivery_header: str | None = None  # header naming the delivery (else webhook-id, else the body's id)
+    # A provider that batches several changes into one delivery: body -> one body per change. The
+    # receiver stores each as its own `<api>.webhooks` message (keyed by its record), all acked first.
+    split: Callable[[bytes], list[bytes]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

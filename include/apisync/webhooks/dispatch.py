@@ -55,6 +55,12 @@ def delivery_id(api: str, body: bytes, headers: Mapping[str, str]) -> str | None
     return event_id if isinstance(event_id, str) else None
 
 
+def split_delivery(api: str, body: bytes) -> list[bytes]:
+    """One body per change: as delivered, unless the api's provider batches changes (`WebhookSpec.split`)."""
+    split = _webhook(api).split
+    return [body] if split is None else split(body)
+
+
 def webhook_key(api: str, body: bytes, headers: Mapping[str, str]) -> str | None:
     """Kafka key for `<api>.webhooks`: the record key if the payload names the object, else the delivery id."""
     try:

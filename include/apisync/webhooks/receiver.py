@@ -29,8 +29,8 @@ from fastapi.responses import JSONResponse, Response
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
 from apisync.webhooks import outbound_messaging as om
-from apisync.webhooks.dispatch import scheme_for, webhook_key
-from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, SignatureError
+from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
+from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, RequestLine, SignatureError
 
 log = logging.getLogger("apisync.webhooks")
 
@@ -150,19 +150,23 @@ def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
         except BodyTooLarge:
             return _answer(413, f"body larger than {settings.max_body_bytes} bytes")
         try:
-            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock())
+            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock(),
+                                                                  RequestLine(request.method, str(request.url)))
         except SignatureError as exc:
             log.warning("rejected %s webhook: %s", api, exc)
             return _answer(exc.status, str(exc))
         return await _forward(api, body, request)
 
     async def _forward(api: str, body: bytes, request: Request) -> JSONResponse:
-        received_at = epoch_to_iso(settings.clock())
-        key = webhook_key(api, body, request.headers)
+        headers = _kafka_headers(request, epoch_to_iso(settings.clock()))
+        try:
+            items = [(webhook_key(api, part, request.headers), part, headers) for part in split_delivery(api, body)]
+        except ValueError as exc:  # a batch that cannot be split: the provider's retry will not mend it
+            log.warning("rejected %s webhook: %s", api, exc)
+            return _answer(400, str(exc))
         failpoint("webhook.verified")  # verified, not yet in Kafka
         try:
-            await run_in_threadpool(sink.send, f"{settings.topic_prefix}{api}.webhooks", key, body,
-                                    _kafka_headers(request, received_at))
+            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}{api}.webhooks", items)
         except Exception as exc:  # any Kafka trouble: the provider must retry
             log.error("webhook for %s not stored: %s", api, exc)
             return _answer(503, "webhook not stored, retry later")

@@ -1,6 +1,7 @@
 """Webhook signature schemes (Stripe, GitHub, Standard Webhooks), verified over the raw body bytes.
 
-Each scheme is one small class with `verify(body, headers, now)`; it raises `MalformedSignature`
+Each scheme is one small class with `verify(body, headers, now, request)` (`request`: the method and URL
+the delivery was posted to, for schemes that sign them); it raises `MalformedSignature`
 (answer 400) or `InvalidSignature` (answer 401) and never puts a secret in the message.
 Several secrets may be active at once (rotation): any one matching is enough.
 """
@@ -15,6 +16,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_TOLERANCE_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLine:
+    """The method and full URL a delivery was posted to, for schemes that sign them (HubSpot v3 does)."""
+
+    method: str = "POST"
+    url: str = ""
+
+
+NO_REQUEST = RequestLine()
 
 
 class SignatureError(Exception):
@@ -73,7 +85,7 @@ class StripeSignature:
     tolerance_s: int = DEFAULT_TOLERANCE_S
     header = "Stripe-Signature"
 
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
         """Raise SignatureError unless one v1 signature matches and t is recent enough."""
         timestamp, signatures = self._parse(_header(headers, self.header))
         # Stripe's own libraries reject only timestamps older than the tolerance.
@@ -112,7 +124,7 @@ class GitHubSignature:
     tolerance_s: int = DEFAULT_TOLERANCE_S  # unused: kept so every scheme takes the same settings
     header = "X-Hub-Signature-256"
 
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
         """Raise SignatureError unless the sha256 signature matches one active secret."""
         scheme, _, hexdigest = _header(headers, self.header).partition("=")
         if scheme != "sha256" or not hexdigest:
@@ -130,7 +142,7 @@ class StandardWebhooksSignature:
     secrets: tuple[str, ...] = field(repr=False)
     tolerance_s: int = DEFAULT_TOLERANCE_S
 
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
         """Raise SignatureError unless one v1 signature matches and the timestamp is within ±tolerance."""
         msg_id = _header(headers, "webhook-id")
         raw_ts = _header(headers, "webhook-timestamp")

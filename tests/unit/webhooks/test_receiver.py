@@ -116,3 +116,48 @@ def test_unknown_api_is_404_and_settings_repr_hides_secrets():
                                          "APISYNC_WEBHOOK_TOLERANCE_S": "60"})
     assert settings.secrets == {"stripe": ("whsec_a", "whsec_b")} and settings.tolerance_s == 60
     assert "whsec_a" not in repr(settings)
+
+
+class UrlSigned:
+    """A test scheme signing method + URL + body, as providers like HubSpot (v3) do."""
+
+    def __init__(self, secrets, tolerance_s):
+        self.secret = secrets[0]
+
+    def verify(self, body, headers, now, request):
+        from apisync.webhooks.signatures import InvalidSignature
+
+        if headers.get("x-sig") != f"{self.secret}|{request.method}|{request.url}|{body.decode()}":
+            raise InvalidSignature("no signature matches")
+
+
+def _acme_change(body: bytes, headers, synced_at: str, **_options):
+    from apisync.events import Observation
+
+    change = orjson.loads(body)
+    return Observation("acme", "widget", str(change["objectId"]), change["occurredAt"], "webhook", synced_at,
+                       None, False, True)
+
+
+@pytest.fixture
+def batching_api():
+    from apisync.apis import ApiSpec, WebhookSpec, register, unregister
+
+    split = lambda body: [orjson.dumps(change) for change in orjson.loads(body)]  # noqa: E731
+    register(ApiSpec("acme", ("widget",), lambda settings: None, 1.0,
+                     webhook=WebhookSpec(UrlSigned, _acme_change, split=split)))
+    yield
+    unregister("acme")
+
+
+def test_a_batched_delivery_is_stored_one_message_per_change_and_signed_over_its_url(batching_api):
+    producer = RecordingProducer()
+    app = TestClient(create_app(WebhookSettings(secrets={"acme": ("s3",)}, clock=lambda: NOW), producer))
+    body = orjson.dumps([{"objectId": 7, "occurredAt": 1}, {"objectId": 8, "occurredAt": 2}])
+    url = "http://testserver/webhooks/acme?portal=1"
+    forged = app.post("/webhooks/acme?portal=1", content=body, headers={"x-sig": f"s3|POST|http://elsewhere/|{body.decode()}"})
+    assert forged.status_code == 401 and producer.stored == []
+    answer = app.post("/webhooks/acme?portal=1", content=body, headers={"x-sig": f"s3|POST|{url}|{body.decode()}"})
+    assert answer.status_code == 200
+    assert [(key, orjson.loads(value)["objectId"]) for _topic, key, value, _headers in producer.stored] == [
+        ("acme.widget.7", 7), ("acme.widget.8", 8)]
