@@ -8,6 +8,10 @@ A rule set is a plain mapping (it could come from YAML) turned into frozen datac
 - `threshold`: a numeric field crosses a threshold upwards (rising edge only): the event fires when the
   previous value was below the threshold (or absent, e.g. on creation) and the new one is at or above it;
   later updates that stay above it emit nothing.
+
+A rule's `field` is a top-level field, or a dotted path into nested objects (`properties.dealstage`,
+for APIs such as HubSpot that keep an object's values under one key); a top-level field whose own name
+contains a dot wins over the path.
 """
 
 from __future__ import annotations
@@ -15,6 +19,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+_MISSING = object()
+
+
+def field_value(data: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """`data[path]`, else the value at the dotted path (`default` where it is missing)."""
+    if path in data:
+        return data[path]
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +46,9 @@ class TransitionRule:
 
     def fires(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
         """True when this update is a matching transition (never on creation)."""
-        if old is None or self.field not in new:
+        if old is None or field_value(new, self.field, _MISSING) is _MISSING:
             return False
-        before, after = old.get(self.field), new.get(self.field)
+        before, after = field_value(old, self.field), field_value(new, self.field)
         if before == after:
             return False
         if self.from_values and before not in self.from_values:
@@ -48,10 +66,10 @@ class ThresholdRule:
 
     def fires(self, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
         """True only on the rising edge."""
-        after = _number(new.get(self.field))
+        after = _number(field_value(new, self.field))
         if after is None or after < self.threshold:
             return False
-        before = _number(old.get(self.field)) if old is not None else None
+        before = _number(field_value(old, self.field)) if old is not None else None
         return before is None or before < self.threshold
 
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import httpx
 
+from api_simulator.config import APIS as SIMULATED_APIS
+from api_simulator.config import Credentials
 from devstack.paths import PROJECT_ROOT
 from devstack.process import ManagedProcess, free_port, wait_until
 
 ADMIN_USER = "admin"
-# Demo-only signing secrets shared by the simulator and the receiver (real ones come from the provider).
+# Demo-only signing secrets shared by the simulator and the receiver (real ones come from the provider);
+# an API not named here gets `apisync-demo-<api>-secret` (demo_webhook_secret).
 DEMO_WEBHOOK_SECRETS = {
     "stripe": "whsec_apisync_demo_stripe",
     "github": "apisync-demo-github-secret",
@@ -22,8 +25,8 @@ DEMO_WEBHOOK_SECRETS = {
 }
 
 
-# The simulator's default credentials (include/api_simulator/README.md).
-SIMULATOR_TOKENS = {"stripe": "sk_test_apisync", "github": "ghp_apisync", "salesforce": "sf_apisync_token"}
+# The simulator's default credentials, one per API it serves (api_simulator.config.Credentials).
+SIMULATOR_TOKENS = {api: getattr(Credentials(), api) for api in SIMULATED_APIS}
 # The simulator's Salesforce connected app and org (api_simulator/config.py, salesforce_oauth.py).
 SIMULATOR_SALESFORCE_APP = {
     "client_id": "3MVG9apisync_demo_consumer_key", "client_secret": "apisync_demo_consumer_secret",
@@ -32,26 +35,48 @@ SIMULATOR_SALESFORCE_APP = {
 }
 
 
+def demo_webhook_secret(api: str) -> str:
+    """The demo's signing secret of one API (shared by the simulator and the receiver)."""
+    return DEMO_WEBHOOK_SECRETS.get(api) or f"apisync-demo-{api}-secret"
+
+
+def demo_apis() -> list[str]:
+    """The registered APIs the simulator serves, in registration order: the demo syncs each."""
+    from apisync.catalog import APIS
+
+    return [api for api in APIS if api in SIMULATED_APIS]
+
+
 def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> dict[str, str]:
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form), pointing at the local services.
 
     Each has the connection type of its official provider (kafka, redis, http, github, salesforce), so the
-    UI shows the provider's form; apisync's own options are JSON extras.
+    UI shows the provider's form; apisync's own options are JSON extras. Every registered API the simulator
+    serves gets one: GitHub and Salesforce in their providers' shapes, any other an `http` connection.
     """
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     conns = {
         "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}},
         "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port, "extra": {"db": 0}},
-        # The HTTP provider's fields: host (here with its scheme) and password = the secret key.
-        "stripe_default": {"conn_type": "http", "host": simulator_url, "password": SIMULATOR_TOKENS["stripe"],
-                           "extra": {"webhook_secrets": [DEMO_WEBHOOK_SECRETS["stripe"]], "rate_per_s": 20}},
-        # The GitHub provider's fields: password = token, host = the (Enterprise) API URL, here the simulator.
-        "github_default": {"conn_type": "github", "host": simulator_url, "password": SIMULATOR_TOKENS["github"],
-                           "extra": {"repos": ["apisync/demo", "apisync/tools"],  # the simulator serves both
-                                     "webhook_secrets": [DEMO_WEBHOOK_SECRETS["github"]], "rate_per_s": 20}},
     }
-    conns["salesforce_default"] = salesforce_connection(simulator_url)
+    shaped = {"github": github_connection, "salesforce": salesforce_connection}
+    for api in demo_apis():
+        conns[f"{api}_default"] = shaped.get(api, lambda url, api=api: http_connection(api, url))(simulator_url)
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
+
+
+def http_connection(api: str, simulator_url: str) -> dict:
+    """The HTTP provider's fields: host (here with its scheme) and password = the API's token; the budget
+    is the API spec's default (`rate_per_s` unset)."""
+    return {"conn_type": "http", "host": simulator_url, "password": SIMULATOR_TOKENS[api],
+            "extra": {"webhook_secrets": [demo_webhook_secret(api)]}}
+
+
+def github_connection(simulator_url: str) -> dict:
+    """The GitHub provider's fields: password = token, host = the (Enterprise) API URL, here the simulator."""
+    return {"conn_type": "github", "host": simulator_url, "password": SIMULATOR_TOKENS["github"],
+            "extra": {"repos": ["apisync/demo", "apisync/tools"],  # the simulator serves both
+                      "webhook_secrets": [demo_webhook_secret("github")], "rate_per_s": 20}}
 
 
 def salesforce_connection(simulator_url: str) -> dict:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
-from devstack.airflow import ADMIN_USER, DEMO_WEBHOOK_SECRETS, AirflowStandalone, connection_env
+from devstack.airflow import ADMIN_USER, AirflowStandalone, connection_env, demo_apis, demo_webhook_secret
 from devstack.kafka import KafkaCluster
 from devstack.paths import state_dir
 from devstack.redis import RedisServer
 from devstack.simulator import SimulatorServer
 
-APIS = ("stripe", "github", "salesforce")
 WEBHOOK_PATH = "/apisync/webhooks"  # where the apisync plugin mounts the receiver on the api-server
 
 
@@ -62,8 +61,8 @@ def _ensure_topics(bootstrap: str) -> None:
 def _point_webhooks_at(simulator_url: str, airflow_url: str) -> None:
     import httpx
 
-    hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}", "secrets": [DEMO_WEBHOOK_SECRETS[api]]}
-             for api in APIS}
+    hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}", "secrets": [demo_webhook_secret(api)]}
+             for api in demo_apis()}
     # Salesforce pushes Outbound Messages (SOAP) to their own receiver path, beside the JSON webhooks
     outbound = {"url": f"{airflow_url}{WEBHOOK_PATH}/salesforce/outbound-messages"}
     httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0,
@@ -76,11 +75,10 @@ def _banner(airflow: AirflowStandalone) -> None:
 
 
 def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
-    from apisync.catalog import APIS as API_NAMES
     from apisync_airflow import rest
     from apisync_airflow.pools import ensure_pools
 
-    backfills = [f"{api}_backfill" for api in API_NAMES]
+    backfills = [f"{api}_backfill" for api in demo_apis()]
     with airflow.client() as api:
         say(f"pools: {', '.join(ensure_pools(api))}")
         try:
@@ -88,7 +86,7 @@ def _run_backfills(airflow: AirflowStandalone, bootstrap: str) -> None:
         except rest.AirflowRestError as exc:
             say(f"missing: {exc}; the stack is up without pipelines")
             return
-        for dag_id in _dags_to_unpause(API_NAMES):
+        for dag_id in _dags_to_unpause(demo_apis()):
             rest.unpause(api, dag_id)
         runs = {dag_id: rest.trigger(api, dag_id) for dag_id in backfills}
         say(f"triggered {', '.join(backfills)}; waiting for them to finish")

@@ -158,3 +158,20 @@ def test_observation_from_change_rejects(value, reason):
 def test_content_hash_ignores_key_order():
     assert obs({"a": 1, "b": 2}).content_hash() == obs({"b": 2, "a": 1}).content_hash()
     assert obs({"a": 1}).content_hash() != obs({"a": 2}).content_hash()
+
+
+@pytest.mark.parametrize(("old", "new", "fires"), [
+    ({"properties": {"dealstage": "qualifiedtobuy"}}, {"properties": {"dealstage": "closedwon"}}, True),
+    ({"properties": {"dealstage": "closedwon"}}, {"properties": {"dealstage": "closedwon", "amount": "5"}}, False),
+    (None, {"properties": {"dealstage": "closedwon"}}, False),  # creation is not a transition
+    ({"properties": {"dealstage": "closedwon"}}, {"properties": {}}, False),  # the path is missing
+    ({"properties.dealstage": "a"}, {"properties.dealstage": "b"}, True),  # a dotted top-level name wins
+])
+def test_a_rule_field_may_be_a_dotted_path_into_nested_values(old, new, fires):
+    assert TransitionRule("properties.dealstage", "dealstage_changed").fires(old, new) is fires
+
+
+def test_a_threshold_on_a_nested_path_fires_on_the_rising_edge():
+    rule = ThresholdRule("totals.due", 1000, "due_crossed")
+    assert rule.fires({"totals": {"due": 10}}, {"totals": {"due": 1000}})
+    assert not rule.fires({"totals": {"due": 1200}}, {"totals": {"due": 1500}})

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from apisync.apis import github, salesforce, stripe
+from apisync.apis import github, hubspot, salesforce, stripe
 from apisync.apis.registry import ApiSpec, WebhookSpec, all_specs, register, spec_for, unregister
 
 register(stripe.SPEC)
 register(github.SPEC)
 register(salesforce.SPEC)
+register(hubspot.SPEC)
 
 __all__ = ["ApiSpec", "WebhookSpec", "all_specs", "build_source", "register", "spec_for", "unregister"]
 

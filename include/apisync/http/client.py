@@ -47,7 +47,8 @@ class JsonResponse:
 
 
 class ApiClient:
-    """GET with retries (5xx, timeouts, 429, rate-limit 403), shared rate limit, quota feedback."""
+    """GET (and read-only POST queries) with retries (5xx, timeouts, 429, rate-limit 403), shared rate
+    limit, quota feedback."""
 
     def __init__(
         self,
@@ -90,6 +91,11 @@ class ApiClient:
         """GET and decode JSON; a malformed body is retried like a 5xx, then MalformedResponseError."""
         return self._request(path_or_url, params, headers, decode=True)
 
+    def post_json(self, path_or_url: str, body: Any, headers: Mapping[str, str] | None = None) -> JsonResponse:
+        """POST a JSON body and decode the answer; only for read-only queries (e.g. a search endpoint),
+        because it is retried exactly like a GET."""
+        return self._request(path_or_url, None, headers, decode=True, method="POST", body=body)
+
     def json(self, response: httpx.Response) -> Any:
         """Decode one response body; raises MalformedResponseError (retriable) naming the endpoint."""
         try:
@@ -108,8 +114,12 @@ class ApiClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _request(self, target, params, headers, *, decode: bool) -> JsonResponse:
-        request = self._http.build_request("GET", target, params=params, headers=headers)
+    def _request(self, target, params, headers, *, decode: bool, method: str = "GET",
+                 body: Any = None) -> JsonResponse:
+        content = None if body is None else orjson.dumps(body)
+        if content is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        request = self._http.build_request(method, target, params=params, headers=headers, content=content)
         attempt = 0
         while True:
             try:
@@ -119,7 +129,7 @@ class ApiClient:
                 if attempt >= self.max_retries:
                     raise retry.error from None
                 attempt += 1
-                log.warning("%s GET %s: %s; retry %d/%d in %.2fs", self.api, retry.error.endpoint,
+                log.warning("%s %s %s: %s; retry %d/%d in %.2fs", self.api, method, retry.error.endpoint,
                             _status_text(retry.error), attempt, self.max_retries, wait)
                 if not retry.rate_limited or self._limiter is None:
                     self._sleep(wait)  # with a limiter, acquire() itself waits out the shared pause

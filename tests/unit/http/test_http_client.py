@@ -234,3 +234,12 @@ def test_429_on_every_try_ends_in_rate_limited_error_and_pauses_each_time():
     assert limiter.pauses == [2.0, 2.0, 2.0]  # the last 429 still stops the other workers
     assert str(info.value) == ("stripe GET /v1/customers failed: HTTP 429: "
                                "Too Many Requests: rate_limit Too many requests")
+
+
+def test_a_read_only_post_query_sends_json_and_is_retried_like_a_get():
+    script = Script(httpx.Response(500), httpx.Response(200, json={"results": []}))
+    result = make_client(script).post_json("/crm/v3/objects/contacts/search", {"limit": 2, "sorts": ["id"]})
+    assert result.data == {"results": []}
+    assert [r.method for r in script.requests] == ["POST", "POST"]
+    assert all(r.headers["content-type"] == "application/json" for r in script.requests)
+    assert [r.content for r in script.requests] == [b'{"limit":2,"sorts":["id"]}'] * 2

@@ -24,7 +24,7 @@ def test_every_api_has_its_topics_and_nothing_else(by_name):
     # The declared rules add one secondary events topic each.
     expected |= {"stripe.subscription.status_changed", "stripe.invoice.amount_due_crossed_1000",
                  "github.issue.state_changed", "github.pull_request.state_changed",
-                 "salesforce.opportunity.stage_changed"}
+                 "salesforce.opportunity.stage_changed", "hubspot.deal.dealstage_changed"}
     assert set(by_name) == expected
 
 
