@@ -114,7 +114,7 @@ def test_incremental_with_creates_updates_and_archives_equals_truth(
         clean_slate, sim, kafka_config, redis_url, simulator_url):
     clean_slate(seed=22, objects=40)
     # small pages: the mutations of one call share milliseconds, so whole pages tie and get swept by id
-    settings = _settings(kafka_config, redis_url, simulator_url, page_size=5)
+    settings = _settings(kafka_config, redis_url, simulator_url, page_size=10)
     for collection in COLLECTIONS:
         run_backfill(settings, collection)
     archived = 0
