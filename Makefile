@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 
-.PHONY: demo test test-unit test-faults lint prepare clean
+.PHONY: demo test test-unit test-faults lint prepare clean bench
 
 # The venv is rebuilt only when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -26,6 +26,11 @@ test: prepare lint
 test-faults: prepare
 	$(PY) -m pytest tests -m faults
 
+# Throughput, memory and latency of every path against a raw-producer baseline measured in the same run
+# (benchmarks/run.py starts its own Kafka, Redis and simulator); prints one table, under 10 minutes.
+bench: prepare
+	$(PY) benchmarks/run.py
+
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/dags -q
 
@@ -33,7 +38,7 @@ demo: prepare
 	$(PY) -m devstack demo
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check include plugins dags tests
+	$(VENV)/bin/ruff check include plugins dags tests benchmarks
 
 clean:
 	rm -rf .stack

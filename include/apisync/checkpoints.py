@@ -7,7 +7,7 @@ a checkpoint ahead of (or behind) its data. A tombstone resets the cursor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,9 @@ from apisync.kafka.topics import CHECKPOINTS_TOPIC
 
 Clock = Callable[[], datetime]
 READ_TIMEOUT_S = 30.0
+# A page writer flushes at every commit, so waiting for more messages only delays the commit (linger.ms
+# 20 made each page's transaction ~40 % slower). The caller's config may still set its own.
+WRITER_DEFAULTS = {"linger.ms": 2}
 
 
 class CheckpointError(Exception):
@@ -114,7 +117,7 @@ class PageWriter:
     @classmethod
     def for_key(cls, config: Mapping[str, Any], key: str, **kwargs: Any) -> PageWriter:
         """A writer with its own producer whose transactional.id is derived from the checkpoint key."""
-        conf = {**client_config(config), "transactional.id": transactional_id(key)}
+        conf = {**WRITER_DEFAULTS, **client_config(config), "transactional.id": transactional_id(key)}
         return cls(Producer(conf), **kwargs)
 
     @property
@@ -124,17 +127,31 @@ class PageWriter:
 
     def write_page(self, messages: Iterable[Outgoing], checkpoint_key: str, checkpoint: Mapping[str, Any]) -> None:
         """begin, produce all messages, produce the checkpoint, commit; abort and raise on any error."""
+        self.write_pages([messages], checkpoint_key, checkpoint)
+
+    def write_pages(self, pages: Sequence[Iterable[Outgoing]], checkpoint_key: str,
+                    checkpoint: Mapping[str, Any]) -> None:
+        """Several consecutive pages and the checkpoint of the last one in ONE transaction (fewer commits
+        when pages are ready faster than Kafka commits them). The failpoints still pass once per page,
+        so `page.after_produce@N` is "page N produced, not committed" however pages are grouped."""
         if "cursor" not in checkpoint:
             raise ValueError("a checkpoint value needs a 'cursor'")
+        if not pages:
+            raise ValueError("write_pages needs at least one page")
         value = dict(checkpoint)
         value.setdefault("updated_at", iso_utc(self._clock))
         failpoint("page.before_produce")
         with self._producer.transaction():
-            for message in messages:
-                self._producer.send(message)
-            self._producer.produce(self._topic, checkpoint_key, value)
-            failpoint("page.after_produce")  # produced, not committed
-        failpoint("page.after_commit")
+            for index, messages in enumerate(pages):
+                if index:
+                    failpoint("page.before_produce")
+                for message in messages:
+                    self._producer.send(message)
+                if index == len(pages) - 1:
+                    self._producer.produce(self._topic, checkpoint_key, value)
+                failpoint("page.after_produce")  # produced, not committed
+        for _page in pages:
+            failpoint("page.after_commit")
 
     def close(self) -> None:
         """Flush anything left (nothing, after a committed page)."""

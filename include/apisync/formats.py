@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 from datetime import UTC, datetime
 
 
@@ -12,6 +13,7 @@ def iso_utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=4096)  # hot: every record and event of a version formats it again
 def ms_to_iso(ms: int) -> str:
     """Epoch milliseconds in the wire format."""
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

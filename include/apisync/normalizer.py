@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 from apisync import catalog
@@ -46,6 +47,10 @@ from apisync.webhooks.dispatch import parse_webhook
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
+# Prefetch at most ~8 MiB queued and 8 MiB per fetch (librdkafka's defaults, 64 MiB and 50 MiB, let a
+# normalizer's RSS grow with its backlog up to ~150 MiB); a batch of 2,000 observations is ~1.3 MB, so
+# the queue still holds several batches. The connection's extra may override them.
+FETCH_DEFAULTS = {"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 * 1024 * 1024}
 
 
 def known_collection(api: str, obs: Observation) -> bool:
@@ -82,7 +87,7 @@ def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "
     """Consumer settings for the normalizer group of one api."""
     base = {k: v for k, v in kafka_config.items() if not k.startswith(("transactional.", "acks", "enable.idem",
                                                                         "linger", "compression", "partitioner"))}
-    return {**base, "group.id": f"{namespace}apisync.normalizer.{api}",
+    return {**FETCH_DEFAULTS, **base, "group.id": f"{namespace}apisync.normalizer.{api}",
             "group.instance.id": f"{namespace}normalizer-{api}-{instance}",
             "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range", "session.timeout.ms": 10000}
@@ -104,7 +109,7 @@ class Normalizer:
     def __init__(self, api: str, consumer: Any, producer: Producer, fence: VersionFence, *,
                  rules: Mapping[str, Sequence[Rule]] | None = None,
                  refetch: Callable[[Observation], Observation] | None = None,
-                 batch_size: int = 500, poll_timeout: float = 1.0, namespace: str = "",
+                 batch_size: int = 2000, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
                  recover_ledger: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -117,6 +122,10 @@ class Normalizer:
         self._webhook_options = dict(webhook_options or {})  # e.g. Stripe's pinned api_version
         self._recover_ledger = recover_ledger
         self._epochs: dict[str, int] = {}  # owner epoch per assigned `topic:partition` (fences zombies)
+        # Committed offset of assigned partitions this worker has not consumed from yet; only this
+        # owner can move it (a predecessor's pending transaction is settled before committed() answers).
+        self._unconsumed_start: dict[str, int] = {}
+        self._topics: dict[str, tuple[str, str, str, str]] = {}  # per collection, see _topics_of
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],
                                  on_assign=self._on_assign, on_revoke=self._on_revoke)
 
@@ -126,7 +135,7 @@ class Normalizer:
         stats, failures = NormalizerStats(), 0
         deadline = None if max_seconds is None else self._clock() + max_seconds
         while (deadline is None or self._clock() < deadline) and (max_batches is None or stats.batches < max_batches):
-            messages = self._consumer.consume(self._batch_size, self._poll_timeout)
+            messages = self._next_messages()
             for failed in (m for m in messages if m.error() is not None):
                 log.warning("normalizer %s: consumer error: %s", self.api, failed.error().str())
             messages = [m for m in messages if m.error() is None]
@@ -149,6 +158,17 @@ class Normalizer:
                 if failures >= MAX_FAILED_BATCHES:
                     raise
         return stats
+
+    def _next_messages(self) -> list[Any]:
+        """Up to batch_size messages: what is fetched already, else the first to arrive within
+        poll_timeout plus whatever came with it (a plain consume(n, timeout) would hold a lone
+        webhook until the timeout; under load the prefetch queue fills whole batches at once)."""
+        messages = self._consumer.consume(self._batch_size, 0)
+        if not messages:
+            messages = self._consumer.consume(1, self._poll_timeout)
+            if messages and self._batch_size > 1:
+                messages += self._consumer.consume(self._batch_size - 1, 0)
+        return messages
 
     def process(self, messages: Sequence[Any]) -> _Batch:
         """One transaction: fence, derive, produce, send offsets, commit."""
@@ -190,12 +210,15 @@ class Normalizer:
             self._emit(batch, obs, verdict)
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
         self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
         failpoint("normalizer.claimed")
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
+            self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
 
     def assignment(self) -> list[TopicPartition]:
         """The partitions this worker owns now (empty until the group assigned some)."""
@@ -226,15 +249,25 @@ class Normalizer:
         """Record (or tombstone) and events for an accepted observation; nothing otherwise."""
         if not verdict.accepted:
             return
-        headers = [("apisync-version", str(obs.version).encode())]
-        value = None if obs.deleted else record_value(obs)
-        for topic in (f"{self._ns}.records", f"{self._ns}.{obs.collection}"):
-            batch.out.append(Outgoing(topic, obs.key, value, headers))
+        records, secondary, events, event_stem = self._topics_of(obs.collection)
+        key, headers = obs.key, [("apisync-version", str(obs.version).encode())]
+        # Serialized once for both topics (the producer passes bytes through): the same bytes as before.
+        value = None if obs.deleted else orjson.dumps(record_value(obs))
+        batch.out.append(Outgoing(records, key, value, headers))
+        batch.out.append(Outgoing(secondary, key, value, headers))
         batch.records += 1
         for event in derive_events(obs, verdict.previous, self._rules.get(obs.collection, ())):
-            for topic in (f"{self._ns}.events", f"{self._ns}.{obs.collection}.{event['type']}"):
-                batch.out.append(Outgoing(topic, obs.key, event))
+            payload = orjson.dumps(event)
+            batch.out.append(Outgoing(events, key, payload))
+            batch.out.append(Outgoing(f"{event_stem}{event['type']}", key, payload))
             batch.events += 1
+
+    def _topics_of(self, collection: str) -> tuple[str, str, str, str]:
+        """(records, `<api>.<collection>`, events, `<api>.<collection>.` prefix of rule/event topics)."""
+        if collection not in self._topics:
+            ns = self._ns
+            self._topics[collection] = (f"{ns}.records", f"{ns}.{collection}", f"{ns}.events", f"{ns}.{collection}.")
+        return self._topics[collection]
 
     def _dead_letter(self, batch: _Batch, msg: Any, reason: str) -> None:
         value = {"reason": reason, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
@@ -251,10 +284,14 @@ class Normalizer:
         for tp in self._consumer.position(assigned) if assigned else []:
             positions[f"{tp.topic}:{tp.partition}"] = tp.offset
         unknown = [tp for tp in assigned if positions.get(f"{tp.topic}:{tp.partition}", -1) < 0]
-        if unknown:
-            for tp in self._consumer.committed(unknown, timeout=10):
+        missing = [tp for tp in unknown if f"{tp.topic}:{tp.partition}" not in self._unconsumed_start]
+        if missing:  # one broker round trip per assignment, not per batch
+            for tp in self._consumer.committed(missing, timeout=10):
                 # nothing committed yet: every ledger state from this partition is uncommitted
-                positions[f"{tp.topic}:{tp.partition}"] = max(tp.offset, 0) if tp.offset != OFFSET_INVALID else 0
+                start = max(tp.offset, 0) if tp.offset != OFFSET_INVALID else 0
+                self._unconsumed_start[f"{tp.topic}:{tp.partition}"] = start
+        for tp in unknown:
+            positions[f"{tp.topic}:{tp.partition}"] = self._unconsumed_start[f"{tp.topic}:{tp.partition}"]
         for topic, partition in _batch_tps(messages):
             # position() has already moved past this batch: its partitions start at their first message
             positions[f"{topic}:{partition}"] = _first_offset(messages, topic, partition)

@@ -51,8 +51,11 @@ def sim(simulator_url):
 
 
 def test_a_backfill_whose_cursor_object_was_deleted_resumes_and_completes(
-        clean_slate, sim, kafka_config, redis_url, simulator_url):
+        clean_slate, sim, kafka_config, redis_url, simulator_url, monkeypatch):
     clean_slate(seed=3, objects=60)
+    # one page per transaction, so the checkpoint is at page 2 when the run stops there (grouped pages
+    # could commit all six at once and leave no cursor to delete)
+    monkeypatch.setattr("apisync.sync.runner.MAX_TRANSACTION_MESSAGES", 1)
     settings = settings_for("stripe", kafka_config, redis_url, simulator_url, page_size=10)
     with pytest.raises(Interrupted):
         run_backfill(settings, "customer", on_progress=_stop_after_pages(2))

@@ -8,6 +8,7 @@ from sync_helpers import settings_for
 
 from apisync.checkpoints import CheckpointStore
 from apisync.http import ApiError, MalformedResponseError, RetriableError
+from apisync.sources import build_source
 from apisync.sync import run_backfill
 
 pytestmark = pytest.mark.integration
@@ -19,14 +20,23 @@ def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slat
                                                        simulator_url):
     clean_slate(seed=3, objects=30)
     settings = settings_for("stripe", kafka_config, redis_url, simulator_url, page_size=10)
+    source = build_source(settings.api)
 
-    def break_the_api_after_page_one(progress):
-        if progress.pages == 1:
-            httpx.post(f"{simulator_url}/_admin/faults",
-                       json={"kind": fault, "api": "stripe", "path_prefix": "/v1/customers", "count": None})
+    class BreaksAfterPageOne:
+        """The real source; the API breaks once its first page is in hand (the backfill fetches ahead of
+        its commits, so a fault switched on from on_progress would land pages too late)."""
+
+        api, collections, incremental_start = source.api, source.collections, source.incremental_start
+
+        def backfill(self, *args):
+            for number, batch in enumerate(source.backfill(*args), 1):
+                if number == 1:
+                    httpx.post(f"{simulator_url}/_admin/faults",
+                               json={"kind": fault, "api": "stripe", "path_prefix": "/v1/customers", "count": None})
+                yield batch
 
     with pytest.raises(ApiError) as raised:
-        run_backfill(settings, "customer", on_progress=break_the_api_after_page_one)
+        run_backfill(settings, "customer", source=BreaksAfterPageOne())
     assert isinstance(raised.value, error)  # a truncated body is a broken connection to httpx
     message = str(raised.value)
     assert "\n" not in message

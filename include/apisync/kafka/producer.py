@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 REQUIRED = {"enable.idempotence": "true", "acks": "all", "partitioner": "murmur2_random"}
 _EQUIVALENT = {"acks": {"all", "-1"}, "enable.idempotence": {"true", "1"}}
 DEFAULTS = {"linger.ms": 20, "compression.type": "lz4"}
+POLL_EVERY = 500  # serve delivery reports every so many messages (flush serves the rest)
 _SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "credential")
 
 Headers = Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None
@@ -102,6 +103,7 @@ class Producer:
         self._clock = clock
         self._queue_full_timeout = queue_full_timeout
         self._fatal: KafkaError | None = None
+        self._unpolled = 0
         # A weak reference: a bound method here would tie the client to this wrapper in a cycle, keeping
         # librdkafka handles (and their reconnect logging) alive until the cyclic GC runs.
         on_error = weakref.WeakMethod(self._on_error)
@@ -113,14 +115,15 @@ class Producer:
     def produce(self, topic: str, key: str | bytes | None, value: Any, headers: Headers = None,
                 on_delivery: Callable[[Any], None] | None = None) -> None:
         """Queue one message; delivery is confirmed (or raised) by the next flush()."""
-        kwargs: dict[str, Any] = {"key": encode_key(key), "value": encode_value(value),
-                                  "on_delivery": self._reporter(topic, key, on_delivery)}
+        # The hot path of every writer: one shared failure callback unless the caller wants its own.
+        report = self._record_failure if on_delivery is None else self._reporter(on_delivery)
         if headers:
-            kwargs["headers"] = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        deadline = self._clock() + self._queue_full_timeout
+            headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        encoded_key, encoded_value = encode_key(key), encode_value(value)
+        deadline = None
         while True:
             try:
-                self._client.produce(topic, **kwargs)
+                self._client.produce(topic, key=encoded_key, value=encoded_value, on_delivery=report, headers=headers)
                 break
             except KafkaException as exc:
                 self._fatal = exc.args[0] if exc.args[0].fatal() else None
@@ -129,11 +132,15 @@ class Producer:
                 self._raise_fatal()
             except BufferError:
                 # The local queue is full: serve delivery reports to make room, then retry.
+                deadline = deadline or self._clock() + self._queue_full_timeout
                 if self._clock() >= deadline:
                     raise DeliveryError(f"local produce queue stayed full for {self._queue_full_timeout:.0f}s "
                                         f"(topic {topic}); is the broker reachable?") from None
                 self._client.poll(0.1)
-        self._client.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:  # a poll per message cost as much as the produce itself
+            self._unpolled = 0
+            self._client.poll(0)
 
     def send(self, message: Outgoing) -> None:
         """Queue an Outgoing message."""
@@ -171,12 +178,17 @@ class Producer:
             self._fatal = err
         log.log(logging.WARNING if err.fatal() else logging.INFO, "kafka client error: %s", err.str())
 
-    def _reporter(self, topic: str, key: str | bytes | None, callback: Callable[[Any], None] | None):
+    def _record_failure(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            key = msg.key()
+            shown = key.decode("utf-8", "replace") if key is not None else "None"
+            self._failures.append(_Failure(msg.topic(), shown, err.str()))
+
+    def _reporter(self, callback: Callable[[Any], None]):
         def report(err: KafkaError | None, msg: Any) -> None:
             if err is not None:
-                shown = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-                self._failures.append(_Failure(topic, shown, err.str()))
-            elif callback is not None:
+                self._record_failure(err, msg)
+            else:
                 callback(msg)
         return report
 

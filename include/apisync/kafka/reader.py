@@ -20,7 +20,10 @@ class TopicReadError(Exception):
 
 def reader_config(config: Mapping[str, Any], isolation: str = "read_committed") -> dict[str, Any]:
     """Consumer config for a one-off full read: no offsets committed, partition EOF reported."""
-    conf = {k: v for k, v in client_config(config).items() if not k.startswith(_PRODUCER_ONLY)}
+    # A read to the end waits at the end: with the default fetch.wait.max.ms (500) every read of a small
+    # topic (a checkpoint load, twice per sync run) took ~0.55 s instead of ~0.04 s.
+    conf = {"fetch.wait.max.ms": 10,
+            **{k: v for k, v in client_config(config).items() if not k.startswith(_PRODUCER_ONLY)}}
     conf.update({
         # A throwaway group that never commits: a read must not leave state behind.
         "group.id": f"apisync.reader.{uuid.uuid4().hex}",

@@ -1,15 +1,25 @@
 """Backfill and incremental runs: pages from a source into `<api>.changes`, each page in one Kafka
 transaction together with its checkpoint, so a cursor is never ahead of (or behind) durable data.
+
+The next page's HTTP request overlaps the current page's transaction: the source's walk runs in a
+thread (`PrefetchedPages`) at most PREFETCH_PAGES ahead, and pages that are already fetched when a
+transaction starts go into it too (up to MAX_TRANSACTION_MESSAGES), with the checkpoint of the last
+one. Pages are still committed strictly in walk order and each transaction carries the cursor that
+follows exactly its pages, so a crash anywhere re-reads from the last committed cursor as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import redis
 
 from apisync.apis import build_source, spec_for
@@ -23,6 +33,8 @@ from apisync.sources import Batch, Source
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
 
 log = logging.getLogger("apisync.sync")
+PREFETCH_PAGES = 4  # pages fetched ahead of the transaction being written (bounds memory)
+MAX_TRANSACTION_MESSAGES = 2000  # pages already fetched join one transaction up to about this many messages
 
 
 class BackfillNotDone(RuntimeError):
@@ -107,17 +119,19 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
                 writer.write_page([], backfill_key, saved)
             cursor = saved["cursor"]
             tracker = ProgressTracker(summary, on_progress)
-            pages = saved.get("pages", 0)
-            batches = source.backfill(client, collection, cursor.get("page"), start_date)
-            for batch in _located(batches, lambda: summary.cursor_after or cursor.get("page")):
-                pages += 1
-                next_cursor = {**cursor, "page": batch.cursor}
+
+            def page_messages(batch: Batch) -> list[Outgoing]:
                 messages = [change_message(obs) for obs in batch.observations]
                 if batch.done:
                     messages += _incremental_handover(store, incremental_key, cursor["incremental_start"],
                                                       bool(cursor.get("restarted")))
-                writer.write_page(messages, backfill_key, checkpoint_value(next_cursor, pages, batch.done))
-                _report(tracker, batch, next_cursor, limiter)
+                return messages
+
+            _commit_pages(writer, backfill_key, source.backfill(client, collection, cursor.get("page"), start_date),
+                          saved.get("pages", 0), located=lambda: summary.cursor_after or cursor.get("page"),
+                          messages=page_messages,
+                          checkpoint=lambda last, n: checkpoint_value({**cursor, "page": last.cursor}, n, last.done),
+                          report=lambda batch: _report(tracker, batch, {**cursor, "page": batch.cursor}, limiter))
         finally:
             writer.close()
     log.info("%s %s backfill finished: %d records in %d pages", api, collection, summary.records, summary.pages)
@@ -143,15 +157,30 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     with api_client(settings, "incremental", source) as (client, limiter):
         try:
             tracker = ProgressTracker(summary, on_progress)
-            batches = source.incremental(client, collection, saved["cursor"])
-            for batch in _located(batches, lambda: summary.cursor_after or saved["cursor"]):
-                pages += 1
-                messages = [change_message(obs) for obs in batch.observations]
-                writer.write_page(messages, key, checkpoint_value(batch.cursor, pages))
-                _report(tracker, batch, batch.cursor, limiter)
+            _commit_pages(writer, key, source.incremental(client, collection, saved["cursor"]), pages,
+                          located=lambda: summary.cursor_after or saved["cursor"],
+                          messages=lambda batch: [change_message(obs) for obs in batch.observations],
+                          checkpoint=lambda last, n: checkpoint_value(last.cursor, n),
+                          report=lambda batch: _report(tracker, batch, batch.cursor, limiter))
         finally:
             writer.close()
     return summary
+
+
+def _commit_pages(writer: PageWriter, key: str, pages: Iterator[Batch], done: int, *, located: Callable[[], Any],
+                  messages: Callable[[Batch], list[Outgoing]], checkpoint: Callable[[Batch, int], dict],
+                  report: Callable[[Batch], None]) -> None:
+    """Walk (prefetched) → transactions of consecutive pages, each with the checkpoint after its last page.
+
+    `done`: pages committed before this run (the checkpoint's page count goes on from it); `located`:
+    the committed cursor, named in an API error raised mid-walk.
+    """
+    with PrefetchedPages(pages) as walk:
+        for group in _transactions(_located(walk, located), walk):
+            done += len(group)
+            writer.write_pages([messages(batch) for batch in group], key, checkpoint(group[-1], done))
+            for batch in group:
+                report(batch)
 
 
 def _incremental_handover(store: CheckpointStore, key: str, start: dict, restart: bool) -> list[Outgoing]:
@@ -161,6 +190,99 @@ def _incremental_handover(store: CheckpointStore, key: str, start: dict, restart
     if store.load(key) is not None and not restart:
         return []
     return [Outgoing(CHECKPOINTS_TOPIC, key, checkpoint_value(start, 0))]
+
+
+class PrefetchedPages:
+    """A source's page iterator run in a thread, at most `depth` pages ahead; pages come out in walk
+    order and an error raised by the walk comes out at its place, after the pages fetched before it.
+
+    The walk keeps running after it yielded a page, so each page's cursor is copied when it is
+    yielded: a source that went on mutating a cursor object would otherwise let a checkpoint run ahead.
+    """
+
+    _PAGE, _END, _ERROR = "page", "end", "error"
+
+    def __init__(self, pages: Iterator[Batch], depth: int = PREFETCH_PAGES) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+        self._held: tuple[str, Any] | None = None  # taken by ready() but not a page: next() gives it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._walk, args=(pages,), name="apisync-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> PrefetchedPages:
+        return self
+
+    def __next__(self) -> Batch:
+        kind, value = self._held or self._queue.get()
+        self._held = None
+        if kind == self._PAGE:
+            return value
+        self._held = (kind, value)  # the end or the error stays: every later next() ends the same way
+        if kind == self._ERROR:
+            raise value
+        raise StopIteration
+
+    def ready(self) -> Batch | None:
+        """The next page if it is fetched already, else None (never blocks, never raises)."""
+        if self._held is not None:
+            return None
+        try:
+            kind, value = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if kind == self._PAGE:
+            return value
+        self._held = (kind, value)
+        return None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the walk after its current request (a run that failed or ended early)."""
+        self._stop.set()
+        while True:  # unblock a walk waiting for room in the queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout)
+
+    def __enter__(self) -> PrefetchedPages:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _walk(self, pages: Iterator[Batch]) -> None:
+        try:
+            for page in pages:
+                copied = dataclasses.replace(page, cursor=orjson.loads(orjson.dumps(page.cursor)))
+                if not self._put((self._PAGE, copied)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:  # handed to the consuming thread, raised there at its place
+            self._put((self._ERROR, exc))
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+def _transactions(pages: Iterator[Batch], walk: PrefetchedPages) -> Iterator[list[Batch]]:
+    """Consecutive pages per transaction: the next page, then those already fetched, up to about
+    MAX_TRANSACTION_MESSAGES messages; a `done` page always ends its group (its hand-over goes last)."""
+    for first in pages:
+        group, size = [first], len(first.observations)
+        while not group[-1].done and size < MAX_TRANSACTION_MESSAGES:
+            ready = walk.ready()
+            if ready is None:
+                break
+            group.append(ready)
+            size += len(ready.observations)
+        yield group
 
 
 def _located(batches: Iterator[Batch], cursor: Callable[[], Any]) -> Iterator[Batch]:

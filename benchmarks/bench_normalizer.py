@@ -1,0 +1,132 @@
+"""Normalizer throughput: observations/s from `stripe.changes` to records, secondary topics and events
+(four messages per new customer), in transactions, with the Redis fence on; one process, then two.
+
+The workers start first, on empty topics, and report when the group has handed out every partition;
+then the observations are produced at full speed and the clock runs until the last batch committed.
+So a rebalance never lands inside the measured window, and 1 vs 2 processes compare like with like.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+from common import BENCH_DIR, Row, Stack, change_messages, produce_raw, python, ratio, worker_env
+
+OBSERVATIONS = 60_000
+PARTITIONS = 6
+
+
+@dataclass(slots=True)
+class Worker:
+    """A normalizer_worker.py child and the last line it printed."""
+
+    process: subprocess.Popen
+    last: dict = field(default_factory=lambda: {"assigned": 0, "consumed": 0, "last": 0.0, "rss": 0})
+
+    def follow(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self.last = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+
+
+class WorkerGroup:
+    """N normalizer processes of one namespace."""
+
+    def __init__(self, stack: Stack, ns: str, count: int) -> None:
+        self.stack, self.ns = stack, ns
+        self.ledger = ledger = f"bench:{uuid.uuid4().hex[:8]}"
+        self.workers = [Worker(subprocess.Popen(
+            [python(), str(BENCH_DIR / "normalizer_worker.py"), stack.kafka_bootstrap, stack.redis_url, ns,
+             ledger, str(i)], stdout=subprocess.PIPE, env=worker_env(), text=True)) for i in range(count)]
+        for worker in self.workers:
+            threading.Thread(target=worker.follow, daemon=True).start()
+
+    def wait_assigned(self, partitions: int, timeout: float = 90.0) -> None:
+        """Until the group owns every input partition (changes + webhooks) and holds it for a second."""
+        deadline, stable_since = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            owned = sum(w.last["assigned"] for w in self.workers)
+            alive = all(w.process.poll() is None for w in self.workers)
+            if not alive:
+                raise RuntimeError("a normalizer worker exited during start-up")
+            if owned == 2 * partitions and all(w.last["assigned"] for w in self.workers):
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since >= 1.0:
+                    return
+            else:
+                stable_since = None
+            time.sleep(0.1)
+        raise RuntimeError("the normalizer group did not get its partitions in time")
+
+    def wait_consumed(self, expected: int, timeout: float) -> float:
+        """Until the workers consumed `expected` observations in all; returns the last commit's time."""
+        deadline = time.monotonic() + timeout
+        while sum(w.last["consumed"] for w in self.workers) < expected:
+            if time.monotonic() > deadline or any(w.process.poll() is not None for w in self.workers):
+                done = sum(w.last["consumed"] for w in self.workers)
+                raise RuntimeError(f"normalizers consumed {done} of {expected} observations")
+            time.sleep(0.05)
+        return max(w.last["last"] for w in self.workers)
+
+    def peak_rss(self) -> int:
+        return max(w.last["rss"] for w in self.workers)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.process.terminate()
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+
+
+def measure(stack: Stack, processes: int, observations: int, seed: int = 5) -> tuple[float, int, str]:
+    """(observations/s, peak RSS of the largest worker, ledger prefix) for `processes` normalizers."""
+    ns = stack.namespace(partitions=PARTITIONS)
+    group = WorkerGroup(stack, ns, processes)
+    try:
+        group.wait_assigned(PARTITIONS)
+        started = time.time()
+        produce_raw(stack.kafka_config, f"{ns}stripe.changes", change_messages(observations, seed=seed))
+        finished = group.wait_consumed(observations, timeout=60 + observations / 500)
+        return observations / (finished - started), group.peak_rss(), group.ledger
+    finally:
+        group.stop()
+        stack.drop(ns)
+
+
+def ledger_bytes_per_key(stack: Stack, ledger: str, sample: int = 500) -> float:
+    """Redis MEMORY USAGE (key, value and overhead) averaged over a sample of one ledger's keys."""
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url)
+    keys = []
+    for key in client.scan_iter(match=f"{ledger}:stripe.*", count=1000):
+        keys.append(key)
+        if len(keys) >= sample:
+            break
+    return sum(client.memory_usage(key, samples=0) for key in keys) / max(1, len(keys))
+
+
+def run(stack: Stack, observations: int = OBSERVATIONS) -> list[Row]:
+    one, _, ledger = measure(stack, 1, observations)
+    per_key = ledger_bytes_per_key(stack, ledger)
+    two, _, _ = measure(stack, 2, observations)
+    base = stack.baseline_msgs_s
+    object_size = sum(len(v) for _k, v in change_messages(200, seed=5)) / 200
+    return [
+        Row("normalizer, 1 process", f"{observations:,} observations, 4 msgs each, fence on",
+            f"{one:,.0f} obs/s", ratio(one, stack), ">= 0.15x", one / base >= 0.15 if base else None),
+        Row("normalizer, 2 processes", f"{observations:,} observations, {PARTITIONS} partitions",
+            f"{two:,.0f} obs/s", f"{two / one:.2f}x of 1 process", ">= 1.6x of 1", two / one >= 1.6),
+        Row("ledger (Redis)", "MEMORY USAGE per ledger key, 500 keys", f"{per_key:,.0f} B per key",
+            f"observation {object_size:.0f} B", "compact", None),
+    ]

@@ -1,0 +1,170 @@
+"""Webhooks: intake latency of the receiver alone at 500 req/s, and freshness (webhook sent → record
+committed on `<api>.records`) with one normalizer process running.
+
+Signed Stripe `customer.updated` events, one new customer each, sent open-loop (on schedule, not after
+the previous answer) from this process with httpx over keep-alive connections. Intake: the receiver
+verifies, produces to Kafka and answers only after the acknowledgement (acks=all). Freshness: a
+read_committed consumer in this process tails the records topic and notes when each customer's record
+became visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+import uuid
+
+import httpx
+import orjson
+from bench_normalizer import WorkerGroup
+from common import BENCH_DIR, Row, Stack, percentile, python, worker_env
+
+SECRET = "whsec_bench"
+INTAKE_RATE, INTAKE_S = 500, 5
+FRESH_RATE, FRESH_S = 100, 10
+
+
+def events(count: int, run: str) -> list[tuple[str, bytes, dict]]:
+    """(customer id, body, headers) of `count` signed Stripe events."""
+    from apisync.webhooks.signatures import sign_stripe
+
+    now, out = int(time.time()), []
+    for i in range(count):
+        ident = f"cus_{run}{i:08d}"
+        body = orjson.dumps({"id": f"evt_{run}{i:08d}", "object": "event", "type": "customer.updated",
+                             "created": now, "data": {"object": {
+                                 "id": ident, "object": "customer", "email": f"{ident}@example.com",
+                                 "name": f"Customer {i}", "balance": i, "created": now - 3600, "currency": "usd",
+                                 "livemode": False, "metadata": {"run": run}, "delinquent": False}}})
+        out.append((ident, body, {"Stripe-Signature": sign_stripe(SECRET, body, now),
+                                  "Content-Type": "application/json"}))
+    return out
+
+
+async def send_all(url: str, items: list[tuple[str, bytes, dict]], rate: float,
+                   failures: list | None = None) -> tuple[list[float], dict, float]:
+    """Open-loop load; (latencies in s of the stored ones, send time per customer id, achieved rate).
+
+    Answers other than 200 (and broken connections) go to `failures` if given, else raise."""
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+    failed: list = [] if failures is None else failures
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(limits=limits, timeout=15) as client:
+        async def one(ident: str, body: bytes, headers: dict) -> None:
+            started = time.perf_counter()
+            sent[ident] = time.time()
+            try:
+                answer = await client.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                failed.append(type(exc).__name__)
+                return
+            if answer.status_code != 200:
+                failed.append(answer.status_code)
+                return
+            latencies.append(time.perf_counter() - started)
+
+        tasks, began = [], time.perf_counter()
+        for index, item in enumerate(items):
+            delay = began + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(*item)))
+        achieved = len(items) / (time.perf_counter() - began)
+        await asyncio.gather(*tasks)
+    if failed and failures is None:
+        raise RuntimeError(f"{len(failed)} webhooks were not stored ({failed[0]})")
+    return latencies, sent, achieved
+
+
+class Receiver:
+    """webhook_server.py on a free port, writing under `prefix`."""
+
+    def __init__(self, stack: Stack, prefix: str) -> None:
+        from devstack.process import free_port
+
+        self.port = free_port()
+        self.process = subprocess.Popen([python(), str(BENCH_DIR / "webhook_server.py"), stack.kafka_bootstrap,
+                                         str(self.port), prefix, SECRET], stdout=subprocess.PIPE, env=worker_env(),
+                                        text=True)
+        if "listening" not in (self.process.stdout.readline() or ""):
+            raise RuntimeError("the webhook receiver did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhooks/stripe"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def tail_records(stack: Stack, topic: str, seen: dict[str, float], stop: threading.Event) -> None:
+    """Note when each record key first became visible (read_committed)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({**stack.kafka_config, "group.id": f"bench-tail-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    consumer.subscribe([topic])
+    try:
+        while not stop.is_set():
+            for msg in consumer.consume(500, 0.05):
+                if msg.error() is None and msg.key():
+                    seen.setdefault(msg.key().decode().rsplit(".", 1)[-1], time.time())
+    finally:
+        consumer.close()
+
+
+def intake(stack: Stack, rate: int, seconds: float, target: bool) -> Row:
+    """p50/p99 at `rate` in a fresh receiver (a saturated one would carry its backlog into the next rate)."""
+    ns = stack.namespace()
+    receiver = Receiver(stack, ns)
+    failures: list = []
+    try:
+        asyncio.run(send_all(receiver.url, events(100, f"w{rate}"), 100))  # warm-up: connections, metadata
+        latencies, _sent, achieved = asyncio.run(send_all(receiver.url, events(int(rate * seconds), f"i{rate}"),
+                                                          rate, failures))
+    finally:
+        receiver.stop()
+        stack.drop(ns)
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    note = f"{len(failures)} not stored (503 or dropped)" if failures else ""
+    return Row("webhook intake (receiver alone)", f"{len(latencies) + len(failures):,} signed events at "
+               f"{achieved:.0f} req/s", f"p50 {p50:,.1f} ms, p99 {p99:,.1f} ms", "", "p99 < 50 ms" if target else "",
+               p99 < 50 and not failures if target else None, note)
+
+
+def freshness(stack: Stack) -> Row:
+    ns = stack.namespace()
+    group, receiver = WorkerGroup(stack, ns, 1), Receiver(stack, ns)
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    tail = threading.Thread(target=tail_records, args=(stack, f"{ns}stripe.records", seen, stop), daemon=True)
+    try:
+        group.wait_assigned(6)
+        tail.start()
+        _lat, sent, _rate = asyncio.run(send_all(receiver.url, events(FRESH_RATE * FRESH_S, "f"), FRESH_RATE))
+        deadline = time.monotonic() + 60
+        while len(set(sent) & set(seen)) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        receiver.stop()
+        group.stop()
+        if tail.is_alive():
+            tail.join(5)
+        stack.drop(ns)
+    ages = [seen[ident] - sent[ident] for ident in sent if ident in seen]
+    if len(ages) < len(sent):
+        raise RuntimeError(f"only {len(ages)} of {len(sent)} webhooks reached the records topic")
+    p50, p95 = percentile(ages, 0.50), percentile(ages, 0.95)
+    return Row("freshness: webhook → record", f"{len(ages):,} webhooks at {FRESH_RATE} req/s, 1 normalizer",
+               f"p50 {p50:.2f} s, p95 {p95:.2f} s", "", "p95 < 5 s", p95 < 5)
+
+
+def run(stack: Stack) -> list[Row]:
+    return [intake(stack, 200, INTAKE_S, target=False), intake(stack, INTAKE_RATE, INTAKE_S, target=True),
+            freshness(stack)]

@@ -1,0 +1,151 @@
+"""The backfill's prefetch and page grouping, without Kafka or an API: order, errors, bounds, cursors."""
+
+import threading
+import time
+
+import pytest
+
+from apisync.events import Observation
+from apisync.sources import Batch
+from apisync.sync import runner
+from apisync.sync.runner import PrefetchedPages, _commit_pages, _transactions
+
+
+def page(n: int, size: int = 2, done: bool = False) -> Batch:
+    observations = [Observation("stripe", "customer", f"cus_{n}_{i}", 1000 + n, "backfill", "", {"n": n})
+                    for i in range(size)]
+    return Batch(observations, {"page": n}, done=done)
+
+
+def walk(count: int, log: list | None = None):
+    for n in range(1, count + 1):
+        if log is not None:
+            log.append(n)
+        yield page(n, done=n == count)
+
+
+def test_pages_come_out_in_walk_order_and_all_of_them():
+    with PrefetchedPages(walk(7)) as pages:
+        assert [batch.cursor["page"] for batch in pages] == list(range(1, 8))
+
+
+def test_a_cursor_the_walk_mutates_later_is_copied_when_yielded():
+    def mutating():
+        cursor = {"after": None, "seen": []}
+        for n in range(1, 4):
+            cursor["after"] = f"cus_{n}"
+            cursor["seen"].append(n)
+            yield Batch([], cursor, done=n == 3)  # the same dict object every time, as a careless source might
+
+    with PrefetchedPages(mutating()) as pages:
+        time.sleep(0.2)  # let the walk run ahead and keep mutating
+        cursors = [batch.cursor for batch in pages]
+    assert cursors == [{"after": "cus_1", "seen": [1]}, {"after": "cus_2", "seen": [1, 2]},
+                       {"after": "cus_3", "seen": [1, 2, 3]}]
+
+
+def test_an_error_comes_out_after_the_pages_fetched_before_it_and_stays():
+    def failing():
+        yield page(1)
+        yield page(2)
+        raise RuntimeError("HTTP 500 on page 3")
+
+    with PrefetchedPages(failing()) as pages:
+        assert next(pages).cursor == {"page": 1}
+        time.sleep(0.1)
+        assert pages.ready().cursor == {"page": 2}
+        assert pages.ready() is None  # the error is next: ready() never raises it
+        with pytest.raises(RuntimeError, match="page 3"):
+            next(pages)
+        with pytest.raises(RuntimeError, match="page 3"):
+            next(pages)
+
+
+def test_the_walk_runs_at_most_depth_pages_ahead():
+    fetched: list[int] = []
+    with PrefetchedPages(walk(50, fetched), depth=3) as pages:
+        next(pages)
+        time.sleep(0.3)
+        # one handed out, three queued, and one more fetched and waiting for room
+        assert len(fetched) <= 1 + 3 + 1
+
+
+def test_ready_does_not_block_and_end_is_kept_for_next():
+    gate = threading.Event()
+
+    def slow():
+        yield page(1)
+        gate.wait(5)
+        yield page(2, done=True)
+
+    with PrefetchedPages(slow()) as pages:
+        assert next(pages).cursor == {"page": 1}
+        started = time.monotonic()
+        assert pages.ready() is None
+        assert time.monotonic() - started < 0.5
+        gate.set()
+        assert next(pages).cursor == {"page": 2}
+        time.sleep(0.1)
+        assert pages.ready() is None  # the end
+        with pytest.raises(StopIteration):
+            next(pages)
+
+
+def test_close_stops_an_endless_walk():
+    def endless():
+        n = 0
+        while True:
+            n += 1
+            yield page(n)
+
+    pages = PrefetchedPages(endless(), depth=2)
+    next(pages)
+    pages.close(timeout=5)
+    assert not pages._thread.is_alive()
+
+
+def test_transactions_take_the_ready_pages_up_to_the_message_cap_and_end_at_done(monkeypatch):
+    monkeypatch.setattr(runner, "MAX_TRANSACTION_MESSAGES", 5)  # pages of 2 messages: 3 pages reach it
+    with PrefetchedPages(walk(8), depth=8) as pages:
+        time.sleep(0.2)  # everything fetched
+        groups = [[batch.cursor["page"] for batch in group] for group in _transactions(pages, pages)]
+    assert groups == [[1, 2, 3], [4, 5, 6], [7, 8]]
+    assert [n for group in groups for n in group] == list(range(1, 9))
+
+
+def test_a_done_page_ends_its_transaction():
+    batches = iter([page(1), page(2, done=True), page(3)])  # a walk that (wrongly) goes on after done
+
+    class Ready:
+        def ready(self):
+            return next(batches, None)
+
+    assert [[b.cursor["page"] for b in g] for g in _transactions(batches, Ready())] == [[1, 2], [3]]
+
+
+class RecordingWriter:
+    def __init__(self):
+        self.transactions = []
+
+    def write_pages(self, pages, key, checkpoint):
+        self.transactions.append(([[m.key for m in messages] for messages in pages], key, checkpoint))
+
+
+def test_each_transaction_carries_the_cursor_after_its_last_page_and_counts_on():
+    writer, reported = RecordingWriter(), []
+    _commit_pages(writer, "stripe.backfill.customer", walk(5), 10, located=lambda: None,
+                  messages=lambda batch: [runner.change_message(obs) for obs in batch.observations],
+                  checkpoint=lambda last, n: {"cursor": last.cursor, "pages": n, "done": last.done},
+                  report=lambda batch: reported.append(batch.cursor["page"]))
+    assert reported == [1, 2, 3, 4, 5]  # reported after their commit, in order
+    pages = [n for keys, _key, _cp in writer.transactions for n in range(len(keys))]
+    assert len(pages) == 5
+    last_keys, _key, last_checkpoint = writer.transactions[-1]
+    assert last_checkpoint["cursor"] == {"page": 5} and last_checkpoint["done"]
+    assert last_checkpoint["pages"] == 15  # 10 committed before this run + 5
+    committed = 10
+    for keys, _key, checkpoint in writer.transactions:
+        committed += len(keys)
+        assert checkpoint["pages"] == committed
+        assert checkpoint["cursor"] == {"page": committed - 10}
+    assert last_keys[-1] == ["stripe.customer.cus_5_0", "stripe.customer.cus_5_1"]
