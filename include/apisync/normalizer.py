@@ -379,7 +379,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
 
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
-              instance: str = "0", api_settings: Any = None) -> NormalizerStats:
+              instance: str = "0", api_settings: Any = None, batch_size: int = 2000) -> NormalizerStats:
     """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
 
     With `api_settings` (the API connection), thin webhooks and equal-version ties are re-fetched
@@ -389,7 +389,8 @@ def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_sec
 
     with contextlib.ExitStack() as stack:
         options = refetch_options(api, kafka_config, redis_url, api_settings, stack)
-        normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance, **options)
+        normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
+                                     batch_size=batch_size, **options)
         stack.callback(normalizer.close)
         return normalizer.run(max_seconds=max_seconds)
 

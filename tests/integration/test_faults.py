@@ -133,7 +133,8 @@ class Stack:
         api, collections = self.api, self.collections
         commands = {"backfill": ["sync", "backfill", api, *collections],
                     "incremental": ["sync", "incremental", api, *collections],
-                    "normalize": ["normalize", api, "--max-seconds", "20"],
+                    # batches of 200: the second-batch kill points need more than one batch
+                    "normalize": ["normalize", api, "--max-seconds", "20", "--batch-size", "200"],
                     "reconcile": ["sync", "reconcile", api, *collections, "--apply"],
                     "rebuild": ["normalize", api, "--max-seconds", "10"]}
         self.run(commands[job], failpoints, expect)

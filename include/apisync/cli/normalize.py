@@ -25,7 +25,7 @@ def _normalize(args: argparse.Namespace) -> int:
     # With the API's URL and token the normalizer re-fetches thin webhooks and settles equal-version ties.
     api = api_settings_from_env(args.api) if has_api_account(args.api) else None
     stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds,
-                      instance=args.instance, api_settings=api)
+                      instance=args.instance, api_settings=api, batch_size=args.batch_size)
     print(f"{args.api} normalizer: {stats}")
     return 0
 
@@ -48,6 +48,8 @@ def add_normalize(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run forever)")
     run.add_argument("--instance", default="0",
                      help="this worker's name in the normalizer group (one per process when running several)")
+    run.add_argument("--batch-size", type=int, default=2000,
+                     help="most observations fenced and committed in one transaction (default 2000)")
     run.set_defaults(func=_normalize)
     ledger = sub.add_parser("ledger", help="the Redis version ledger").add_subparsers(dest="action", required=True)
     rebuild = ledger.add_parser("rebuild", parents=[common_options()],
