@@ -67,6 +67,13 @@ def comparable(api: str, collection: str, data: dict) -> dict:
     return data
 
 
+def differing(api: str, collection: str, observed: dict, truth_entry: dict) -> str:
+    """Which fields differ and their versions, so a failure says what went stale (not just that it did)."""
+    ours, theirs = comparable(api, collection, observed["data"]), comparable(api, collection, truth_entry["data"])
+    fields = sorted(f for f in ours.keys() | theirs.keys() if ours.get(f) != theirs.get(f))
+    return f" (fields {', '.join(fields)}; ours {observed.get('version')}, upstream {truth_entry.get('version')})"
+
+
 def live_mismatches(api: str, collections, newest: dict[str, dict | None], ground: dict) -> list[str]:
     """Keys whose newest observation or record differs from the truth (missing, stale or wrongly deleted).
 
@@ -82,7 +89,7 @@ def live_mismatches(api: str, collections, newest: dict[str, dict | None], groun
             elif obs is None or obs.get("deleted"):
                 problems.append(f"{collection} {object_id} is live but observed deleted")
             elif comparable(api, collection, obs["data"]) != comparable(api, collection, entry["data"]):
-                problems.append(f"stale {collection} {object_id}")
+                problems.append(f"stale {collection} {object_id}{differing(api, collection, obs, entry)}")
     return problems
 
 
@@ -124,7 +131,7 @@ def record_problems(api: str, collections, records: dict[str, list], ground: dic
             if not past or past[-1][0] is None:
                 problems.append(f"{collection} {object_id} is live upstream but {'tombstoned' if past else 'missing'}")
             elif comparable(api, collection, past[-1][0]["data"]) != comparable(api, collection, entry["data"]):
-                problems.append(f"stale {collection} {object_id}")
+                problems.append(f"stale {collection} {object_id}{differing(api, collection, past[-1][0], entry)}")
         for object_id in ground["deleted"].get(collection, []):
             past = records.get(f"{api}.{collection}.{object_id}")
             if past and past[-1][0] is not None:
