@@ -6,7 +6,7 @@ its end, equals the simulator's truth, content included; no event id twice; no v
 - PR-only changes (reviews, pushed commits) that bump the PR's `updated_at` but not its issue's;
 - an issue transferred to another repository (301), and a renamed repository (301);
 - several repositories per connection, whose issue numbers overlap;
-- quiet polls answered 304 Not Modified (free of rate limit).
+- quiet polls answered 304 Not Modified (free of rate limit), never hiding a change past page 1.
 """
 
 from __future__ import annotations
@@ -162,6 +162,22 @@ def test_quiet_polls_are_conditional_and_answered_304(clean_slate, sim, kafka_co
     for collection in COLLECTIONS:
         run_incremental(settings, collection)
     _assert_records_equal_truth(kafka_config, redis_url, settings, COLLECTIONS)
+
+
+def test_a_304_on_page_one_does_not_hide_a_change_on_a_later_page(
+        clean_slate, sim, kafka_config, redis_url, simulator_url):
+    # `since` lists oldest change first, so a change moves its issue to the END: with more issues in the
+    # lookback window than a page holds, page 1 (and its ETag) stay the same after a new issue appears.
+    clean_slate(seed=17, objects=30)
+    settings = settings_for("github", kafka_config, redis_url, simulator_url, page_size=5)
+    run_backfill(settings, "issue")
+    _mutate(sim, "issue", 30, ["update"])  # more than a page of changes per repository in the window
+    for _ in range(3):  # the last two polls are quiet
+        run_incremental(settings, "issue")
+    created = _mutate(sim, "issue", 2, ["create"])
+    assert created, "the simulator created no issue"
+    assert run_incremental(settings, "issue").records >= len(created)
+    _assert_records_equal_truth(kafka_config, redis_url, settings, ["issue"])
 
 
 # ---- helpers ------------------------------------------------------------------------------------

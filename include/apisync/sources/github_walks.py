@@ -20,6 +20,8 @@ source-github and tap-github hit this; apisync's issue 10 reproduced it: 4 of 80
 
 Conditional requests: the first page of a poll carries `If-None-Match`; a 304 costs no rate limit
 (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate).
+A 304 only means page 1 is unchanged: for the descending PR walk page 1 holds the newest PRs, so that is
+"nothing new"; for the ascending keyset walk it is only when page 1 held the whole listing (see `pages`).
 """
 
 from __future__ import annotations
@@ -83,7 +85,10 @@ class KeysetWalk:
             params = {**self.base_params, "since": ms_to_iso(since_ms), "sort": "updated", "direction": "asc",
                       "per_page": self.page_size}
             page = get_page(self.client, self.path, params, self.etag if first else None)
-            if first:
+            if first and page.next_url is None and len(page.items) < self.page_size:
+                # Only a first page that holds the whole listing with room to spare may answer "anything
+                # new?": a change moves its object to the END of an ascending listing, so when the listing
+                # has more pages, page 1 (and its ETag) stays the same and a 304 would hide the change.
                 self.new_etag = (ms_to_iso(since_ms), page.response.headers.get("etag"))
             first = False
             if page.not_modified:
