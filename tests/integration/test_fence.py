@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from apisync.events import Observation
-from apisync.fence import FencedOut, LedgerLost, SourcePosition, VersionFence
+from apisync.fence import FencedOut, LedgerLost, SourcePosition, VersionFence, pack_b85
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +129,22 @@ def test_a_ledger_redis_lost_answers_lost_instead_of_treating_keys_as_new(fence)
         fence._redis.delete(key)
     with pytest.raises(LedgerLost):
         fence.check(obs(2500, "stale"), at(1), "b", {"stripe.changes:0": 1})
+
+
+def test_a_state_packed_by_an_older_apisync_still_decides_unchanged_stale_and_conflict(fence, redis_url):
+    # An upgrade meets ledgers written in the base85 encoding: equal content must stay "unchanged" (a
+    # text comparison against the new encoding would call it a conflict and re-fetch every object).
+    client = redis.Redis.from_url(redis_url)
+    old_state = {"v": "10", "d": pack_b85({"id": "sub_1", "status": "active"}), "x": 0, "t": "", "o": "0",
+                 "a": "rebuild"}
+    client.set(fence.ledger_key("stripe.subscription.sub_1"), orjson.dumps([old_state]))
+    p = {"stripe.changes:0": 0}
+    verdicts = fence.check_many([(obs(10), at(0)), (obs(9, "x"), at(1)), (obs(10, "past_due"), at(2))], "a", p)
+    assert [v.status for v in verdicts] == ["unchanged", "stale", "conflict"]
+    assert verdicts[0].previous == {"id": "sub_1", "status": "active"}
+    assert fence.check(obs(11, "canceled"), at(3), "a", p).previous == {"id": "sub_1", "status": "active"}
+    newest = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))[-1]
+    assert newest["d"].startswith("."), "the newest state is written in the current encoding"
 
 
 def test_a_ledger_state_costs_less_than_the_objects_json():
