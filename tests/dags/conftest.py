@@ -6,7 +6,6 @@ the operators pass and returns what a test scripts, so operators are tested with
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import types
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from apisync.sync.audit import AuditOptions  # the real options: operators validate through them
 
 CONNECTIONS = {
     "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": "127.0.0.1:19092"}},
@@ -55,17 +56,6 @@ class BackfillNotDone(Exception):
     """Stand-in for apisync.sync.BackfillNotDone."""
 
 
-@dataclass(frozen=True, slots=True)
-class AuditOptions:
-    """Stand-in for apisync.sync.AuditOptions (same fields)."""
-
-    sample: int | None = None
-    repair: bool = False
-    budget_share: float = 0.1
-    max_delete_share: float = 0.05
-    min_deletes: int = 3
-
-
 @dataclass
 class FakeEngine:
     """Records calls; `script[job]` is a callable(settings, collection, **kw) or an exception to raise."""
@@ -88,16 +78,9 @@ class FakeEngine:
                             "records": 0})
 
 
-def _real_settings_module():
-    try:
-        return importlib.import_module("apisync.settings")
-    except ImportError:
-        return None
-
-
 @pytest.fixture
 def engine(monkeypatch) -> FakeEngine:
-    """Install the stand-in engine as apisync.sync (and apisync.settings if the real one is missing)."""
+    """Install the stand-in engine as apisync.sync (the real settings and audit options stay)."""
     fake = FakeEngine()
     sync = types.ModuleType("apisync.sync")
     sync.BackfillNotDone = BackfillNotDone
@@ -109,28 +92,4 @@ def engine(monkeypatch) -> FakeEngine:
     sync.run_audit = lambda settings, collection, options, **kw: fake._run("audit", settings, collection,
                                                                            options=options, **kw)
     monkeypatch.setitem(sys.modules, "apisync.sync", sync)
-    if _real_settings_module() is None:
-        monkeypatch.setitem(sys.modules, "apisync.settings", _fake_settings_module())
     return fake
-
-
-def _fake_settings_module() -> types.ModuleType:
-    module = types.ModuleType("apisync.settings")
-
-    @dataclass(frozen=True)
-    class ApiSettings:
-        api: str
-        base_url: str
-        token: str = field(repr=False)
-        extra: dict = field(default_factory=dict)
-        rate_per_s: float | None = None
-        burst: int = 5
-
-    @dataclass(frozen=True)
-    class SyncSettings:
-        kafka: dict
-        redis_url: str
-        api: ApiSettings
-
-    module.ApiSettings, module.SyncSettings = ApiSettings, SyncSettings
-    return module
