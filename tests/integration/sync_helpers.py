@@ -186,6 +186,47 @@ def fault_row(scenario: str, injected: str, problems: list[str], duplicates: lis
     return row
 
 
+def normalize_all_and_check(api: str, kafka_config: dict, redis_url: str, settings: SyncSettings,
+                            collections, simulator_url: str) -> dict[str, list]:
+    """Normalize everything on `<api>.changes` (re-fetching like production), then assert the records equal
+    the simulator's truth and no event id repeats; returns the events topic's history."""
+    import redis
+
+    stored = len(read_topic(kafka_config, f"{api}.changes", timeout=60))
+    consumed = 0
+    for _ in range(3):  # a fresh broker's group coordinator can take a while to hand out partitions
+        consumed += normalize_until_consumed(api, kafka_config, redis.Redis.from_url(redis_url), stored - consumed,
+                                             settings=settings)
+        if consumed >= stored:
+            break
+    assert consumed == stored
+    records = history(kafka_config, f"{api}.records")
+    assert record_problems(api, collections, records, truth(simulator_url, api)) == []
+    events = history(kafka_config, f"{api}.events")
+    assert duplicate_event_ids(events) == []
+    return events
+
+
+@contextlib.contextmanager
+def namespaced_receiver(api: str, kafka_config: dict, **webhook_settings):
+    """The real webhook receiver under uvicorn, writing to a fresh topic namespace; yields (namespace, URL)."""
+    import uuid
+
+    from apisync.kafka.admin import admin_client, ensure
+    from apisync.kafka.producer import Producer
+    from apisync.kafka.topics import Layout, TopicSpec, api_topics
+    from apisync.rules import rule_event_types
+    from apisync.webhooks.receiver import WebhookSettings, create_app
+
+    ns = f"t{uuid.uuid4().hex[:8]}."
+    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
+             for s in api_topics(api, Layout(partitions=3), rule_event_types(api))]
+    ensure(admin_client(kafka_config), specs)
+    settings = WebhookSettings(topic_prefix=ns, **webhook_settings)
+    with served(create_app(settings, Producer(kafka_config))) as base:
+        yield ns, base
+
+
 @contextlib.contextmanager
 def served(app, timeout: float = 20.0):
     """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL."""

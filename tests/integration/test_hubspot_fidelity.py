@@ -21,21 +21,17 @@ import redis
 from sync_helpers import (
     duplicate_event_ids,
     history,
+    namespaced_receiver,
+    normalize_all_and_check,
     normalize_until_consumed,
     record_problems,
-    served,
     settings_for,
     truth,
 )
 
 from apisync.apis import build_source
-from apisync.kafka.admin import admin_client, ensure
-from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
-from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.rules import rule_event_types
 from apisync.sync import run_backfill, run_incremental
-from apisync.webhooks.receiver import WebhookSettings, create_app
 
 pytestmark = pytest.mark.integration
 COLLECTIONS = ("contact", "company", "deal")
@@ -56,19 +52,7 @@ def _settings(kafka_config, redis_url, simulator_url, **extra):
 
 
 def _normalize_and_check(kafka_config, redis_url, simulator_url, settings, collections=COLLECTIONS) -> dict:
-    stored = len(read_topic(kafka_config, "hubspot.changes", timeout=60))
-    consumed = 0
-    for _ in range(3):  # a fresh broker's group coordinator can take a while to hand out partitions
-        consumed += normalize_until_consumed("hubspot", kafka_config, redis.Redis.from_url(redis_url),
-                                             stored - consumed, settings=settings)
-        if consumed >= stored:
-            break
-    assert consumed == stored
-    records = history(kafka_config, "hubspot.records")
-    assert record_problems("hubspot", collections, records, truth(simulator_url, "hubspot")) == []
-    events = history(kafka_config, "hubspot.events")
-    assert duplicate_event_ids(events) == []
-    return events
+    return normalize_all_and_check("hubspot", kafka_config, redis_url, settings, collections, simulator_url)
 
 
 class _Killed(RuntimeError):
@@ -131,12 +115,7 @@ def test_incremental_with_creates_updates_and_archives_equals_truth(
 @pytest.fixture()
 def receiver(kafka_config):
     """The real receiver under uvicorn, writing to a fresh namespace."""
-    ns = f"t{uuid.uuid4().hex[:8]}."
-    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
-             for s in api_topics("hubspot", Layout(partitions=3), rule_event_types("hubspot"))]
-    ensure(admin_client(kafka_config), specs)
-    settings = WebhookSettings(secrets={"hubspot": ("an-older-secret", SECRET)}, topic_prefix=ns)
-    with served(create_app(settings, Producer(kafka_config))) as base:
+    with namespaced_receiver("hubspot", kafka_config, secrets={"hubspot": ("an-older-secret", SECRET)}) as (ns, base):
         yield ns, base
 
 

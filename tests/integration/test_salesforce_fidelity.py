@@ -22,21 +22,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sync_helpers import (
     duplicate_event_ids,
     history,
+    namespaced_receiver,
+    normalize_all_and_check,
     normalize_until_consumed,
     record_problems,
-    served,
     settings_for,
     truth,
 )
 
-from apisync.kafka.admin import admin_client, ensure
-from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
-from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.rules import rule_event_types
 from apisync.settings import OAuthSettings
 from apisync.sync import run_backfill, run_incremental
-from apisync.webhooks.receiver import WebhookSettings, create_app
 from devstack.airflow import SIMULATOR_SALESFORCE_APP as APP
 
 pytestmark = pytest.mark.integration
@@ -84,17 +80,7 @@ def _sync_all(settings, job) -> None:
 
 
 def _normalize_and_check(kafka_config, redis_url, simulator_url, settings) -> None:
-    stored = len(read_topic(kafka_config, "salesforce.changes", timeout=60))
-    consumed = 0
-    for _ in range(3):  # a fresh broker's group coordinator can take a while to hand out partitions
-        consumed += normalize_until_consumed("salesforce", kafka_config, redis.Redis.from_url(redis_url),
-                                             stored - consumed, settings=settings)
-        if consumed >= stored:
-            break
-    assert consumed == stored
-    records = history(kafka_config, "salesforce.records")
-    assert record_problems("salesforce", COLLECTIONS, records, truth(simulator_url, "salesforce")) == []
-    assert duplicate_event_ids(history(kafka_config, "salesforce.events")) == []
+    normalize_all_and_check("salesforce", kafka_config, redis_url, settings, COLLECTIONS, simulator_url)
 
 
 # The three grants differ only at the token endpoint (tests/unit/http/test_oauth.py covers each); the
@@ -146,13 +132,8 @@ def test_a_transaction_committed_five_minutes_late_is_not_lost(
 
 @pytest.fixture()
 def receiver(kafka_config):
-    """The real receiver under uvicorn, writing to a fresh namespace, accepting the simulator's org."""
-    ns = f"t{uuid.uuid4().hex[:8]}."
-    specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)
-             for s in api_topics("salesforce", Layout(partitions=3), rule_event_types("salesforce"))]
-    ensure(admin_client(kafka_config), specs)
-    settings = WebhookSettings(topic_prefix=ns, organization_ids=(ORG[:15],))  # a 15-char id matches too
-    with served(create_app(settings, Producer(kafka_config))) as base:
+    """The real receiver in a fresh namespace, accepting the simulator's org (a 15-char id matches too)."""
+    with namespaced_receiver("salesforce", kafka_config, organization_ids=(ORG[:15],)) as (ns, base):
         yield ns, base
 
 
