@@ -39,6 +39,7 @@ from apisync.events import Observation, ObservationError, derive_events, observa
 from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
 from apisync.http import RetriableError
+from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
 from apisync.ledger import ensure_ledger
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
@@ -406,6 +407,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
                     namespace: str = "", ledger_prefix: str = LEDGER_PREFIX,
                     refetch: Callable[[Observation], Observation] | None = None, **options: Any) -> Normalizer:
     """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
+    check_kafka(kafka_config)  # a refused login fails now, in one line
     consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
     missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
     if missing:

@@ -26,6 +26,7 @@ from apisync.apis import build_source, spec_for
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
 from apisync.http import ApiClient, ApiError, RateLimitSpec, RedisRateLimiter, auth_for
+from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
@@ -101,6 +102,7 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
     api = settings.api.api
     source = source or build_source(settings.api)
     _check_collection(source, collection)
+    check_kafka(settings.kafka)  # a refused login fails now, in one line, not as a timeout later
     store = CheckpointStore(settings.kafka)
     backfill_key = checkpoint_key(api, "backfill", collection)
     incremental_key = checkpoint_key(api, "incremental", collection)
@@ -149,6 +151,7 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     api = settings.api.api
     source = source or build_source(settings.api)
     _check_collection(source, collection)
+    check_kafka(settings.kafka)
     store = CheckpointStore(settings.kafka)
     backfill = store.load(checkpoint_key(api, "backfill", collection))
     saved = store.load(checkpoint_key(api, "incremental", collection))
