@@ -80,7 +80,8 @@ def clean_slate(kafka_config, redis_url, simulator_url):
     """Start a test from nothing: fresh apisync topics, an empty Redis, a re-seeded simulator.
 
     Topic names are fixed by the message contract, so tests sharing one broker must not see each
-    other's messages or checkpoints. Call it as `clean_slate(seed=7, objects=120)`.
+    other's messages or checkpoints. Call it as `clean_slate(seed=7, objects=120)`; `topics=False` leaves
+    the session broker alone (a test on a broker of its own).
     """
     import httpx
     import redis as redis_lib
@@ -89,14 +90,15 @@ def clean_slate(kafka_config, redis_url, simulator_url):
     from apisync.kafka.admin import admin_client, ensure
     from apisync.kafka.topics import declared_topics
 
-    def reset(seed: int = 42, objects: int = 100) -> None:
-        admin = AdminClient(kafka_config)
-        names = [spec.name for spec in declared_topics()]
-        existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
-        for future in admin.delete_topics(existing, operation_timeout=30).values() if existing else ():
-            future.result()
-        _wait_for_deletion(admin, existing)
-        ensure(admin_client(kafka_config), declared_topics())
+    def reset(seed: int = 42, objects: int = 100, topics: bool = True) -> None:
+        if topics:
+            admin = AdminClient(kafka_config)
+            names = [spec.name for spec in declared_topics()]
+            existing = [n for n in names if n in admin.list_topics(timeout=10).topics]
+            for future in admin.delete_topics(existing, operation_timeout=30).values() if existing else ():
+                future.result()
+            _wait_for_deletion(admin, existing)
+            ensure(admin_client(kafka_config), declared_topics())
         redis_lib.Redis.from_url(redis_url).flushdb()
         httpx.post(f"{simulator_url}/_admin/reset", json={"seed": seed, "objects": objects}, timeout=30)
         httpx.delete(f"{simulator_url}/_admin/faults", timeout=10)

@@ -39,8 +39,10 @@ from apisync.events import Observation, ObservationError, derive_events, observa
 from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
 from apisync.http import RetriableError
+from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
 from apisync.ledger import ensure_ledger
+from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.dispatch import parse_webhook
 
@@ -80,6 +82,41 @@ class _Batch:
     records: int = 0
     events: int = 0
     dead: int = 0
+    # per collection: [records, events, the oldest synced_at among its accepted observations]
+    tally: dict[str, list] = field(default_factory=dict)
+
+    def count(self, obs: Observation, events: int) -> None:
+        entry = self.tally.setdefault(obs.collection, [0, 0, obs.synced_at])
+        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + events, min(entry[2], obs.synced_at)
+
+
+class NormalizerMetrics:
+    """After each committed batch: `apisync.normalizer.<api>.{batches,consumed,dlq}`, the batch's time
+    (`.batch`, ms), and per collection `.<collection>.{records,events}` and `.<collection>.lag` (seconds
+    from the oldest observation's synced_at to the commit). Aborted batches count only `.aborted`."""
+
+    def __init__(self, metrics: Metrics, api: str, clock: Callable[[], float] = time.time) -> None:
+        self._metrics, self._api, self._clock = metrics, api, clock
+
+    def committed(self, batch: _Batch, consumed: int, ms: float) -> None:
+        m, api, tags = self._metrics, self._api, {"api": self._api}
+        m.incr(metric_name("normalizer", api, "batches"), 1, tags)
+        m.incr(metric_name("normalizer", api, "consumed"), consumed, tags)
+        m.timing(metric_name("normalizer", api, "batch"), round(ms, 1), tags)
+        if batch.dead:
+            m.incr(metric_name("normalizer", api, "dlq"), batch.dead, tags)
+        now = self._clock()
+        for collection, (records, events, oldest) in batch.tally.items():
+            ctags = {"api": api, "collection": collection}
+            m.incr(metric_name("normalizer", api, collection, "records"), records, ctags)
+            if events:
+                m.incr(metric_name("normalizer", api, collection, "events"), events, ctags)
+            with contextlib.suppress(ValueError):
+                lag = now - datetime.fromisoformat(oldest).timestamp()
+                m.gauge(metric_name("normalizer", api, collection, "lag"), round(max(0.0, lag), 3), ctags)
+
+    def aborted(self) -> None:
+        self._metrics.incr(metric_name("normalizer", self._api, "aborted"), 1, {"api": self._api})
 
 
 def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
@@ -112,8 +149,9 @@ class Normalizer:
                  batch_size: int = 2000, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
                  recover_ledger: Callable[[], Any] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics = NULL_METRICS) -> None:
         self.api = api
+        self._metrics = NormalizerMetrics(metrics, api)
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
         self._consumer, self._producer, self._fence = consumer, producer, fence
         self._rules = default_rules(api) if rules is None else dict(rules)
@@ -143,10 +181,14 @@ class Normalizer:
                 if stop_when_idle:
                     break
                 continue
+            started = self._clock()
             try:
-                stats = _add(stats, self.process(messages), len(messages))
+                batch = self.process(messages)
+                self._metrics.committed(batch, len(messages), (self._clock() - started) * 1000)
+                stats = _add(stats, batch, len(messages))
                 failures = 0
             except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost) as exc:
+                self._metrics.aborted()
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
                     self._recover_ledger()
@@ -256,11 +298,13 @@ class Normalizer:
         batch.out.append(Outgoing(records, key, value, headers))
         batch.out.append(Outgoing(secondary, key, value, headers))
         batch.records += 1
-        for event in derive_events(obs, verdict.previous, self._rules.get(obs.collection, ())):
+        derived = derive_events(obs, verdict.previous, self._rules.get(obs.collection, ()))
+        for event in derived:
             payload = orjson.dumps(event)
             batch.out.append(Outgoing(events, key, payload))
             batch.out.append(Outgoing(f"{event_stem}{event['type']}", key, payload))
-            batch.events += 1
+        batch.events += len(derived)
+        batch.count(obs, len(derived))
 
     def _topics_of(self, collection: str) -> tuple[str, str, str, str]:
         """(records, `<api>.<collection>`, events, `<api>.<collection>.` prefix of rule/event topics)."""
@@ -363,6 +407,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
                     namespace: str = "", ledger_prefix: str = LEDGER_PREFIX,
                     refetch: Callable[[Observation], Observation] | None = None, **options: Any) -> Normalizer:
     """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
+    check_kafka(kafka_config)  # a refused login fails now, in one line
     consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
     missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
     if missing:
@@ -379,7 +424,8 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
 
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
-              instance: str = "0", api_settings: Any = None, batch_size: int = 2000) -> NormalizerStats:
+              instance: str = "0", api_settings: Any = None, batch_size: int = 2000,
+              metrics: Metrics = NULL_METRICS) -> NormalizerStats:
     """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
 
     With `api_settings` (the API connection), thin webhooks and equal-version ties are re-fetched
@@ -388,15 +434,15 @@ def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_sec
     import redis
 
     with contextlib.ExitStack() as stack:
-        options = refetch_options(api, kafka_config, redis_url, api_settings, stack)
+        options = refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics)
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
-                                     batch_size=batch_size, **options)
+                                     batch_size=batch_size, metrics=metrics, **options)
         stack.callback(normalizer.close)
         return normalizer.run(max_seconds=max_seconds)
 
 
 def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, api_settings: Any,
-                    stack: contextlib.ExitStack) -> dict[str, Any]:
+                    stack: contextlib.ExitStack, metrics: Metrics = NULL_METRICS) -> dict[str, Any]:
     """`refetch` and `webhook_options` from the API's source, with a client on the webhook lane."""
     if api_settings is None:
         log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
@@ -409,5 +455,5 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
 
     source = build_source(api_settings)
     client, _limiter = stack.enter_context(api_client(SyncSettings(kafka_config, redis_url, api_settings),
-                                                      "webhook", source))
+                                                      "webhook", source, metrics))
     return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None)}

@@ -1,11 +1,16 @@
 """Apache Kafka from the official jars on Maven Central, run as a local KRaft cluster.
 
-One node (broker + controller) by default; three for replication and failover tests.
+One node (broker + controller) by default; three for replication and failover tests. With `sasl_users`
+each node also listens on a SASL_PLAINTEXT listener (mechanism PLAIN, those users and passwords,
+loopback only) beside its PLAINTEXT one, which stays for the controller and inter-broker traffic;
+clients that should authenticate connect to `sasl_bootstrap`. Off by default: the default stack is
+unchanged.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 import uuid
@@ -62,22 +67,34 @@ class _Node:
     port: int
     controller_port: int
     data_dir: Path
+    sasl_port: int | None = None
 
 
 class KafkaCluster:
     """A KRaft cluster of `size` combined broker+controller nodes on loopback."""
 
-    def __init__(self, state: Path, size: int = 1, heap: str = "512m", ports: list[int] | None = None) -> None:
+    def __init__(self, state: Path, size: int = 1, heap: str = "512m", ports: list[int] | None = None,
+                 sasl_users: dict[str, str] | None = None, properties: dict[str, object] | None = None) -> None:
         self.state = state
+        self.properties = dict(properties or {})  # overrides of the broker properties below
         self.size = size
         self.heap = heap
+        self.sasl_users = dict(sasl_users or {})
         ports = ports or [free_port() for _ in range(size)]
-        self.nodes = [_Node(i + 1, ports[i], free_port(), state / f"node-{i + 1}") for i in range(size)]
+        self.nodes = [_Node(i + 1, ports[i], free_port(), state / f"node-{i + 1}",
+                            free_port() if self.sasl_users else None) for i in range(size)]
         self.processes: dict[int, ManagedProcess] = {}
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT (PLAIN) listeners; only with `sasl_users`."""
+        if not self.sasl_users:
+            raise StackError("this cluster was started without sasl_users: it has no SASL listener")
+        return ",".join(f"127.0.0.1:{n.sasl_port}" for n in self.nodes)
 
     def start(self, timeout: float = 120.0) -> KafkaCluster:
         libs = resolve_libs()
@@ -161,8 +178,30 @@ class KafkaCluster:
             # Compaction must be able to run within a test, not only after days.
             "log.cleaner.backoff.ms": 1000,
         }
+        if self.sasl_users:
+            props.update(self._sasl_properties(node))
+        props.update(self.properties)
         text = "".join(f"{k}={v}\n" for k, v in props.items())
-        (node.data_dir / "server.properties").write_text(text)
+        path = node.data_dir / "server.properties"
+        path.touch(mode=0o600)  # it may hold the SASL users' passwords
+        os.chmod(path, 0o600)
+        path.write_text(text)
+
+    def _sasl_properties(self, node: _Node) -> dict[str, str]:
+        """A SASL_PLAINTEXT listener with PLAIN and a JAAS user list; PLAINTEXT stays inter-broker."""
+        for name, password in self.sasl_users.items():
+            if not name.isidentifier() or '"' in password or "\\" in password:
+                raise StackError(f"SASL user {name!r}: names must be identifiers, passwords without quotes")
+        users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port},"
+                         f"SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        }
 
     def _brokers_up(self) -> int:
         # A TCP probe first: librdkafka clients pointed at a closed port log a line every 50 ms.

@@ -25,6 +25,7 @@ log = logging.getLogger("apisync.airflow")
 FATAL = (
     ("apisync.http.errors", "FatalError"),
     ("apisync.kafka.producer", "ProducerConfigError"),
+    ("apisync.kafka.connect", "KafkaAuthenticationError"),
     ("apisync_airflow.hooks", "ConnectionConfigError"),
     ("apisync.sync", "SyncConfigError"),
 )

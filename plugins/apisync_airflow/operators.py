@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from apisync_airflow.errors import UnrepairedDrift, airflow_errors
 from apisync_airflow.hooks import ApiConnectionHook, KafkaConfigHook, RedisUrlHook
+from apisync_airflow.metrics import AirflowStatsMetrics
 from apisync_airflow.notifiers import Alert, alert_from_context, channels_from_env
 from apisync_airflow.progress import ProgressLogger, summary_line
 
@@ -117,7 +118,8 @@ class BackfillApiToKafkaOperator(_SyncOperator):
         restart, start = as_bool(self.restart) and not self._retrying, as_optional_str(self.start_from)
         if restart:
             log.info("%s.%s: restarting the backfill from scratch (checkpoint ignored)", self.api, self.collection)
-        return run_backfill(settings, self.collection, restart=restart, start_date=start, on_progress=self.progress())
+        return run_backfill(settings, self.collection, restart=restart, start_date=start, on_progress=self.progress(),
+                            metrics=AirflowStatsMetrics())
 
 
 class SyncChangesToKafkaOperator(_SyncOperator):
@@ -129,7 +131,8 @@ class SyncChangesToKafkaOperator(_SyncOperator):
         from apisync.sync import BackfillNotDone, run_incremental
 
         try:
-            return run_incremental(settings, self.collection, on_progress=self.progress())
+            return run_incremental(settings, self.collection, on_progress=self.progress(),
+                                   metrics=AirflowStatsMetrics())
         except BackfillNotDone as exc:
             log.info("%s.%s: skipping incremental sync, the backfill has not finished yet (%s)",
                      self.api, self.collection, exc)
@@ -253,7 +256,8 @@ class NormalizeChangesOperator(_KafkaRedisOperator):
             # The API connection lets the normalizer re-fetch thin webhooks and settle equal-version ties.
             api = ApiConnectionHook(self.api, self.api_conn_id).get_settings()
             started = time.monotonic()
-            stats = normalize(self.api, kafka, redis_url, max_seconds=seconds, api_settings=api)
+            stats = normalize(self.api, kafka, redis_url, max_seconds=seconds, api_settings=api,
+                              metrics=AirflowStatsMetrics())
         result = {"api": self.api, **dataclasses.asdict(stats), "seconds": round(time.monotonic() - started, 1)}
         log.info("%s finished: %s", label, summary_line(result))
         return result

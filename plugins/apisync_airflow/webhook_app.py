@@ -130,4 +130,7 @@ def create_webhook_app(env: Mapping[str, str] | None = None, producer_factory: C
     env = dict(os.environ if env is None else env)
     settings = webhook_settings_from_env(env)
     log.info("apisync webhook receiver: endpoints for %s", ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
-    return create_app(settings, LazyProducer(lambda: kafka_config_from_env(env), producer_factory))
+    from apisync_airflow.metrics import AirflowStatsMetrics
+
+    return create_app(settings, LazyProducer(lambda: kafka_config_from_env(env), producer_factory),
+                      AirflowStatsMetrics())

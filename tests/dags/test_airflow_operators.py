@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from apisync.http.errors import FatalError, RetriableError
+from apisync_airflow.metrics import AirflowStatsMetrics
 from apisync_airflow.operators import (
     BackfillApiToKafkaOperator,
     NormalizeChangesOperator,
@@ -30,7 +31,7 @@ def test_constructors_touch_no_connection(monkeypatch):
 
 
 def test_backfill_passes_settings_and_params_and_returns_the_summary(connections, engine, caplog):
-    def backfill(settings, collection, *, restart, start_date, on_progress):
+    def backfill(settings, collection, *, restart, start_date, on_progress, metrics):
         on_progress(engine.Progress(3, 300, 150.0, {"starting_after": "cus_9"}, 1.5, 42.0))
         return engine.Summary({"api": "stripe", "collection": collection, "job": "backfill", "pages": 3,
                                "records": 300})
@@ -43,6 +44,7 @@ def test_backfill_passes_settings_and_params_and_returns_the_summary(connections
     assert result == {"api": "stripe", "collection": "customer", "job": "backfill", "pages": 3, "records": 300}
     job, settings, collection, kwargs = engine.calls[0]
     assert (kwargs["restart"], kwargs["start_date"]) == (True, "2026-01-02")
+    assert isinstance(kwargs["metrics"], AirflowStatsMetrics)  # the run reports through Airflow's Stats
     assert settings.kafka == {"bootstrap.servers": "127.0.0.1:19092"}
     assert settings.redis_url == "redis://127.0.0.1:16379/3"
     assert settings.api.token == "sk_test_unit"
@@ -112,9 +114,10 @@ def test_normalize_runs_bounded_and_reports_stats(connections, monkeypatch):
 
     seen = {}
 
-    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None):
+    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None, metrics=None):
         seen.update(api=api, kafka=kafka_config, redis=redis_url, seconds=max_seconds,
                     refetch_from=api_settings and api_settings.base_url)
+        assert isinstance(metrics, AirflowStatsMetrics)
         return NormalizerStats(batches=2, consumed=10, records=9, events=9, dead_letters=1)
 
     monkeypatch.setattr("apisync.normalizer.normalize", normalize)

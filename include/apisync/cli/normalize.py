@@ -19,13 +19,15 @@ from apisync.cli.common import (
 
 
 def _normalize(args: argparse.Namespace) -> int:
+    from apisync.metrics import metrics_from_env
     from apisync.normalizer import normalize
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # With the API's URL and token the normalizer re-fetches thin webhooks and settles equal-version ties.
     api = api_settings_from_env(args.api) if has_api_account(args.api) else None
     stats = normalize(args.api, kafka_config(args), redis_url(), max_seconds=args.max_seconds,
-                      instance=args.instance, api_settings=api, batch_size=args.batch_size)
+                      instance=args.instance, api_settings=api, batch_size=args.batch_size,
+                      metrics=metrics_from_env())
     print(f"{args.api} normalizer: {stats}")
     return 0
 

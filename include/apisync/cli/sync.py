@@ -23,21 +23,22 @@ def _settings(args: argparse.Namespace) -> SyncSettings:
 
 def _sync(args: argparse.Namespace) -> int:
     from apisync.apis import build_source
+    from apisync.metrics import metrics_from_env
     from apisync.sync import BackfillNotDone, run_backfill, run_incremental, run_reconcile
 
-    settings = _settings(args)
+    settings, metrics = _settings(args), metrics_from_env()
     collections = args.collections or list(build_source(settings.api).collections)
     for collection in collections:
         report = lambda p, c=collection: print(f"{args.api} {c}: {p.line()}", flush=True)  # noqa: E731
         try:
             if args.action == "backfill":
                 summary = run_backfill(settings, collection, restart=args.restart, start_date=args.start_date,
-                                       on_progress=report)
+                                       on_progress=report, metrics=metrics)
             elif args.action == "reconcile":
                 summary = run_reconcile(settings, collection, dry_run=not args.apply,
                                         max_delete_share=args.max_delete_share, on_progress=report)
             else:
-                summary = run_incremental(settings, collection, on_progress=report)
+                summary = run_incremental(settings, collection, on_progress=report, metrics=metrics)
         except BackfillNotDone as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             continue

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from apisync.metrics import NULL_METRICS, Metrics, metric_name
+
 # `audit` comes last: the self-audit only compares and must never delay a sync. It also paces itself
 # to a share of the budget on top of this (see apisync.sync.audit_budget).
 LANES: tuple[str, ...] = ("webhook", "incremental", "reconcile", "backfill", "audit")
@@ -98,8 +100,10 @@ class RedisRateLimiter:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self.api, self.account, self.spec = api, account, spec
+        self._metrics = metrics
         self.prefix = f"apisync:ratelimit:{api}:{account}"
         self._keys = [f"{self.prefix}:state", *(f"{self.prefix}:waiting:{lane}" for lane in LANES)]
         self._script = redis_client.register_script(_script_source())
@@ -119,6 +123,7 @@ class RedisRateLimiter:
             waited = self._clock() - start
             asked_at = decision.server_time if asked_at is None else asked_at
             if decision.granted:
+                self._granted(lane, waited)
                 return Grant(waited, decision.server_time, asked_at)
             if timeout is not None and waited + decision.wait_s > timeout:
                 raise RateLimitTimeout(
@@ -137,6 +142,9 @@ class RedisRateLimiter:
         Returns Redis's time now and the remaining pause, so callers know the exact window.
         """
         decision = self._call("pause", max(0, round(seconds * _US)))
+        tags = {"api": self.api, "account": self.account}
+        self._metrics.incr(metric_name("ratelimit", self.api, "pauses"), 1, tags)
+        self._metrics.timing(metric_name("ratelimit", self.api, "pause"), round(decision.wait_s * 1000, 1), tags)
         log.warning("%s rate limit: account %s paused %.1fs%s", self.api, self.account,
                     decision.wait_s, f" ({reason})" if reason else "")
         return decision
@@ -151,6 +159,14 @@ class RedisRateLimiter:
         if not decision.granted:
             log.warning("%s quota exhausted (%d/%d left): account %s paused %.1fs", self.api,
                         signal.remaining, signal.limit, self.account, decision.wait_s)
+
+    def _granted(self, lane: str, waited: float) -> None:
+        """`apisync.ratelimit.<api>.<lane>.granted`; and `.waits` + `.wait` (ms) when it had to wait."""
+        tags = {"api": self.api, "account": self.account, "lane": lane}
+        self._metrics.incr(metric_name("ratelimit", self.api, lane, "granted"), 1, tags)
+        if waited > 0.0005:
+            self._metrics.incr(metric_name("ratelimit", self.api, lane, "waits"), 1, tags)
+            self._metrics.timing(metric_name("ratelimit", self.api, lane, "wait"), round(waited * 1000, 1), tags)
 
     def reset(self, redis_client) -> None:
         """Forget all state of this account (operators and tests)."""

@@ -26,8 +26,10 @@ from apisync.apis import build_source, spec_for
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
 from apisync.http import ApiClient, ApiError, RateLimitSpec, RedisRateLimiter, auth_for
+from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
+from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.settings import SyncSettings
 from apisync.sources import Batch, Source
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
@@ -79,13 +81,13 @@ class MeteredLimiter:
 
 
 @contextmanager
-def api_client(settings: SyncSettings, lane: str,
-               source: Source | None = None) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
+def api_client(settings: SyncSettings, lane: str, source: Source | None = None,
+               metrics: Metrics = NULL_METRICS) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
     """An ApiClient for the account, behind the account's shared Redis budget, with the source's headers."""
     api = settings.api
     rate = api.rate_per_s or spec_for(api.api).default_rate_per_s
     limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
-                                              RateLimitSpec(rate=rate, burst=api.burst)))
+                                              RateLimitSpec(rate=rate, burst=api.burst), metrics=metrics))
     client = account_client(settings, lane, limiter, source)
     try:
         yield client, limiter
@@ -94,11 +96,13 @@ def api_client(settings: SyncSettings, lane: str,
 
 
 def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = False, start_date: str | None = None,
-                 on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+                 on_progress: Callable[[Progress], None] | None = None, source: Source | None = None,
+                 metrics: Metrics = NULL_METRICS) -> RunSummary:
     """Load every object of one collection, resuming from the last committed page."""
     api = settings.api.api
     source = source or build_source(settings.api)
     _check_collection(source, collection)
+    check_kafka(settings.kafka)  # a refused login fails now, in one line, not as a timeout later
     store = CheckpointStore(settings.kafka)
     backfill_key = checkpoint_key(api, "backfill", collection)
     incremental_key = checkpoint_key(api, "incremental", collection)
@@ -108,7 +112,7 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
         summary.note = "backfill already complete; trigger with restart=true to run it again"
         return summary
     writer = PageWriter.for_key(settings.kafka, backfill_key)
-    with api_client(settings, "backfill", source) as (client, limiter):
+    with api_client(settings, "backfill", source, metrics) as (client, limiter):
         try:
             if saved is None:
                 # Before the first page: note where incremental sync must begin, so no change made
@@ -119,6 +123,7 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
                 writer.write_page([], backfill_key, saved)
             cursor = saved["cursor"]
             tracker = ProgressTracker(summary, on_progress)
+            page_metrics = PageMetrics(metrics, summary)
 
             def page_messages(batch: Batch) -> list[Outgoing]:
                 messages = [change_message(obs) for obs in batch.observations]
@@ -131,7 +136,8 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
                           saved.get("pages", 0), located=lambda: summary.cursor_after or cursor.get("page"),
                           messages=page_messages,
                           checkpoint=lambda last, n: checkpoint_value({**cursor, "page": last.cursor}, n, last.done),
-                          report=lambda batch: _report(tracker, batch, {**cursor, "page": batch.cursor}, limiter))
+                          report=lambda batch: _report(tracker, batch, {**cursor, "page": batch.cursor}, limiter,
+                                                       page_metrics))
         finally:
             writer.close()
     log.info("%s %s backfill finished: %d records in %d pages", api, collection, summary.records, summary.pages)
@@ -139,11 +145,13 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
 
 
 def run_incremental(settings: SyncSettings, collection: str, *,
-                    on_progress: Callable[[Progress], None] | None = None, source: Source | None = None) -> RunSummary:
+                    on_progress: Callable[[Progress], None] | None = None, source: Source | None = None,
+                    metrics: Metrics = NULL_METRICS) -> RunSummary:
     """Changes since the saved cursor; refuses to run before the collection's backfill finished."""
     api = settings.api.api
     source = source or build_source(settings.api)
     _check_collection(source, collection)
+    check_kafka(settings.kafka)
     store = CheckpointStore(settings.kafka)
     backfill = store.load(checkpoint_key(api, "backfill", collection))
     saved = store.load(checkpoint_key(api, "incremental", collection))
@@ -154,14 +162,15 @@ def run_incremental(settings: SyncSettings, collection: str, *,
     summary = RunSummary(api, collection, "incremental", cursor_before=saved["cursor"])
     writer = PageWriter.for_key(settings.kafka, key)
     pages = saved.get("pages", 0)
-    with api_client(settings, "incremental", source) as (client, limiter):
+    with api_client(settings, "incremental", source, metrics) as (client, limiter):
         try:
             tracker = ProgressTracker(summary, on_progress)
+            page_metrics = PageMetrics(metrics, summary)
             _commit_pages(writer, key, source.incremental(client, collection, saved["cursor"]), pages,
                           located=lambda: summary.cursor_after or saved["cursor"],
                           messages=lambda batch: [change_message(obs) for obs in batch.observations],
                           checkpoint=lambda last, n: checkpoint_value(last.cursor, n),
-                          report=lambda batch: _report(tracker, batch, batch.cursor, limiter))
+                          report=lambda batch: _report(tracker, batch, batch.cursor, limiter, page_metrics))
         finally:
             writer.close()
     return summary
@@ -295,7 +304,29 @@ def _located(batches: Iterator[Batch], cursor: Callable[[], Any]) -> Iterator[Ba
         raise
 
 
-def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter) -> None:
+class PageMetrics:
+    """Per committed page: `apisync.<job>.<api>.<collection>.{pages,records,deletes}` counters, the time
+    waited on the rate limiter since the previous page (`.rate_limit_wait`, ms) and the lag (`.lag`, s)."""
+
+    def __init__(self, metrics: Metrics, summary: RunSummary) -> None:
+        self._metrics, self._waited_s = metrics, 0.0
+        self._stem = (summary.job, summary.api, summary.collection)
+        self._tags = {"job": summary.job, "api": summary.api, "collection": summary.collection}
+
+    def page(self, records: int, deletes: int, waited_s: float, lag_s: float | None) -> None:
+        m, stem, tags = self._metrics, self._stem, self._tags
+        m.incr(metric_name(*stem, "pages"), 1, tags)
+        m.incr(metric_name(*stem, "records"), records, tags)
+        if deletes:
+            m.incr(metric_name(*stem, "deletes"), deletes, tags)
+        m.timing(metric_name(*stem, "rate_limit_wait"), round((waited_s - self._waited_s) * 1000, 1), tags)
+        self._waited_s = waited_s
+        if lag_s is not None:
+            m.gauge(metric_name(*stem, "lag"), lag_s, tags)
+
+
+def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: MeteredLimiter,
+            metrics: PageMetrics) -> None:
     deletes = sum(1 for obs in batch.observations if obs.deleted)
     if batch.note:
         tracker.summary.note = "; ".join(filter(None, (tracker.summary.note, batch.note)))
@@ -304,6 +335,8 @@ def _report(tracker: ProgressTracker, batch: Batch, cursor: Any, limiter: Metere
         newest = max(obs.version for obs in batch.observations)
         tracker.summary.lag_s = max(0.0, round(time.time() - newest / 1000, 1))
     tracker.page(len(batch.observations), deletes, cursor, limiter.waited_s, batch.total)
+    metrics.page(len(batch.observations), deletes, limiter.waited_s,
+                 tracker.summary.lag_s if batch.observations else None)
 
 
 def _check_collection(source: Source, collection: str) -> None:

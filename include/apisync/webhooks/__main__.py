@@ -1,6 +1,7 @@
 """Run the webhook receiver alone: `python -m apisync.webhooks [--host 127.0.0.1] [--port 8090]`.
 
-Kafka from APISYNC_KAFKA_BOOTSTRAP; secrets from APISYNC_WEBHOOK_SECRETS_<API> (see WebhookSettings.from_env).
+Kafka from APISYNC_KAFKA_BOOTSTRAP; secrets from APISYNC_WEBHOOK_SECRETS_<API> (see WebhookSettings.from_env);
+metrics to StatsD when APISYNC_STATSD_HOST (or AIRFLOW__METRICS__STATSD_ON) is set (see apisync.metrics).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import uvicorn
 
 from apisync.kafka.producer import Producer
+from apisync.metrics import metrics_from_env
 from apisync.webhooks.receiver import WebhookSettings, create_app
 
 
@@ -23,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = os.environ.get("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     # a delivery that cannot be acknowledged within the answer deadline is reported as 503, not left hanging
     producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 9000})
-    uvicorn.run(create_app(WebhookSettings.from_env(), producer), host=args.host, port=args.port)
+    app = create_app(WebhookSettings.from_env(), producer, metrics_from_env())
+    uvicorn.run(app, host=args.host, port=args.port)
     return 0
 
 

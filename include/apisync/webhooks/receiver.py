@@ -26,8 +26,10 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from apisync import catalog
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
+from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, RequestLine, SignatureError
@@ -135,45 +137,65 @@ def _answer(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message} if status >= 400 else {"status": message}, status_code=status)
 
 
-def create_app(settings: WebhookSettings, producer: Any) -> FastAPI:
+class WebhookMetrics:
+    """`apisync.webhooks.<api>.stored` (messages acknowledged by Kafka), `.rejected` (4xx answers) and
+    `.failed` (503: not stored, the provider retries)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def answered(self, api: str, status: int, stored: int = 0) -> None:
+        if api not in catalog.APIS:
+            api = "unknown"  # a path segment from the internet must not mint metric names
+        outcome = "stored" if status < 400 else ("failed" if status >= 500 else "rejected")
+        self._metrics.incr(metric_name("webhooks", api, outcome), stored if status < 400 else 1, {"api": api})
+
+
+def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL_METRICS) -> FastAPI:
     """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all)."""
     app = FastAPI(title="apisync webhooks", docs_url=None, redoc_url=None)
     sink = AckingSink(producer, settings.ack_timeout_s)
+    counted = WebhookMetrics(metrics)
 
     @app.post("/webhooks/{api}")
     async def receive(api: str, request: Request) -> JSONResponse:
+        answer, stored = await _receive(api, request)
+        counted.answered(api, answer.status_code, stored)
+        return answer
+
+    async def _receive(api: str, request: Request) -> tuple[JSONResponse, int]:
         secrets = settings.secrets.get(api)
         if not secrets:
-            return _answer(404, f"no webhook endpoint for api {api!r}")
+            return _answer(404, f"no webhook endpoint for api {api!r}"), 0
         try:
             body = await read_limited(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return _answer(413, f"body larger than {settings.max_body_bytes} bytes")
+            return _answer(413, f"body larger than {settings.max_body_bytes} bytes"), 0
         try:
             scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock(),
                                                                   RequestLine(request.method, str(request.url)))
         except SignatureError as exc:
             log.warning("rejected %s webhook: %s", api, exc)
-            return _answer(exc.status, str(exc))
+            return _answer(exc.status, str(exc)), 0
         return await _forward(api, body, request)
 
-    async def _forward(api: str, body: bytes, request: Request) -> JSONResponse:
+    async def _forward(api: str, body: bytes, request: Request) -> tuple[JSONResponse, int]:
         headers = _kafka_headers(request, epoch_to_iso(settings.clock()))
         try:
             items = [(webhook_key(api, part, request.headers), part, headers) for part in split_delivery(api, body)]
         except ValueError as exc:  # a batch that cannot be split: the provider's retry will not mend it
             log.warning("rejected %s webhook: %s", api, exc)
-            return _answer(400, str(exc))
+            return _answer(400, str(exc)), 0
         failpoint("webhook.verified")  # verified, not yet in Kafka
         try:
             await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}{api}.webhooks", items)
         except Exception as exc:  # any Kafka trouble: the provider must retry
             log.error("webhook for %s not stored: %s", api, exc)
-            return _answer(503, "webhook not stored, retry later")
+            return _answer(503, "webhook not stored, retry later"), 0
         failpoint("webhook.acked")  # in Kafka, the provider not yet answered: it will deliver again
-        return _answer(200, "stored")
+        return _answer(200, "stored"), len(items)
 
-    _mount_outbound_messaging(app, settings, sink)
+    _mount_outbound_messaging(app, settings, sink, counted)
 
     @app.get("/webhooks/health")
     async def health() -> dict[str, str]:
@@ -200,29 +222,35 @@ def _notification_items(message: om.OutboundMessage, received_at: str) -> list[t
     return items
 
 
-def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: AckingSink) -> None:
+def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: AckingSink,
+                              counted: WebhookMetrics) -> None:
     """POST /webhooks/salesforce/outbound-messages: SOAP in, one message per notification, Ack out."""
 
     @app.post("/webhooks/salesforce/outbound-messages")
     async def receive_outbound(request: Request) -> Response:
+        answer, stored = await _receive_outbound(request)
+        counted.answered("salesforce", answer.status_code, stored)
+        return answer
+
+    async def _receive_outbound(request: Request) -> tuple[Response, int]:
         if not settings.organization_ids:
-            return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id")
+            return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id"), 0
         try:
             message = om.parse_envelope(await read_limited(request, settings.max_body_bytes))
         except BodyTooLarge:
-            return _fault(413, f"body larger than {settings.max_body_bytes} bytes")
+            return _fault(413, f"body larger than {settings.max_body_bytes} bytes"), 0
         except om.OutboundMessageError as exc:
             log.warning("rejected Salesforce Outbound Message: %s", exc)
-            return _fault(400, str(exc))
+            return _fault(400, str(exc)), 0
         if not om.same_org(message.organization_id, settings.organization_ids):
             log.warning("rejected Salesforce Outbound Message from organisation %s (not configured)",
                         message.organization_id[:18])
-            return _fault(403, "OrganizationId is not a configured Salesforce organisation")
+            return _fault(403, "OrganizationId is not a configured Salesforce organisation"), 0
         received_at = epoch_to_iso(settings.clock())
+        items = _notification_items(message, received_at)
         try:
-            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}salesforce.webhooks",
-                                    _notification_items(message, received_at))
+            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}salesforce.webhooks", items)
         except Exception as exc:  # any Kafka trouble: no Ack, so Salesforce retries the whole message
             log.error("Salesforce Outbound Message not stored: %s", exc)
-            return _fault(503, "notifications not stored, retry later")
-        return _soap(200, om.ack_body())
+            return _fault(503, "notifications not stored, retry later"), 0
+        return _soap(200, om.ack_body()), len(items)

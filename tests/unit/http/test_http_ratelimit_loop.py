@@ -74,3 +74,35 @@ def test_unknown_lane_and_bad_spec_are_rejected():
         rl.acquire("urgent")
     with pytest.raises(ValueError):
         RateLimitSpec(rate=0)
+
+
+def test_the_rate_limiter_reports_grants_waits_and_pauses():
+    calls = []
+
+    class Metrics:
+        def incr(self, name, count=1, tags=None):
+            calls.append((name, "incr", count))
+
+        def timing(self, name, ms, tags=None):
+            calls.append((name, "timing", ms))
+
+    metrics, clock = Metrics(), [0.0]
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    redis = ScriptedRedis([[1, 0, 1], [0, 250_000, 2], [1, 0, 3], [0, 3_000_000, 4]])
+    limiter = RedisRateLimiter(redis, "stripe", "acct", RateLimitSpec(rate=10), sleep=sleep,
+                               clock=lambda: clock[0], metrics=metrics)
+
+    def sent(name):
+        return [(kind, value) for n, kind, value in calls if n == f"apisync.ratelimit.stripe.{name}"]
+
+    limiter.acquire("backfill")  # at once
+    limiter.acquire("backfill")  # after 250 ms
+    limiter.pause(3, "429")
+    assert sent("backfill.granted") == [("incr", 1), ("incr", 1)]
+    assert sent("backfill.waits") == [("incr", 1)]
+    assert sent("backfill.wait") == [("timing", 250.0)]
+    assert sent("pauses") == [("incr", 1)]
+    assert sent("pause") == [("timing", 3000.0)]

@@ -33,11 +33,11 @@ class RecordingProducer:
             callback(None)
 
 
-def client(producer, now=NOW, max_body=4096):
+def client(producer, now=NOW, max_body=4096, metrics=None):
     settings = WebhookSettings(secrets={"stripe": ("whsec_old", "whsec_new"), "github": ("gh",),
                                         "salesforce": (SW_SECRET,)},
                                max_body_bytes=max_body, clock=lambda: now)
-    return TestClient(create_app(settings, producer))
+    return TestClient(create_app(settings, producer, *([metrics] if metrics else [])))
 
 
 def test_valid_stripe_delivery_is_stored_raw_with_headers():
@@ -161,3 +161,23 @@ def test_a_batched_delivery_is_stored_one_message_per_change_and_signed_over_its
     assert answer.status_code == 200
     assert [(key, orjson.loads(value)["objectId"]) for _topic, key, value, _headers in producer.stored] == [
         ("acme.widget.7", 7), ("acme.widget.8", 8)]
+
+
+def test_answers_are_counted_as_metrics_stored_rejected_and_failed():
+    counted: dict[str, int] = {}
+
+    class Metrics:
+        def incr(self, name, count=1, tags=None):
+            counted[name] = counted.get(name, 0) + count
+
+    signed = {"Stripe-Signature": sign_stripe("whsec_new", BODY, NOW)}
+    ok = client(RecordingProducer(), metrics=Metrics())
+    assert ok.post("/webhooks/stripe", content=BODY, headers=signed).status_code == 200
+    assert ok.post("/webhooks/stripe", content=BODY, headers=signed).status_code == 200
+    assert ok.post("/webhooks/stripe", content=BODY, headers={"Stripe-Signature": "t=1,v1=00"}).status_code == 401
+    assert ok.post("/webhooks/jira", content=b"{}").status_code == 404
+    failing = client(RecordingProducer(fail=True), metrics=Metrics())
+    assert failing.post("/webhooks/stripe", content=BODY, headers=signed).status_code == 503
+    # a path segment from the internet never becomes a metric name of its own
+    assert counted == {"apisync.webhooks.stripe.stored": 2, "apisync.webhooks.stripe.rejected": 1,
+                       "apisync.webhooks.unknown.rejected": 1, "apisync.webhooks.stripe.failed": 1}

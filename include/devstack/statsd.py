@@ -1,0 +1,88 @@
+"""A StatsD listener on loopback UDP that keeps what it receives: for tests, and to watch a demo's metrics.
+
+`with StatsdListener() as sink:` binds 127.0.0.1 on a free port; point a StatsD client at
+`sink.host, sink.port`, then read `sink.counters()` (summed per name), `sink.gauges()` (last value)
+and `sink.timings()` (every value, ms) after `sink.drain()`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import defaultdict
+
+
+class StatsdListener:
+    """Collects StatsD lines (`name:value|type`, several per packet) in a thread."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((host, 0))
+        self._sock.settimeout(0.2)
+        self.host, self.port = self._sock.getsockname()
+        self.lines: list[str] = []
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._receive, name="statsd-listener", daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                packet = self._sock.recv(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.lines += [line for line in packet.decode("utf-8", "replace").splitlines() if line]
+
+    def drain(self, quiet_s: float = 0.5, max_s: float = 10.0) -> list[str]:
+        """Wait until no packet arrived for `quiet_s` (UDP is asynchronous); the lines so far."""
+        deadline, seen = time.monotonic() + max_s, -1
+        while time.monotonic() < deadline:
+            with self._lock:
+                count = len(self.lines)
+            if count == seen:
+                break
+            seen = count
+            time.sleep(quiet_s)
+        with self._lock:
+            return list(self.lines)
+
+    def _parsed(self, kind: str) -> list[tuple[str, float]]:
+        with self._lock:
+            lines = list(self.lines)
+        out = []
+        for line in lines:
+            name, _, rest = line.partition(":")
+            value, _, rest = rest.partition("|")
+            if rest.split("|")[0] == kind:
+                out.append((name, float(value)))
+        return out
+
+    def counters(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for name, value in self._parsed("c"):
+            totals[name] += value
+        return dict(totals)
+
+    def gauges(self) -> dict[str, float]:
+        return dict(self._parsed("g"))
+
+    def timings(self) -> dict[str, list[float]]:
+        values: dict[str, list[float]] = defaultdict(list)
+        for name, value in self._parsed("ms"):
+            values[name].append(value)
+        return dict(values)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(2)
+
+    def __enter__(self) -> StatsdListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
