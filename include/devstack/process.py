@@ -120,6 +120,10 @@ class ManagedProcess:
     def poll(self) -> int | None:
         return self._popen.poll()
 
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process itself to exit (raises subprocess.TimeoutExpired)."""
+        return self._popen.wait(timeout=timeout)
+
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM the whole process group, then SIGKILL whatever is still there after `grace`,
         including descendants that had left the group."""
