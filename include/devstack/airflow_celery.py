@@ -55,6 +55,9 @@ class AirflowCeleryStack(AirflowStandalone):
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db,  # the driver named: SQLAlchemy 2.1 defaults to psycopg 3
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.concurrency),
             "AIRFLOW__API__WORKERS": "1",
+            # On 2 busy cores one api-server process can take longer than the default 5 s to answer a
+            # task's start call; a timeout there fails the try before the task ran.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         }
 
     def start(self, timeout: float = 400.0) -> AirflowCeleryStack:
