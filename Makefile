@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 
-.PHONY: demo test test-unit test-faults lint prepare clean bench
+.PHONY: demo test test-unit test-faults test-scale lint prepare clean bench
 
 # The venv is rebuilt only when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -14,17 +14,22 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-# Kafka jars from Maven Central (cached in .cache/) and redis-server from the OS packages.
+# Kafka jars from Maven Central (cached in .cache/), redis-server and PostgreSQL from the OS packages.
 prepare: $(VENV)/.installed
 	$(PY) -m devstack prepare
 
 test: prepare lint
-	$(PY) -m pytest tests -m "not faults"
+	$(PY) -m pytest tests -m "not faults and not scale"
 
 # The fault suite (kills at named points, a zombie, broker and Redis loss, storms, hostile webhooks): about
 # 17 minutes on 2 cores, so not in `test` (which must stay under 20).
 test-faults: prepare
 	$(PY) -m pytest tests -m faults
+
+# Scale-out without Docker: Airflow with CeleryExecutor on PostgreSQL, 2 Celery workers, 3 Kafka brokers
+# (replication factor 3); all backfills at once, then incrementals; truth and the shared rate limit checked.
+test-scale: prepare
+	$(PY) -m pytest tests -m scale
 
 # Throughput, memory and latency of every path against a raw-producer baseline measured in the same run
 # (benchmarks/run.py starts its own Kafka, Redis and simulator); prints one table, under 10 minutes.

@@ -10,6 +10,7 @@ from contextlib import ExitStack
 from devstack.errors import StackError
 from devstack.kafka import KafkaCluster, resolve_libs
 from devstack.paths import state_dir
+from devstack.postgres import ensure_installed as ensure_postgres
 from devstack.process import become_subreaper, kill_descendants, stop_on_sigterm_or_orphaning
 from devstack.redis import RedisServer
 from devstack.redis import ensure_installed as ensure_redis
@@ -17,9 +18,10 @@ from devstack.simulator import SimulatorServer
 
 
 def prepare(_args) -> None:
-    """Fetch the Kafka jars and make sure redis-server exists, once."""
+    """Fetch the Kafka jars and make sure redis-server and PostgreSQL (make test-scale) exist, once."""
     print(f"Kafka jars: {resolve_libs()}")
     print(f"redis-server: {ensure_redis()}")
+    print(f"PostgreSQL: {ensure_postgres()}")
 
 
 def up(args) -> None:
@@ -50,7 +52,8 @@ def demo(_args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("prepare", help="fetch the Kafka jars, install redis-server").set_defaults(run=prepare)
+    commands.add_parser("prepare", help="fetch the Kafka jars, install redis-server and postgresql") \
+        .set_defaults(run=prepare)
     up_parser = commands.add_parser("up", help="run Kafka and Redis until Ctrl-C")
     up_parser.add_argument("--kafka-nodes", type=int, default=1, choices=(1, 3))
     up_parser.add_argument("--simulator", action="store_true")

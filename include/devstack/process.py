@@ -102,7 +102,7 @@ class ManagedProcess:
     """A child in its own process group, logging to a file, stopped group-wide."""
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, user: str | None = None) -> None:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +110,7 @@ class ManagedProcess:
             self._popen = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
+                user=user, group=user,  # PostgreSQL refuses to run as root: devstack drops to its own user
             )
 
     @property
@@ -118,6 +119,10 @@ class ManagedProcess:
 
     def poll(self) -> int | None:
         return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process itself to exit (raises subprocess.TimeoutExpired)."""
+        return self._popen.wait(timeout=timeout)
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM the whole process group, then SIGKILL whatever is still there after `grace`,

@@ -78,3 +78,66 @@ def test_stack_has_the_promised_services(compose):
     assert worker_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert "/opt/airflow/include" in worker_env["PYTHONPATH"].split(":")
     assert services["kafka-1"]["image"].startswith("apache/kafka:")
+
+
+# Aligned with Airflow's official docker-compose.yaml (airflow-core/docs/howto/docker-compose).
+AIRFLOW_SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                    "airflow-worker")
+
+
+def _one_shot(compose: dict) -> set[str]:
+    """Services others wait on to *complete* (airflow-init): no healthcheck, no restart."""
+    return {name for service in compose["services"].values()
+            for name, cond in (service.get("depends_on") or {}).items()
+            if isinstance(cond, dict) and cond.get("condition") == "service_completed_successfully"}
+
+
+def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy(compose):
+    one_shot = _one_shot(compose)
+    assert one_shot == {"airflow-init"}
+    problems = []
+    for name, service in compose["services"].items():
+        if name in one_shot:
+            if service.get("restart", "no") != "no":
+                problems.append(f"{name}: a one-shot service must not restart")
+            continue
+        test = (service.get("healthcheck") or {}).get("test")
+        if not test or service["healthcheck"].get("disable"):
+            problems.append(f"{name}: no healthcheck")
+        if service.get("restart") not in ("always", "unless-stopped"):
+            problems.append(f"{name}: restart={service.get('restart')!r}")
+    assert problems == []
+
+
+def test_airflow_services_run_as_the_official_user_with_logs_and_config_mounted(compose):
+    for name in (*AIRFLOW_SERVICES, "airflow-init"):
+        service = compose["services"][name]
+        assert service["user"] == "${AIRFLOW_UID:-50000}:0", name
+        targets = {volume.split(":")[1] for volume in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/logs", "/opt/airflow/config", "/opt/airflow/plugins",
+                "/opt/airflow/include"} <= targets, name
+        assert service["environment"]["AIRFLOW_CONFIG"] == "/opt/airflow/config/airflow.cfg"
+
+
+def test_airflow_services_start_in_the_official_order(compose):
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        depends = services[name]["depends_on"]
+        assert depends["airflow-init"] == {"condition": "service_completed_successfully"}, name
+        for backing in ("postgres", "redis", "kafka-1"):
+            assert depends[backing] == {"condition": "service_healthy"}, (name, backing)
+    # Tasks call the api-server's execution API from their first second: workers wait until it is healthy.
+    assert services["airflow-worker"]["depends_on"]["airflow-apiserver"] == {"condition": "service_healthy"}
+    # The scheduler's healthcheck asks its health server, which must be switched on.
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"] == "true"
+    assert "8974/health" in " ".join(services["airflow-scheduler"]["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("service, needle", [
+    ("airflow-worker", "inspect ping"),
+    ("airflow-dag-processor", "--job-type DagProcessorJob"),
+    ("airflow-triggerer", "--job-type TriggererJob"),
+    ("airflow-apiserver", "/api/v2/version"),
+])
+def test_airflow_healthchecks_probe_the_component_itself(compose, service, needle):
+    assert needle in " ".join(compose["services"][service]["healthcheck"]["test"])
