@@ -162,3 +162,20 @@ def test_follow_normalizes_webhooks_until_sigterm_and_loses_nothing_across_a_res
     events = [orjson.loads(m.value()) for m in read_topic(kafka_config, "stripe.events", timeout=30)]
     assert {e["key"] for e in events} >= {first, second}
     assert len({e["event_id"] for e in events}) == len(events)  # the restart re-emitted nothing
+
+
+def test_until_idle_normalizes_what_is_waiting_and_then_exits(stack, kafka_config, redis_url, simulator_url):
+    """What an asset-triggered run does: everything committed so far, then exit 0 by itself."""
+    sim = stack
+    keys = {_mutate(sim) for _ in range(3)}
+    _delivered(sim, at_least=3)
+    done = subprocess.run([sys.executable, "-m", "apisync", "normalize", "stripe", "--until-idle"],
+                          env=_env(kafka_config, redis_url, simulator_url), capture_output=True, text=True,
+                          timeout=DEADLINE_S * 2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "consumed=" in done.stdout and "consumed=0," not in done.stdout, done.stdout
+    # a commit returns before its markers reach every partition: give a read_committed reader a moment
+    deadline = time.monotonic() + 20
+    while not all(_matches_truth(kafka_config, sim, key) for key in keys) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(_matches_truth(kafka_config, sim, key) for key in keys), done.stdout + done.stderr[-3000:]
