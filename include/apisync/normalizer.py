@@ -186,11 +186,13 @@ class Normalizer:
         """Up to batch_size messages: what is fetched already, else the first to arrive within
         poll_timeout plus whatever came with it (a plain consume(n, timeout) would hold a lone
         webhook until the timeout; under load the prefetch queue fills whole batches at once)."""
-        messages = self._consumer.consume(self._batch_size, 0)
-        if not messages:
-            messages = self._consumer.consume(1, self._poll_timeout)
-            if messages and self._batch_size > 1:
-                messages += self._consumer.consume(self._batch_size - 1, 0)
+        messages = self._consumer.consume(self._batch_size, 0) or self._consumer.consume(1, self._poll_timeout)
+        # End-of-partition notices take slots too: top up to batch_size messages from what is fetched.
+        while messages and (short := self._batch_size - sum(m.error() is None for m in messages)) > 0:
+            more = self._consumer.consume(short, 0)
+            if not more:
+                break
+            messages += more
         return messages
 
     def process(self, messages: Sequence[Any]) -> _Batch:
