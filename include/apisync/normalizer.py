@@ -26,13 +26,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from apisync import catalog
 from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
@@ -127,7 +127,9 @@ def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "
     return {**FETCH_DEFAULTS, **base, "group.id": f"{namespace}apisync.normalizer.{api}",
             "group.instance.id": f"{namespace}normalizer-{api}-{instance}",
             "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range", "session.timeout.ms": 10000}
+            "partition.assignment.strategy": "range", "session.timeout.ms": 10000,
+            # end-of-partition notices tell "caught up" from "nothing fetched yet" (run until idle)
+            "enable.partition.eof": True}
 
 
 def producer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
@@ -164,21 +166,23 @@ class Normalizer:
         # owner can move it (a predecessor's pending transaction is settled before committed() answers).
         self._unconsumed_start: dict[str, int] = {}
         self._topics: dict[str, tuple[str, str, str, str]] = {}  # per collection, see _topics_of
+        self._at_end: set[str] = set()  # `topic:partition` read to its end since its last message
+        self._failures = 0  # batches aborted in a row, across run() calls (a follower calls run() per interval)
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],
                                  on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def run(self, max_seconds: float | None = None, max_batches: int | None = None,
-            stop_when_idle: bool = False) -> NormalizerStats:
-        """Process batches until max_seconds / max_batches, or the first empty poll if stop_when_idle."""
-        stats, failures = NormalizerStats(), 0
+            stop_when_idle: bool = False, should_stop: Callable[[], bool] | None = None) -> NormalizerStats:
+        """Process batches until max_seconds / max_batches, `should_stop()` (checked between batches, so a
+        transaction is never cut short), or with stop_when_idle until every assigned partition is read to its end."""
+        stats = NormalizerStats()
         deadline = None if max_seconds is None else self._clock() + max_seconds
         while (deadline is None or self._clock() < deadline) and (max_batches is None or stats.batches < max_batches):
-            messages = self._next_messages()
-            for failed in (m for m in messages if m.error() is not None):
-                log.warning("normalizer %s: consumer error: %s", self.api, failed.error().str())
-            messages = [m for m in messages if m.error() is None]
+            if should_stop is not None and should_stop():
+                break
+            messages = self._received(self._next_messages())
             if not messages:
-                if stop_when_idle:
+                if stop_when_idle and self.caught_up():
                     break
                 continue
             started = self._clock()
@@ -186,30 +190,51 @@ class Normalizer:
                 batch = self.process(messages)
                 self._metrics.committed(batch, len(messages), (self._clock() - started) * 1000)
                 stats = _add(stats, batch, len(messages))
-                failures = 0
+                self._failures = 0
             except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost) as exc:
                 self._metrics.aborted()
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
                     self._recover_ledger()
                     self._epochs = self._fence.claim(self._epochs)  # the owner epochs went with the data
-                failures += 1
+                self._failures += 1
                 stats = _add(stats, None, 0)
                 log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)
                 self._rewind(messages)
-                if failures >= MAX_FAILED_BATCHES:
+                if self._failures >= MAX_FAILED_BATCHES:
                     raise
         return stats
+
+    def _received(self, messages: list[Any]) -> list[Any]:
+        """The usable messages; end-of-partition notices mark their partition caught up, other errors are logged."""
+        usable = []
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                usable.append(msg)
+                self._at_end.discard(f"{msg.topic()}:{msg.partition()}")
+            elif err.code() == KafkaError._PARTITION_EOF:
+                self._at_end.add(f"{msg.topic()}:{msg.partition()}")
+            else:
+                log.warning("normalizer %s: consumer error: %s", self.api, err.str())
+        return usable
+
+    def caught_up(self) -> bool:
+        """Whether this worker owns partitions and has read every one of them to its end."""
+        assigned = self._consumer.assignment()
+        return bool(assigned) and all(f"{tp.topic}:{tp.partition}" in self._at_end for tp in assigned)
 
     def _next_messages(self) -> list[Any]:
         """Up to batch_size messages: what is fetched already, else the first to arrive within
         poll_timeout plus whatever came with it (a plain consume(n, timeout) would hold a lone
         webhook until the timeout; under load the prefetch queue fills whole batches at once)."""
-        messages = self._consumer.consume(self._batch_size, 0)
-        if not messages:
-            messages = self._consumer.consume(1, self._poll_timeout)
-            if messages and self._batch_size > 1:
-                messages += self._consumer.consume(self._batch_size - 1, 0)
+        messages = self._consumer.consume(self._batch_size, 0) or self._consumer.consume(1, self._poll_timeout)
+        # End-of-partition notices take slots too: top up to batch_size messages from what is fetched.
+        while messages and (short := self._batch_size - sum(m.error() is None for m in messages)) > 0:
+            more = self._consumer.consume(short, 0)
+            if not more:
+                break
+            messages += more
         return messages
 
     def process(self, messages: Sequence[Any]) -> _Batch:
@@ -254,6 +279,7 @@ class Normalizer:
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
+            self._at_end.discard(f"{tp.topic}:{tp.partition}")
         self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
         failpoint("normalizer.claimed")
 
@@ -261,6 +287,7 @@ class Normalizer:
         for tp in partitions:
             self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
             self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
+            self._at_end.discard(f"{tp.topic}:{tp.partition}")
 
     def assignment(self) -> list[TopicPartition]:
         """The partitions this worker owns now (empty until the group assigned some)."""
@@ -344,6 +371,7 @@ class Normalizer:
     def _rewind(self, messages: Sequence[Any]) -> None:
         """After a failed batch, seek each of its partitions back to the group's committed offset."""
         tps = [TopicPartition(t, p) for t, p in _batch_tps(messages)]
+        self._at_end.difference_update(f"{tp.topic}:{tp.partition}" for tp in tps)  # to be read again
         try:
             # the broker's word, not the batch start: a commit that failed ambiguously may have landed
             committed = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=10)}
@@ -425,12 +453,24 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
               instance: str = "0", api_settings: Any = None, batch_size: int = 2000,
-              metrics: Metrics = NULL_METRICS) -> NormalizerStats:
+              until_idle: bool = False, metrics: Metrics = NULL_METRICS) -> NormalizerStats:
     """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
 
-    With `api_settings` (the API connection), thin webhooks and equal-version ties are re-fetched
-    from the API on the webhook lane of the shared budget; without, thin webhooks dead-letter.
+    With `until_idle` it returns once every partition it owns is read to its end (an asset-triggered
+    run), else after max_seconds (None: never). With `api_settings` (the API connection), thin webhooks
+    and equal-version ties are re-fetched from the API on the webhook lane of the shared budget;
+    without, thin webhooks dead-letter.
     """
+    with opened_normalizer(api, kafka_config, redis_url, instance=instance, api_settings=api_settings,
+                           batch_size=batch_size, metrics=metrics) as normalizer:
+        return normalizer.run(max_seconds=max_seconds, stop_when_idle=until_idle)
+
+
+@contextlib.contextmanager
+def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str, *, instance: str = "0",
+                      api_settings: Any = None, batch_size: int = 2000,
+                      metrics: Metrics = NULL_METRICS) -> Iterator[Normalizer]:
+    """A ready Normalizer (re-fetch client included), closed on the way out."""
     import redis
 
     with contextlib.ExitStack() as stack:
@@ -438,7 +478,7 @@ def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_sec
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
                                      batch_size=batch_size, metrics=metrics, **options)
         stack.callback(normalizer.close)
-        return normalizer.run(max_seconds=max_seconds)
+        yield normalizer
 
 
 def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, api_settings: Any,

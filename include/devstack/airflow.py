@@ -57,12 +57,21 @@ def connection_env(kafka_bootstrap: str, redis_url: str, simulator_url: str) -> 
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     conns = {
         "kafka_default": {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka_bootstrap}},
+        "kafka_watch": {"conn_type": "kafka", "extra": watch_connection_extra(kafka_bootstrap)},
         "redis_default": {"conn_type": "redis", "host": "127.0.0.1", "port": redis_port, "extra": {"db": 0}},
     }
     shaped = {"github": github_connection, "salesforce": salesforce_connection}
     for api in demo_apis():
         conns[f"{api}_default"] = shaped.get(api, lambda url, api=api: http_connection(api, url))(simulator_url)
     return {f"AIRFLOW_CONN_{name.upper()}": json.dumps(conn) for name, conn in conns.items()}
+
+
+def watch_connection_extra(kafka_bootstrap: str) -> dict:
+    """The asset watchers' Kafka client config: their own group (never the normalizer's), committed data only
+    (a run started on an uncommitted message could find nothing and stop), and new messages only on first start
+    (the topics' history is the normalizer's business; announcing it would start a run per old message)."""
+    return {"bootstrap.servers": kafka_bootstrap, "group.id": "apisync.asset-watchers",
+            "isolation.level": "read_committed", "auto.offset.reset": "latest", "enable.auto.commit": False}
 
 
 def http_connection(api: str, simulator_url: str) -> dict:

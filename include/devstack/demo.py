@@ -7,6 +7,7 @@ from contextlib import ExitStack
 
 from devstack.airflow import ADMIN_USER, AirflowStandalone, connection_env, demo_apis, demo_webhook_secret
 from devstack.kafka import KafkaCluster
+from devstack.normalizers import FollowNormalizers
 from devstack.paths import state_dir
 from devstack.redis import RedisServer
 from devstack.simulator import SimulatorServer
@@ -29,8 +30,11 @@ def run_demo() -> None:
         stack.callback(redis.stop)
         say(f"Redis {redis.url}")
         simulator = _start_simulator(state, stack)
-        airflow = AirflowStandalone(state, connection_env(kafka.bootstrap, redis.url, simulator.url))
+        # The follow services normalize: the normalize DAGs stay unscheduled so nothing competes with them.
+        airflow = AirflowStandalone(state, {**connection_env(kafka.bootstrap, redis.url, simulator.url),
+                                            "APISYNC_NORMALIZE_SCHEDULE": "none"})
         _ensure_topics(kafka.bootstrap)
+        _start_normalizers(state, kafka.bootstrap, redis.url, simulator.url, stack)
         say("starting Airflow (first start initialises its database: a minute or two)")
         airflow.start()
         stack.callback(airflow.stop)
@@ -47,6 +51,14 @@ def _start_simulator(state, stack) -> SimulatorServer:
     stack.callback(simulator.stop)
     say(f"API simulator {simulator.url}")
     return simulator
+
+
+def _start_normalizers(state, bootstrap: str, redis_url: str, simulator_url: str, stack) -> None:
+    normalizers = FollowNormalizers(state, demo_apis(), bootstrap, redis_url, simulator_url)
+    stack.callback(normalizers.stop)  # registered first: a normalizer that fails to start is stopped too
+    normalizers.start()
+    say(f"normalizers: `python -m apisync normalize <api> --follow` for {', '.join(demo_apis())} "
+        f"(logs in {normalizers.logs})")
 
 
 def _ensure_topics(bootstrap: str) -> None:

@@ -1,8 +1,9 @@
 """Build every apisync DAG from the catalog: the thin files in dags/ call these functions.
 
 Parse time reads only the process environment (schedules, retry timing) and the catalog: no
-connection, variable or metadata-DB lookups. Per API: `<api>_backfill`, `<api>_incremental`,
-`<api>_normalize`, `<api>_reconcile`, `<api>_audit`; plus `kafka_topics`.
+connection, variable or metadata-DB lookups, and no Kafka (an asset watcher's trigger connects in the
+triggerer, never while parsing). Per API: `<api>_backfill`, `<api>_incremental`, `<api>_normalize`,
+`<api>_reconcile`, `<api>_audit`; plus `kafka_topics`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.providers.apache.kafka.triggers.msg_queue import KafkaMessageQueueTrigger
+from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from apisync.catalog import APIS, COLLECTIONS
@@ -31,6 +33,9 @@ from apisync_airflow.pools import normalizer_pool, sync_pool
 START = datetime(2025, 1, 1, tzinfo=UTC)
 MIN_RETRIES = 2
 CLUSTER = "apisync"  # logical Kafka cluster name in asset URIs (the real bootstrap is a run-time secret)
+ASSETS, NONE = "assets", "none"  # the normalize schedules that are not cron expressions
+# Called by the watcher's trigger for each message, in the triggerer (plugins/ is on its sys.path).
+ANNOUNCE_FUNCTION = "apisync_airflow.watchers.announce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,8 @@ class DagDefaults:
     retry_delay_s: float = 60.0
     max_retry_delay_s: float = 1800.0
     incremental_schedule: str = "*/5 * * * *"
-    normalize_schedule: str = "* * * * *"
+    normalize_schedule: str = ASSETS  # or "none" (the follow service normalizes), or a cron expression
+    watch_conn_id: str = "kafka_watch"  # the asset watchers' Kafka connection (their own consumer group)
     reconcile_schedule: str = "@daily"
     audit_schedule: str = "@daily"
     topics_schedule: str = "@hourly"
@@ -64,7 +70,8 @@ class DagDefaults:
             retry_delay_s=num("APISYNC_RETRY_DELAY_S", base.retry_delay_s),
             max_retry_delay_s=num("APISYNC_MAX_RETRY_DELAY_S", base.max_retry_delay_s),
             incremental_schedule=env.get("APISYNC_INCREMENTAL_SCHEDULE") or base.incremental_schedule,
-            normalize_schedule=env.get("APISYNC_NORMALIZE_SCHEDULE") or base.normalize_schedule,
+            normalize_schedule=(env.get("APISYNC_NORMALIZE_SCHEDULE") or base.normalize_schedule).strip(),
+            watch_conn_id=env.get("APISYNC_KAFKA_WATCH_CONN_ID") or base.watch_conn_id,
             reconcile_schedule=env.get("APISYNC_RECONCILE_SCHEDULE") or base.reconcile_schedule,
             audit_schedule=env.get("APISYNC_AUDIT_SCHEDULE") or base.audit_schedule,
             topics_schedule=env.get("APISYNC_TOPICS_SCHEDULE") or base.topics_schedule,
@@ -72,6 +79,11 @@ class DagDefaults:
             backfill_timeout_s=num("APISYNC_BACKFILL_TIMEOUT_S", base.backfill_timeout_s),
             sync_timeout_s=num("APISYNC_SYNC_TIMEOUT_S", base.sync_timeout_s),
         )
+
+    @property
+    def watch_inputs(self) -> str | None:
+        """The watchers' connection id when normalize runs are triggered by input messages, else None."""
+        return self.watch_conn_id if self.normalize_schedule == ASSETS else None
 
     def default_args(self) -> dict[str, Any]:
         """Retries with exponential backoff and the failure alert, for every task."""
@@ -86,9 +98,20 @@ class DagDefaults:
         }
 
 
-def topic_asset(topic: str) -> Asset:
-    """A Kafka topic as an Airflow Asset, for lineage in the UI."""
-    return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka")
+def topic_asset(topic: str, watch_conn_id: str | None = None) -> Asset:
+    """A Kafka topic as an Airflow Asset, for lineage in the UI; with `watch_conn_id`, watched for messages.
+
+    Every reference to a watched topic must carry the watcher (the DAG processor keeps one definition
+    per asset, the last it meets), so the DAG builders pass it wherever an input topic appears.
+    """
+    if watch_conn_id is None:
+        return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka")
+    # The provider's message-queue trigger, resolved to its AwaitMessageTrigger: it consumes with the
+    # connection's own group (never the normalizer's), fires one event per message and commits past it.
+    trigger = KafkaMessageQueueTrigger(topics=[topic], kafka_config_id=watch_conn_id,
+                                       apply_function=ANNOUNCE_FUNCTION)
+    return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka",
+                 watchers=[AssetWatcher(name=f"{topic}.watcher", trigger=trigger)])
 
 
 def _dag(dag_id: str, defaults: DagDefaults, *, doc: str, tags: list[str], **kwargs: Any) -> DAG:
@@ -120,9 +143,10 @@ def backfill_dag(api: str, defaults: DagDefaults) -> DAG:
                             description="Only objects created on or after this day (YYYY-MM-DD); empty = all."),
         "restart": Param(False, type="boolean", title="Restart from scratch",
                          description="Ignore the saved checkpoint and load everything again."),
-        "normalize_seconds": Param(defaults.normalize_seconds, type="integer", minimum=5, maximum=3600,
-                                   title="Normalizer time", description="Seconds the normalizing step runs."),
     }
+    if defaults.normalize_schedule != NONE:  # with "none" the follow service normalizes: no step here
+        params["normalize_seconds"] = Param(defaults.normalize_seconds, type="integer", minimum=5, maximum=3600,
+                                            title="Normalizer time", description="Seconds the normalizing step runs.")
     doc = (f"### {api} backfill\nFull historical load of every chosen {api} collection into `{api}.changes`, "
            "page by page; re-triggering resumes from the checkpoint unless *Restart from scratch* is set. "
            "Then the normalizer turns the changes into records and events. The incremental DAG starts "
@@ -134,21 +158,22 @@ def backfill_dag(api: str, defaults: DagDefaults) -> DAG:
         chosen = choose_collections(api)
         backfill = BackfillApiToKafkaOperator.partial(
             task_id="backfill", api=api, pool=sync_pool(api), restart="{{ params.restart }}",
-            start_from="{{ params.start_date }}", outlets=[topic_asset(f"{api}.changes")],
+            start_from="{{ params.start_date }}", outlets=[topic_asset(f"{api}.changes", defaults.watch_inputs)],
             execution_timeout=timedelta(seconds=defaults.backfill_timeout_s),
         ).expand(collection=chosen)
-        # The param's maximum bounds the run, so the timeout is sized from it.
-        normalize = _normalize_task(api, "{{ params.normalize_seconds }}", timeout_s=3600 + 120)
         topics >> chosen
-        backfill >> normalize
+        if "normalize_seconds" in params:
+            # The param's maximum bounds the run, so the timeout is sized from it.
+            backfill >> _normalize_task(api, defaults, "{{ params.normalize_seconds }}", timeout_s=3600 + 120)
     return dag
 
 
-def _normalize_task(api: str, seconds: Any, timeout_s: float) -> NormalizeChangesOperator:
+def _normalize_task(api: str, defaults: DagDefaults, seconds: Any, timeout_s: float) -> NormalizeChangesOperator:
+    watch = defaults.watch_inputs
     return NormalizeChangesOperator(
         task_id="normalize", api=api, max_seconds=seconds, pool=normalizer_pool(api),
         execution_timeout=timedelta(seconds=timeout_s),
-        inlets=[topic_asset(f"{api}.changes"), topic_asset(f"{api}.webhooks")],
+        inlets=[topic_asset(f"{api}.changes", watch), topic_asset(f"{api}.webhooks", watch)],
         outlets=[topic_asset(f"{api}.records"), topic_asset(f"{api}.events")],
     )
 
@@ -161,20 +186,31 @@ def incremental_dag(api: str, defaults: DagDefaults) -> DAG:
     with _dag(f"{api}_incremental", defaults, schedule=defaults.incremental_schedule, max_active_runs=1,
               doc=doc, tags=[api, "incremental"]) as dag:
         SyncChangesToKafkaOperator.partial(
-            task_id="incremental", api=api, pool=sync_pool(api), outlets=[topic_asset(f"{api}.changes")],
+            task_id="incremental", api=api, pool=sync_pool(api),
+            outlets=[topic_asset(f"{api}.changes", defaults.watch_inputs)],
         ).expand(collection=list(COLLECTIONS[api]))
     return dag
 
 
 def normalize_dag(api: str, defaults: DagDefaults) -> DAG:
-    """`<api>_normalize`: the normalizer for a bounded time, every minute, one at a time."""
-    doc = (f"### {api} normalize\nRuns the {api} normalizer for {defaults.normalize_seconds}s: "
-           f"`{api}.changes` and `{api}.webhooks` become `{api}.records` (latest copy, compacted) and "
-           f"`{api}.events`. One run at a time (pool `{normalizer_pool(api)}` has one slot).")
-    with _dag(f"{api}_normalize", defaults, schedule=defaults.normalize_schedule, max_active_runs=1,
+    """`<api>_normalize`: the normalizer until idle, one run at a time, started by input messages by default."""
+    mode, watch = defaults.normalize_schedule, defaults.watch_inputs
+    if mode == ASSETS:
+        schedule: Any = topic_asset(f"{api}.changes", watch) | topic_asset(f"{api}.webhooks", watch)
+        when = (f"when a message arrives on `{api}.changes` or `{api}.webhooks` (asset watchers on the "
+                f"Kafka connection `{watch}`, in the triggerer)")
+    elif mode == NONE:
+        schedule, when = None, "only when triggered (the `--follow` service normalizes; never run both)"
+    else:
+        schedule, when = mode, f"on the schedule `{mode}`"
+    doc = (f"### {api} normalize\nRuns the {api} normalizer until it has read every input partition to its "
+           f"end: `{api}.changes` and `{api}.webhooks` become `{api}.records` (latest copy, compacted) and "
+           f"`{api}.events`. Starts {when} (env APISYNC_NORMALIZE_SCHEDULE: `assets`, `none` or a cron). "
+           f"One run at a time (pool `{normalizer_pool(api)}` has one slot).")
+    with _dag(f"{api}_normalize", defaults, schedule=schedule, max_active_runs=1,
               doc=doc, tags=[api, "normalize"]) as dag:
-        # Extra time past the bounded run: joining the consumer group and closing take a few seconds.
-        _normalize_task(api, defaults.normalize_seconds, timeout_s=defaults.normalize_seconds + 120)
+        # Until idle, bounded only by the task timeout: a run holds its slot while there is work.
+        _normalize_task(api, defaults, None, timeout_s=defaults.sync_timeout_s)
     return dag
 
 
@@ -192,7 +228,8 @@ def reconcile_dag(api: str, defaults: DagDefaults) -> DAG:
               params=params, doc=doc, tags=[api, "reconcile"]) as dag:
         ReconcileDeletesToKafkaOperator.partial(
             task_id="reconcile", api=api, pool=sync_pool(api), dry_run="{{ params.dry_run }}",
-            max_delete_share="{{ params.max_delete_share }}", outlets=[topic_asset(f"{api}.changes")],
+            max_delete_share="{{ params.max_delete_share }}",
+            outlets=[topic_asset(f"{api}.changes", defaults.watch_inputs)],
         ).expand(collection=list(COLLECTIONS[api]))
     return dag
 
@@ -224,7 +261,7 @@ def audit_dag(api: str, defaults: DagDefaults) -> DAG:
             task_id="audit", api=api, pool=sync_pool(api), sample_size="{{ params.sample_size }}",
             repair="{{ params.repair }}", budget_share="{{ params.budget_share }}",
             max_drift_share="{{ params.max_drift_share }}", max_delete_share="{{ params.max_delete_share }}",
-            inlets=[topic_asset(f"{api}.records")], outlets=[topic_asset(f"{api}.changes")],
+            inlets=[topic_asset(f"{api}.records")], outlets=[topic_asset(f"{api}.changes", defaults.watch_inputs)],
             # a small share of the budget makes a full listing slow: sized like a backfill
             execution_timeout=timedelta(seconds=defaults.backfill_timeout_s),
         ).expand(collection=list(COLLECTIONS[api]))

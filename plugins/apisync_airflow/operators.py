@@ -237,11 +237,15 @@ def send_drift_alert(context: Any, report: str, env: Mapping[str, str] | None = 
 
 
 class NormalizeChangesOperator(_KafkaRedisOperator):
-    """Run the normalizer of one API for a bounded time: changes + webhooks → records + events."""
+    """Run the normalizer of one API: changes + webhooks → records + events.
+
+    For `max_seconds` seconds, or (max_seconds None) until every partition it owns is read to its end:
+    what an asset-triggered run does, so it holds its worker slot only while there is work.
+    """
 
     template_fields: Sequence[str] = ("max_seconds",)
 
-    def __init__(self, *, api: str, max_seconds: Any = 50, api_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, api: str, max_seconds: Any = None, api_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api = api
         self.max_seconds = max_seconds
@@ -251,13 +255,16 @@ class NormalizeChangesOperator(_KafkaRedisOperator):
         from apisync.normalizer import normalize
 
         label = f"{self.api} normalizer"
+        bound = as_optional_str(self.max_seconds)
         with airflow_errors(label):
-            kafka, redis_url, seconds = self.kafka_config(), self.redis_url(), float(self.max_seconds)
+            kafka, redis_url = self.kafka_config(), self.redis_url()
+            seconds = None if bound is None else float(bound)
             # The API connection lets the normalizer re-fetch thin webhooks and settle equal-version ties.
             api = ApiConnectionHook(self.api, self.api_conn_id).get_settings()
             started = time.monotonic()
+            log.info("%s: %s", label, "until idle" if seconds is None else f"for {seconds:.0f}s")
             stats = normalize(self.api, kafka, redis_url, max_seconds=seconds, api_settings=api,
-                              metrics=AirflowStatsMetrics())
+                              until_idle=seconds is None, metrics=AirflowStatsMetrics())
         result = {"api": self.api, **dataclasses.asdict(stats), "seconds": round(time.monotonic() - started, 1)}
         log.info("%s finished: %s", label, summary_line(result))
         return result

@@ -114,8 +114,8 @@ def test_normalize_runs_bounded_and_reports_stats(connections, monkeypatch):
 
     seen = {}
 
-    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None, metrics=None):
-        seen.update(api=api, kafka=kafka_config, redis=redis_url, seconds=max_seconds,
+    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None, until_idle=False, metrics=None):
+        seen.update(api=api, kafka=kafka_config, redis=redis_url, seconds=max_seconds, until_idle=until_idle,
                     refetch_from=api_settings and api_settings.base_url)
         assert isinstance(metrics, AirflowStatsMetrics)
         return NormalizerStats(batches=2, consumed=10, records=9, events=9, dead_letters=1)
@@ -123,7 +123,7 @@ def test_normalize_runs_bounded_and_reports_stats(connections, monkeypatch):
     monkeypatch.setattr("apisync.normalizer.normalize", normalize)
     result = NormalizeChangesOperator(task_id="n", api="github", max_seconds="7").execute({})
     assert seen == {"api": "github", "kafka": {"bootstrap.servers": "127.0.0.1:19092"},
-                    "redis": "redis://127.0.0.1:16379/3", "seconds": 7.0,
+                    "redis": "redis://127.0.0.1:16379/3", "seconds": 7.0, "until_idle": False,
                     "refetch_from": "http://127.0.0.1:18765"}  # the API connection, for re-fetches
     assert (result["records"], result["dead_letters"], result["api"]) == (9, 1, "github")
 

@@ -94,7 +94,7 @@ def _one_shot(compose: dict) -> set[str]:
 
 def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy(compose):
     one_shot = _one_shot(compose)
-    assert one_shot == {"airflow-init"}
+    assert one_shot == {"airflow-init", "kafka-topics"}
     problems = []
     for name, service in compose["services"].items():
         if name in one_shot:
@@ -141,3 +141,41 @@ def test_airflow_services_start_in_the_official_order(compose):
 ])
 def test_airflow_healthchecks_probe_the_component_itself(compose, service, needle):
     assert needle in " ".join(compose["services"][service]["healthcheck"]["test"])
+
+
+def _redis_url_of_the_airflow_connection(env: dict) -> str:
+    conn = json.loads(env["AIRFLOW_CONN_REDIS_DEFAULT"])
+    return f"redis://{conn['host']}:{conn['port']}/{conn['extra']['db']}"
+
+
+def test_one_follow_normalizer_service_per_api(compose):
+    from apisync.catalog import APIS
+
+    services = compose["services"]
+    airflow_env = services["airflow-scheduler"]["environment"]
+    kafka = json.loads(airflow_env["AIRFLOW_CONN_KAFKA_DEFAULT"])["extra"]["bootstrap.servers"]
+    for api in APIS:
+        service = services[f"normalizer-{api}"]
+        assert service["entrypoint"] == ["python", "-m", "apisync", "normalize"]
+        assert service["command"][:2] == [api, "--follow"]
+        # never the Airflow task's static member and transactional.id ("0"): a manual DAG run only shares work
+        assert service["command"][service["command"].index("--instance") + 1] != "0"
+        assert service["profiles"] == ["follow"]
+        assert service["stop_signal"] == "SIGTERM" and service["stop_grace_period"] == "60s"
+        assert service["restart"] == "unless-stopped"
+        env = service["environment"]
+        # the same Kafka and the same Redis ledger as the Airflow tasks, or two fences would disagree
+        assert env["APISYNC_KAFKA_BOOTSTRAP"] == kafka
+        assert env["APISYNC_REDIS_URL"] == _redis_url_of_the_airflow_connection(airflow_env)
+        assert env[f"APISYNC_{api.upper()}_URL"] and env[f"APISYNC_{api.upper()}_TOKEN"]
+        assert service["depends_on"]["kafka-topics"]["condition"] == "service_completed_successfully"
+    assert services["kafka-topics"]["entrypoint"][-2:] == ["topics", "ensure"]
+
+
+def test_airflow_watches_input_topics_with_its_own_consumer_group(compose):
+    env = compose["services"]["airflow-triggerer"]["environment"]
+    assert env["APISYNC_NORMALIZE_SCHEDULE"] == "${APISYNC_NORMALIZE_SCHEDULE:-assets}"
+    watch = json.loads(env["AIRFLOW_CONN_KAFKA_WATCH"])
+    assert watch["conn_type"] == "kafka"
+    assert not watch["extra"]["group.id"].startswith("apisync.normalizer")  # those are apisync.normalizer.<api>
+    assert watch["extra"]["isolation.level"] == "read_committed"

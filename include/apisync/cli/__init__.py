@@ -21,10 +21,11 @@ from apisync.http import ApiError
 from apisync.kafka.admin import TopicAdminError
 from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
 from apisync.kafka.reader import TopicReadError
+from apisync.normalizer import NormalizerSetupError
 from apisync.sync import TooManyDeletes
 
 OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
-                   TransactionError, ApiError, TooManyDeletes)
+                   TransactionError, ApiError, TooManyDeletes, NormalizerSetupError)
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_audit,
                                                                         add_normalize]
 
