@@ -125,7 +125,7 @@ def test_the_operator_runs_until_idle_without_a_bound(connections, monkeypatch):
 
     seen = {}
 
-    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None, until_idle=False):
+    def normalize(api, kafka_config, redis_url, max_seconds=None, api_settings=None, until_idle=False, metrics=None):
         seen.update(seconds=max_seconds, until_idle=until_idle)
         return NormalizerStats(batches=1, consumed=3, records=3, events=3)
 
