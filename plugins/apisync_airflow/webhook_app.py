@@ -119,6 +119,12 @@ class LazyProducer:
     def produce(self, *args: Any, **kwargs: Any) -> None:
         self._get().produce(*args, **kwargs)
 
+    def produce_reported(self, *args: Any, **kwargs: Any) -> None:
+        self._get().produce_reported(*args, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return self._get().poll(timeout)
+
     def flush(self, timeout: float = 60.0) -> None:
         self._get().flush(timeout)
 
