@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +161,26 @@ class Producer:
     def send(self, message: Outgoing) -> None:
         """Queue an Outgoing message."""
         self.produce(message.topic, message.key, message.value, message.headers)
+
+    def send_encoded(self, messages: Iterable[tuple[str, bytes | None, bytes | None, list | None]]) -> None:
+        """Queue (topic, key, value, headers) messages already in wire form, as produce() would.
+
+        The normalizer's hot loop: several messages per record share one encoded key, and the checks of
+        produce() (encoding, headers, the full-queue retry) run only when the plain produce fails."""
+        produce, report, unpolled = self._client.produce, self._record_failure, self._unpolled
+        for topic, key, value, headers in messages:
+            try:
+                produce(topic, key=key, value=value, on_delivery=report, headers=headers)
+            except (KafkaException, BufferError):  # full queue or an error: the careful path retries or raises
+                self._unpolled = unpolled
+                self._produce(topic, key, value, headers, report)
+                unpolled = self._unpolled  # _produce counted it
+                continue
+            unpolled += 1
+            if unpolled >= POLL_EVERY:
+                unpolled = 0
+                self._client.poll(0)
+        self._unpolled = unpolled
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait for every queued message; raise one DeliveryError if any failed since the last flush."""
