@@ -144,8 +144,9 @@ def test_an_ack_never_waits_for_another_requests_message(kafka_config):
                             headers={"Stripe-Signature": sign_stripe("whsec_one", body, NOW)})
         assert answer.status_code == 200, answer.text
         # acknowledged while the other request's message is still undelivered (a flush per request
-        # answered only once the producer's whole queue was empty)
-        assert len(producer) == 1 and not held.done()
+        # answered only once the producer's whole queue was empty); >= 1: this request's own message
+        # may not be released yet right after its report was served
+        assert len(producer) >= 1 and not held.done()
         assert held.result().status_code == 503  # its own delivery failed: the provider must retry
     stored = read_topic(kafka_config, f"{ns}stripe.webhooks")
     assert [m.value() for m in stored] == [body]

@@ -296,7 +296,7 @@ class DeliveryPoller:
     thread of confluent-kafka's asyncio example. `confluent_kafka.aio.AIOProducer` (2.16.1) does not fit:
     it refuses message headers (the receiver stores the signature headers) and would bypass the checked
     config of `Producer`. The thread ends after `idle_polls` polls with nothing outstanding and the next
-    `tracked()` starts one, so an app needs no shutdown hook (the receiver is also mounted inside
+    `ensure_polling()` starts one, so an app needs no shutdown hook (the receiver is also mounted inside
     Airflow's api-server) and an idle receiver holds no thread.
     """
 
@@ -309,18 +309,22 @@ class DeliveryPoller:
         self._thread: threading.Thread | None = None
 
     def tracked(self, on_report: Callable[[str | None], None]) -> Callable[[str | None], None]:
-        """on_report, counted as outstanding until it ran; a polling thread runs until then."""
+        """on_report, counted as outstanding until it ran (call it yourself if its message was not queued)."""
         with self._lock:
             self._outstanding += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="kafka-delivery-poller", daemon=True)
-                self._thread.start()
 
         def report(error: str | None) -> None:
             with self._lock:
                 self._outstanding -= 1
             on_report(error)
         return report
+
+    def ensure_polling(self) -> None:
+        """Start the polling thread if reports are outstanding and none runs (after a produce)."""
+        with self._lock:
+            if self._outstanding and self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kafka-delivery-poller", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         idle = 0
