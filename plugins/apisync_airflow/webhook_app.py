@@ -131,9 +131,10 @@ class LazyProducer:
 
 def create_webhook_app(env: Mapping[str, str] | None = None, producer_factory: Callable[..., Any] | None = None):
     """The receiver FastAPI app for the api-server; Kafka is contacted on the first webhook only."""
-    from apisync.webhooks.receiver import create_app
+    from apisync.webhooks.receiver import PRODUCER_DEFAULTS, create_app
 
     env = dict(os.environ if env is None else env)
     settings = webhook_settings_from_env(env)
     log.info("apisync webhook receiver: endpoints for %s", ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
-    return create_app(settings, LazyProducer(lambda: kafka_config_from_env(env), producer_factory))
+    return create_app(settings, LazyProducer(lambda: {**PRODUCER_DEFAULTS, **kafka_config_from_env(env)},
+                                             producer_factory))

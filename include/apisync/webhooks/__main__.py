@@ -11,7 +11,7 @@ import os
 import uvicorn
 
 from apisync.kafka.producer import Producer
-from apisync.webhooks.receiver import WebhookSettings, create_app
+from apisync.webhooks.receiver import PRODUCER_DEFAULTS, WebhookSettings, create_app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args(argv)
     bootstrap = os.environ.get("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    # a delivery that cannot be acknowledged within the answer deadline is reported as 503, not left hanging
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 9000})
+    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
     uvicorn.run(create_app(WebhookSettings.from_env(), producer), host=args.host, port=args.port)
     return 0
 
