@@ -113,9 +113,10 @@ class AckingSink:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         reports = [self._poller.tracked(_resolver(loop, future)) for future in futures]
-        # in a worker thread: produce() waits for room when the local queue is full
-        await run_in_threadpool(self._produce, topic, items, reports)
-        self._poller.ensure_polling()
+        try:  # in a worker thread: produce() waits for room when the local queue is full
+            await run_in_threadpool(self._produce, topic, items, reports)
+        finally:  # also when the request was cancelled meanwhile: what was queued gets its reports served
+            self._poller.ensure_polling()
         try:
             outcomes = await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
         except TimeoutError:
