@@ -13,7 +13,7 @@ import sys
 import uvicorn
 
 from apisync.kafka.producer import Producer
-from apisync.webhooks.receiver import WebhookSettings, create_app
+from apisync.webhooks.receiver import PRODUCER_DEFAULTS, WebhookSettings, create_app
 
 
 class _Server(uvicorn.Server):
@@ -23,7 +23,7 @@ class _Server(uvicorn.Server):
 
 
 def main(bootstrap: str, port: str, prefix: str, secret: str) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 9000})
+    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
     app = create_app(WebhookSettings(secrets={"stripe": (secret,)}, topic_prefix=prefix), producer)
     _Server(uvicorn.Config(app, host="127.0.0.1", port=int(port), log_level="warning")).run()
     return 0

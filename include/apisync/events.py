@@ -130,15 +130,18 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]
 
 
 def derive_events(
-    obs: Observation, previous: Mapping[str, Any] | None, rules: Sequence[Rule] = ()
+    obs: Observation, previous: Mapping[str, Any] | None, rules: Sequence[Rule] = (), record: Any = None
 ) -> list[dict[str, Any]]:
-    """Events for an accepted observation; previous is the last live data (None if none/deleted)."""
+    """Events for an accepted observation; previous is the last live data (None if none/deleted).
+
+    `record`: the live record's envelope if the caller has it already (say, serialized once as an
+    `orjson.Fragment`); by default `record_value(obs)`."""
     content = obs.content_hash()
     if obs.deleted:
         # the deleted event carries the last known object, so consumers see what went away, and why
         event = _event(obs, "deleted", {}, record_value(obs, previous or obs.data), content)
         return [{**event, "reason": obs.reason}]
-    record = record_value(obs)
+    record = record_value(obs) if record is None else record
     if previous is None:
         kinds, changes = ["created"], {}
     else:

@@ -40,7 +40,7 @@ from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
 from apisync.http import RetriableError
 from apisync.kafka.connect import check_kafka
-from apisync.kafka.producer import DeliveryError, Outgoing, Producer, TransactionError
+from apisync.kafka.producer import DeliveryError, Producer, TransactionError
 from apisync.ledger import ensure_ledger
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.rules import Rule, default_rules
@@ -78,7 +78,7 @@ class _Batch:
 
     attempt: str
     positions: dict[str, int]
-    out: list[Outgoing] = field(default_factory=list)
+    out: list[tuple[str, bytes | None, bytes | None, list | None]] = field(default_factory=list)  # wire form
     records: int = 0
     events: int = 0
     dead: int = 0
@@ -240,7 +240,8 @@ class Normalizer:
     def process(self, messages: Sequence[Any]) -> _Batch:
         """One transaction: fence, derive, produce, send offsets, commit."""
         failpoint("normalizer.consumed")
-        batch = _Batch(uuid.uuid4().hex[:12], self._positions(messages))
+        spans = _spans(messages)
+        batch = _Batch(uuid.uuid4().hex[:12], self._positions(spans))
         pending: list[tuple[Observation, SourcePosition]] = []
         for msg in messages:
             source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
@@ -260,9 +261,8 @@ class Normalizer:
             self._settle_ties(batch, ties)
         failpoint("normalizer.fenced")  # the ledger has moved; Kafka has nothing yet
         with self._producer.transaction():
-            for message in batch.out:
-                self._producer.send(message)
-            self._producer.send_offsets_to_transaction(_next_offsets(messages),
+            self._producer.send_encoded(batch.out)
+            self._producer.send_offsets_to_transaction(_next_offsets(spans),
                                                        self._consumer.consumer_group_metadata())
             failpoint("normalizer.produced")  # produced, not committed
         failpoint("normalizer.committed")
@@ -319,17 +319,18 @@ class Normalizer:
         if not verdict.accepted:
             return
         records, secondary, events, event_stem = self._topics_of(obs.collection)
-        key, headers = obs.key, [("apisync-version", str(obs.version).encode())]
-        # Serialized once for both topics (the producer passes bytes through): the same bytes as before.
+        key, headers, out = obs.key.encode(), [("apisync-version", str(obs.version).encode())], batch.out
+        # Serialized once for both topics and, as a Fragment, inside every event: the same bytes as before.
         value = None if obs.deleted else orjson.dumps(record_value(obs))
-        batch.out.append(Outgoing(records, key, value, headers))
-        batch.out.append(Outgoing(secondary, key, value, headers))
+        out.append((records, key, value, headers))
+        out.append((secondary, key, value, headers))
         batch.records += 1
-        derived = derive_events(obs, verdict.previous, self._rules.get(obs.collection, ()))
+        record = None if value is None else orjson.Fragment(value)
+        derived = derive_events(obs, verdict.previous, self._rules.get(obs.collection, ()), record)
         for event in derived:
             payload = orjson.dumps(event)
-            batch.out.append(Outgoing(events, key, payload))
-            batch.out.append(Outgoing(f"{event_stem}{event['type']}", key, payload))
+            out.append((events, key, payload, None))
+            out.append((f"{event_stem}{event['type']}", key, payload, None))
         batch.events += len(derived)
         batch.count(obs, len(derived))
 
@@ -343,12 +344,12 @@ class Normalizer:
     def _dead_letter(self, batch: _Batch, msg: Any, reason: str) -> None:
         value = {"reason": reason, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
                  "value": base64.b64encode(msg.value() or b"").decode()}
-        batch.out.append(Outgoing(f"{self._ns}.dlq", msg.key(), value))
+        batch.out.append((f"{self._ns}.dlq", msg.key(), orjson.dumps(value), None))
         batch.dead += 1
         log.warning("normalizer %s: dead letter %s[%d]@%d: %s", self.api, msg.topic(), msg.partition(),
                     msg.offset(), reason)
 
-    def _positions(self, messages: Sequence[Any]) -> dict[str, int]:
+    def _positions(self, spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
         """Start position of every assigned partition for this batch (the committed offsets)."""
         positions: dict[str, int] = {}
         assigned = self._consumer.assignment()
@@ -363,15 +364,16 @@ class Normalizer:
                 self._unconsumed_start[f"{tp.topic}:{tp.partition}"] = start
         for tp in unknown:
             positions[f"{tp.topic}:{tp.partition}"] = self._unconsumed_start[f"{tp.topic}:{tp.partition}"]
-        for topic, partition in _batch_tps(messages):
+        for (topic, partition), (first, _last) in spans.items():
             # position() has already moved past this batch: its partitions start at their first message
-            positions[f"{topic}:{partition}"] = _first_offset(messages, topic, partition)
+            positions[f"{topic}:{partition}"] = first
         return positions
 
     def _rewind(self, messages: Sequence[Any]) -> None:
         """After a failed batch, seek each of its partitions back to the group's committed offset."""
-        tps = [TopicPartition(t, p) for t, p in _batch_tps(messages)]
-        self._at_end.difference_update(f"{tp.topic}:{tp.partition}" for tp in tps)  # to be read again
+        spans = _spans(messages)
+        tps = [TopicPartition(t, p) for t, p in spans]
+        self._at_end.difference_update(f"{t}:{p}" for t, p in spans)  # to be read again
         try:
             # the broker's word, not the batch start: a commit that failed ambiguously may have landed
             committed = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=10)}
@@ -380,27 +382,26 @@ class Normalizer:
         for tp in tps:
             offset = committed.get((tp.topic, tp.partition), OFFSET_INVALID)
             if offset < 0:
-                offset = _first_offset(messages, tp.topic, tp.partition)
+                offset = spans[(tp.topic, tp.partition)][0]
             try:
                 self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
             except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset
                 log.info("normalizer %s: cannot rewind %s[%d]: %s", self.api, tp.topic, tp.partition, exc)
 
 
-def _batch_tps(messages: Sequence[Any]) -> set[tuple[str, int]]:
-    return {(m.topic(), m.partition()) for m in messages}
-
-
-def _first_offset(messages: Sequence[Any], topic: str, partition: int) -> int:
-    return min(m.offset() for m in messages if m.topic() == topic and m.partition() == partition)
-
-
-def _next_offsets(messages: Sequence[Any]) -> list[TopicPartition]:
-    """Offsets to commit: one past the last message of each partition."""
-    last: dict[tuple[str, int], int] = {}
+def _spans(messages: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(first offset, last offset) of each (topic, partition) in a batch, in one pass."""
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
     for m in messages:
-        last[(m.topic(), m.partition())] = max(last.get((m.topic(), m.partition()), -1), m.offset())
-    return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        tp, offset = (m.topic(), m.partition()), m.offset()
+        first, last = spans.get(tp, (offset, offset))
+        spans[tp] = (min(first, offset), max(last, offset))
+    return spans
+
+
+def _next_offsets(spans: Mapping[tuple[str, int], tuple[int, int]]) -> list[TopicPartition]:
+    """Offsets to commit: one past the last message of each partition."""
+    return [TopicPartition(t, p, last + 1) for (t, p), (_first, last) in spans.items()]
 
 
 def _add(stats: NormalizerStats, batch: _Batch | None, consumed: int) -> NormalizerStats:

@@ -119,18 +119,24 @@ class LazyProducer:
     def produce(self, *args: Any, **kwargs: Any) -> None:
         self._get().produce(*args, **kwargs)
 
+    def produce_reported(self, *args: Any, **kwargs: Any) -> None:
+        self._get().produce_reported(*args, **kwargs)
+
+    def poll(self, timeout: float) -> int:
+        return self._get().poll(timeout)
+
     def flush(self, timeout: float = 60.0) -> None:
         self._get().flush(timeout)
 
 
 def create_webhook_app(env: Mapping[str, str] | None = None, producer_factory: Callable[..., Any] | None = None):
     """The receiver FastAPI app for the api-server; Kafka is contacted on the first webhook only."""
-    from apisync.webhooks.receiver import create_app
+    from apisync.webhooks.receiver import PRODUCER_DEFAULTS, create_app
 
     env = dict(os.environ if env is None else env)
     settings = webhook_settings_from_env(env)
     log.info("apisync webhook receiver: endpoints for %s", ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
     from apisync_airflow.metrics import AirflowStatsMetrics
 
-    return create_app(settings, LazyProducer(lambda: kafka_config_from_env(env), producer_factory),
-                      AirflowStatsMetrics())
+    return create_app(settings, LazyProducer(lambda: {**PRODUCER_DEFAULTS, **kafka_config_from_env(env)},
+                                             producer_factory), AirflowStatsMetrics())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,21 +25,34 @@ GITHUB_SECRET = "It's a Secret to Everybody"
 
 
 class RecordingProducer:
-    """Acknowledges every message at flush, like Kafka would."""
+    """Acknowledges every message when polled (or flushed), like Kafka would."""
 
     def __init__(self, config):
         self.config = dict(config)
         self.sent: list[tuple] = []
         self._pending: list = []
+        self._lock = threading.Lock()
 
     def produce(self, topic, key, value, headers, on_delivery=None):
         self.sent.append((topic, key, value, dict(headers)))
-        self._pending.append(on_delivery)
+        self._pending.append(lambda: on_delivery(None))
+
+    def produce_reported(self, topic, key, value, headers, on_report):
+        with self._lock:
+            self.sent.append((topic, key, value, dict(headers)))
+            self._pending.append(lambda: on_report(None))
+
+    def poll(self, timeout):
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for report in pending:
+            report()
+        if not pending:
+            time.sleep(timeout)
+        return len(pending)
 
     def flush(self, timeout=60.0):
-        for callback in self._pending:
-            callback(None)
-        self._pending = []
+        self.poll(0)
 
 
 def test_only_plugin_py_is_executed_by_the_plugin_manager(monkeypatch):

@@ -14,6 +14,7 @@ from apisync.events import (
     iso_to_ms,
     ms_to_iso,
     observation_from_change,
+    record_value,
 )
 from apisync.rules import ThresholdRule, TransitionRule, default_rules, rule_event_types, rules_from_config
 
@@ -175,3 +176,13 @@ def test_a_threshold_on_a_nested_path_fires_on_the_rising_edge():
     rule = ThresholdRule("totals.due", 1000, "due_crossed")
     assert rule.fires({"totals": {"due": 10}}, {"totals": {"due": 1000}})
     assert not rule.fires({"totals": {"due": 1200}}, {"totals": {"due": 1500}})
+
+
+def test_events_carry_the_same_bytes_when_the_record_comes_serialized():
+    seen = obs({"id": "sub_1", "status": "canceled", "amount": 1200}, version=3)
+    previous = {"id": "sub_1", "status": "active", "amount": 900}
+    rules = default_rules("stripe")["subscription"]
+    plain = derive_events(seen, previous, rules)
+    fragment = orjson.Fragment(orjson.dumps(record_value(seen)))
+    assert len(plain) > 1  # updated plus rule events, each with the record inside
+    assert [orjson.dumps(e) for e in derive_events(seen, previous, rules, fragment)] == [orjson.dumps(e) for e in plain]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,21 @@ class Producer:
         """Queue one message; delivery is confirmed (or raised) by the next flush()."""
         # The hot path of every writer: one shared failure callback unless the caller wants its own.
         report = self._record_failure if on_delivery is None else self._reporter(on_delivery)
+        self._produce(topic, key, value, headers, report)
+
+    def produce_reported(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
+                         on_report: Callable[[str | None], None]) -> None:
+        """Queue one message whose delivery report goes to on_report alone: None once Kafka acknowledged
+        it, else the reason it failed. flush() neither waits for it specially nor raises for it; the
+        reports are served by poll() (or flush())."""
+        self._produce(topic, key, value, headers, lambda err, _msg: on_report(None if err is None else err.str()))
+
+    def poll(self, timeout: float) -> int:
+        """Serve delivery reports that are ready, waiting up to timeout seconds for one; how many were served."""
+        return self._client.poll(timeout)
+
+    def _produce(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
+                 report: Callable[[KafkaError | None, Any], None]) -> None:
         if headers:
             headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         encoded_key, encoded_value = encode_key(key), encode_value(value)
@@ -145,6 +161,26 @@ class Producer:
     def send(self, message: Outgoing) -> None:
         """Queue an Outgoing message."""
         self.produce(message.topic, message.key, message.value, message.headers)
+
+    def send_encoded(self, messages: Iterable[tuple[str, bytes | None, bytes | None, list | None]]) -> None:
+        """Queue (topic, key, value, headers) messages already in wire form, as produce() would.
+
+        The normalizer's hot loop: several messages per record share one encoded key, and the checks of
+        produce() (encoding, headers, the full-queue retry) run only when the plain produce fails."""
+        produce, report, unpolled = self._client.produce, self._record_failure, self._unpolled
+        for topic, key, value, headers in messages:
+            try:
+                produce(topic, key=key, value=value, on_delivery=report, headers=headers)
+            except (KafkaException, BufferError):  # full queue or an error: the careful path retries or raises
+                self._unpolled = unpolled
+                self._produce(topic, key, value, headers, report)
+                unpolled = self._unpolled  # _produce counted it
+                continue
+            unpolled += 1
+            if unpolled >= POLL_EVERY:
+                unpolled = 0
+                self._client.poll(0)
+        self._unpolled = unpolled
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait for every queued message; raise one DeliveryError if any failed since the last flush."""
@@ -250,6 +286,59 @@ class Producer:
 
     def __repr__(self) -> str:
         return f"Producer(transactional_id={self.transactional_id!r})"
+
+
+class DeliveryPoller:
+    """One thread serving a producer's delivery reports while messages handed to it await theirs.
+
+    confluent-kafka runs delivery callbacks only inside poll() or flush(); flush() waits for the whole
+    queue, so a caller that wants only its own report needs someone else polling. This is the poll
+    thread of confluent-kafka's asyncio example. `confluent_kafka.aio.AIOProducer` (2.16.1) does not fit:
+    it refuses message headers (the receiver stores the signature headers) and would bypass the checked
+    config of `Producer`. The thread ends after `idle_polls` polls with nothing outstanding and the next
+    `ensure_polling()` starts one, so an app needs no shutdown hook (the receiver is also mounted inside
+    Airflow's api-server) and an idle receiver holds no thread.
+    """
+
+    def __init__(self, producer: Any, poll_s: float = 0.1, idle_polls: int = 20) -> None:
+        self._producer = producer
+        self._poll_s = poll_s
+        self._idle_polls = idle_polls
+        self._outstanding = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def tracked(self, on_report: Callable[[str | None], None]) -> Callable[[str | None], None]:
+        """on_report, counted as outstanding until it ran (call it yourself if its message was not queued)."""
+        with self._lock:
+            self._outstanding += 1
+
+        def report(error: str | None) -> None:
+            with self._lock:
+                self._outstanding -= 1
+            on_report(error)
+        return report
+
+    def ensure_polling(self) -> None:
+        """Start the polling thread if reports are outstanding and none runs (after a produce)."""
+        with self._lock:
+            if self._outstanding and self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kafka-delivery-poller", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        idle = 0
+        while True:
+            with self._lock:
+                idle = 0 if self._outstanding else idle + 1
+                if idle > self._idle_polls:
+                    self._thread = None
+                    return
+            try:
+                self._producer.poll(self._poll_s)
+            except Exception:  # keep serving the others' reports; their waits time out if this persists
+                log.exception("serving Kafka delivery reports failed")
+                time.sleep(self._poll_s)
 
 
 def _kafka_error(exc: BaseException | None) -> KafkaError | None:

@@ -13,7 +13,7 @@ import uvicorn
 
 from apisync.kafka.producer import Producer
 from apisync.metrics import metrics_from_env
-from apisync.webhooks.receiver import WebhookSettings, create_app
+from apisync.webhooks.receiver import PRODUCER_DEFAULTS, WebhookSettings, create_app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,10 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args(argv)
     bootstrap = os.environ.get("APISYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    # a delivery that cannot be acknowledged within the answer deadline is reported as 503, not left hanging
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 9000})
-    app = create_app(WebhookSettings.from_env(), producer, metrics_from_env())
-    uvicorn.run(app, host=args.host, port=args.port)
+    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap})
+    uvicorn.run(create_app(WebhookSettings.from_env(), producer, metrics_from_env()), host=args.host, port=args.port)
     return 0
 
 

@@ -14,6 +14,7 @@ configured organisations (403) → one Kafka message per notification, all ackno
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -29,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from apisync import catalog
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
+from apisync.kafka.producer import DeliveryPoller
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
@@ -36,6 +38,10 @@ from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, RequestLine, Signat
 
 log = logging.getLogger("apisync.webhooks")
 
+# Producer settings for the receiver, under the caller's: every answer waits for its own delivery, so
+# linger.ms adds to each one (flush() used to send at once; 5 ms still batches under load), and a
+# delivery that cannot be acknowledged within the answer deadline fails instead of lingering.
+PRODUCER_DEFAULTS = {"linger.ms": 5, "message.timeout.ms": 9000}
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB; Stripe and GitHub payloads stay far below (GitHub caps at 25 MB)
 # Request headers worth keeping next to the raw body (lower-case).
 KEPT_HEADERS = ("content-type", "stripe-signature", "x-hub-signature-256", "x-github-event",
@@ -89,43 +95,64 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 
 class AckingSink:
-    """Produce one message and block until Kafka acknowledged it (or raise)."""
+    """Produce messages and wait, in the event loop, until Kafka acknowledged each of them (or raise).
+
+    Each request waits for its own delivery reports only: a `DeliveryPoller` thread serves the reports
+    and each one resolves its request's future. (A flush() per request waited for the producer's whole
+    queue, so under load every request waited for everyone's messages.) Serving the reports from the
+    event loop instead (poll(0) on a 2 ms timer) measured worse on two loaded cores: the receiver
+    saturated below 200 req/s, where the poller thread answered with p99 ~35 ms.
+    """
 
     def __init__(self, producer: Any, timeout_s: float) -> None:
         self._producer = producer
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._poller = DeliveryPoller(producer)
 
-    def send(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        """Raise RuntimeError unless this very message was acknowledged."""
-        acked = threading.Event()
+    async def send_all(self, topic: str, items: list[tuple[str | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Raise RuntimeError unless every one of these messages was acknowledged within the timeout."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        reports = [self._poller.tracked(_resolver(loop, future)) for future in futures]
+        try:  # in a worker thread: produce() waits for room when the local queue is full
+            await run_in_threadpool(self._produce, topic, items, reports)
+        finally:  # also when the request was cancelled meanwhile: what was queued gets its reports served
+            self._poller.ensure_polling()
+        try:
+            outcomes = await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+        except TimeoutError:
+            raise RuntimeError(f"Kafka did not acknowledge the webhook on {topic} "
+                               f"within {self._timeout_s:.0f}s") from None
+        failed = [reason for reason in outcomes if reason is not None]
+        if failed:
+            raise RuntimeError(f"Kafka did not acknowledge {len(failed)} of {len(items)} messages "
+                               f"on {topic}: {failed[0]}")
+
+    def _produce(self, topic: str, items: list, reports: list[Callable[[str | None], None]]) -> None:
         with self._lock:  # the wrapper's produce path is not meant for concurrent callers
-            self._producer.produce(topic, key, value, headers, on_delivery=lambda _msg: acked.set())
-        try:
-            # flush() reports every message it waited for; ours failed if its success callback never ran
-            self._producer.flush(self._timeout_s)
-        except Exception as exc:  # another request's failure may surface here: judge our own message
-            if not acked.is_set():
-                raise RuntimeError(f"Kafka did not acknowledge the webhook: {exc}") from None
-        if not acked.is_set():
-            raise RuntimeError(f"Kafka did not acknowledge the webhook on topic {topic}")
+            for index, ((key, value, headers), report) in enumerate(zip(items, reports, strict=True)):
+                try:
+                    self._producer.produce_reported(topic, key, value, headers, report)
+                except Exception as exc:  # not queued: no report will come for this one or the rest
+                    for unsent in reports[index:]:
+                        unsent(f"not queued: {exc}")
+                    return
 
-    def send_all(self, topic: str, items: list[tuple[str | None, bytes, list[tuple[str, bytes]]]]) -> None:
-        """Produce several messages, one flush; raise RuntimeError unless every one was acknowledged."""
-        acked: list[threading.Event] = []
-        with self._lock:
-            for key, value, headers in items:
-                event = threading.Event()
-                acked.append(event)
-                self._producer.produce(topic, key, value, headers, on_delivery=lambda _msg, e=event: e.set())
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Callable[[str | None], None]:
+    """A delivery report callback (any thread) that hands the outcome to future in its loop."""
+    def report(error: str | None) -> None:
         try:
-            self._producer.flush(self._timeout_s)
-        except Exception as exc:
-            if not all(event.is_set() for event in acked):
-                raise RuntimeError(f"Kafka did not acknowledge every notification: {exc}") from None
-        missing = sum(not event.is_set() for event in acked)
-        if missing:
-            raise RuntimeError(f"Kafka did not acknowledge {missing} of {len(acked)} notifications on {topic}")
+            loop.call_soon_threadsafe(_settle, future, error)
+        except RuntimeError:  # the loop is closed: nobody waits for this answer any more
+            pass
+    return report
+
+
+def _settle(future: asyncio.Future, error: str | None) -> None:
+    if not future.done():  # a request that timed out has cancelled it
+        future.set_result(error)
 
 
 def _kafka_headers(request: Request, received_at: str) -> list[tuple[str, bytes]]:
@@ -188,7 +215,7 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
             return _answer(400, str(exc)), 0
         failpoint("webhook.verified")  # verified, not yet in Kafka
         try:
-            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}{api}.webhooks", items)
+            await sink.send_all(f"{settings.topic_prefix}{api}.webhooks", items)
         except Exception as exc:  # any Kafka trouble: the provider must retry
             log.error("webhook for %s not stored: %s", api, exc)
             return _answer(503, "webhook not stored, retry later"), 0
@@ -249,7 +276,7 @@ def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: Ack
         received_at = epoch_to_iso(settings.clock())
         items = _notification_items(message, received_at)
         try:
-            await run_in_threadpool(sink.send_all, f"{settings.topic_prefix}salesforce.webhooks", items)
+            await sink.send_all(f"{settings.topic_prefix}salesforce.webhooks", items)
         except Exception as exc:  # any Kafka trouble: no Ack, so Salesforce retries the whole message
             log.error("Salesforce Outbound Message not stored: %s", exc)
             return _fault(503, "notifications not stored, retry later"), 0

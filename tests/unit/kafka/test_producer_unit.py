@@ -134,6 +134,18 @@ def test_full_queue_is_drained_by_polling_then_the_message_is_queued():
     assert delivered(client) == [("t.a", b"k", b'{"n":1}', None)]
 
 
+def test_encoded_messages_go_out_as_produce_sends_them_and_a_full_queue_is_waited_out():
+    producer, client = make()
+    producer.produce("t.a", "k1", b"v1", headers=[("h", b"1")])
+    client.full_for = 2
+    producer.send_encoded([("t.a", b"k2", b"v2", [("h", b"2")]), ("t.b", b"k2", None, None)])
+    client.reject = {"t.b": KafkaError.INVALID_RECORD}
+    with pytest.raises(DeliveryError, match="topic t.b failed for key 'k2'"):
+        producer.flush()
+    assert delivered(client) == [("t.a", b"k1", b"v1", [("h", b"1")]), ("t.a", b"k2", b"v2", [("h", b"2")])]
+    assert [entry for entry in client.log if entry[0] == "poll"] == [("poll", 0.1)]  # the second try waited
+
+
 def test_queue_full_for_too_long_is_an_error():
     ticks = iter(range(0, 1000, 10))
     producer, client = make(clock=lambda: next(ticks), queue_full_timeout=25)

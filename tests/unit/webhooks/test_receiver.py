@@ -1,6 +1,7 @@
 """Receiver HTTP behavior with an in-memory producer stand-in (the Kafka path is in tests/integration)."""
 
 import base64
+import threading
 
 import orjson
 import pytest
@@ -16,21 +17,28 @@ BODY = orjson.dumps({"id": "evt_1", "object": "event", "type": "customer.updated
 
 
 class RecordingProducer:
-    """Acknowledges (or fails) on flush, like the real wrapper's delivery reports."""
+    """Acknowledges (or fails) queued messages when polled, like the real wrapper's delivery reports."""
 
     def __init__(self, fail=False):
         self.fail, self.queued, self.stored = fail, [], []
+        self._ready = threading.Condition()
 
-    def produce(self, topic, key, value, headers=None, on_delivery=None):
-        self.queued.append(((topic, key, value, dict(headers)), on_delivery))
+    def produce_reported(self, topic, key, value, headers, on_report):
+        with self._ready:
+            self.queued.append(((topic, key, value, dict(headers)), on_report))
+            self._ready.notify()
 
-    def flush(self, timeout):
-        queued, self.queued = self.queued, []
-        if self.fail:
-            raise RuntimeError("delivery to topic x failed: broker down")
-        for message, callback in queued:
-            self.stored.append(message)
-            callback(None)
+    def poll(self, timeout):
+        with self._ready:
+            self._ready.wait_for(lambda: self.queued, timeout)
+            queued, self.queued = self.queued, []
+        for message, report in queued:
+            if self.fail:
+                report("broker down")
+            else:
+                self.stored.append(message)
+                report(None)
+        return len(queued)
 
 
 def client(producer, now=NOW, max_body=4096, metrics=None):
