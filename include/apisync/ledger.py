@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from apisync.events import Observation, observation_from_change
 from apisync.failpoints import failpoint
@@ -93,6 +93,24 @@ def _ever_written(kafka_config: Mapping[str, Any], topic: str) -> bool:
     consumer = Consumer(reader_config(kafka_config))
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return any(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] > 0 for p in partitions)
+        return any(_high_watermark(consumer, TopicPartition(topic, p)) > 0 for p in partitions)
     finally:
         consumer.close()
+
+
+# Answers of a partition whose leader is still being elected: a topic created a moment ago, a broker restart.
+_LEADER_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, patience_s: float = 30.0) -> int:
+    """The partition's high watermark, asked again while its leadership settles (within `patience_s`)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)[1]
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _LEADER_SETTLING) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
