@@ -15,6 +15,8 @@ import uuid
 import orjson
 from common import Row, Stack, python, worker_env
 
+from devstack.grants import max_in_window
+
 RATE, BURST, WORKERS = 100.0, 5, 3
 WORKER = """
 import sys, time, orjson, redis
@@ -30,17 +32,6 @@ while time.time() < end:
     grants.append(limiter.acquire_grant("backfill").server_time)
 print(orjson.dumps(grants).decode())
 """
-
-
-def max_in_window(times_s: list[float], window_s: float = 1.0) -> int:
-    """Most grants inside any closed window [t, t + window] (integer microseconds, no float fuzz)."""
-    us = sorted(round(t * 1_000_000) for t in times_s)
-    width, best, j = round(window_s * 1_000_000), 0, 0
-    for i in range(len(us)):
-        while us[i] - us[j] > width:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def run(stack: Stack, seconds: float = 20.0) -> list[Row]:

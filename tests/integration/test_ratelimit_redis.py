@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from apisync.http import QuotaSignal, RateLimitSpec, RedisRateLimiter
+from devstack.grants import max_in_window
 
 pytestmark = pytest.mark.integration
 
@@ -57,17 +58,6 @@ def collect(procs, timeout=30):
         assert proc.returncode == 0, err[-2000:]
         results.append(json.loads(out))
     return results
-
-
-def max_in_window(times_s, window_s=1.0):
-    """Most grants inside any closed window [t, t + window] (integer microseconds, no float fuzz)."""
-    us = sorted(round(t * 1_000_000) for t in times_s)
-    width, best, j = round(window_s * 1_000_000), 0, 0
-    for i in range(len(us)):
-        while us[i] - us[j] > width:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 @pytest.fixture

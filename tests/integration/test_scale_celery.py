@@ -24,7 +24,6 @@ import httpx
 import pytest
 import redis as redis_lib
 from sync_helpers import history, record_problems, truth
-from test_ratelimit_redis import max_in_window
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.topics import Layout, declared_topics
@@ -32,6 +31,7 @@ from apisync_airflow import rest
 from apisync_airflow.pools import ensure_pools
 from devstack.airflow import connection_env
 from devstack.airflow_celery import AirflowCeleryStack
+from devstack.grants import max_in_window
 from devstack.kafka import KafkaCluster
 from devstack.redis import RedisServer
 
