@@ -73,3 +73,25 @@ def test_the_receiver_accepts_the_connections_organization():
     conn = {"conn_type": "salesforce", "extra": {"organization_id": "00D5g000004ApisAAA"}}
     env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_ORG_IDS": "00DOTHER0000001"}
     assert webhook_settings_from_env(env).organization_ids == ("00DOTHER0000001", "00D5g000004ApisAAA")
+
+
+def test_every_connection_type_the_demo_uses_has_an_installed_provider_with_a_ui_form():
+    """The UI offers a form only for connection types an installed provider registers (issue 13)."""
+    import json
+    import warnings
+
+    from devstack.airflow import connection_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the UI's own registry; deprecated for task code only
+        from airflow.providers_manager import ProvidersManager
+
+        manager = ProvidersManager()
+        hooks, widgets = manager.hooks, manager.connection_form_widgets
+    env = connection_env("127.0.0.1:9092", "redis://127.0.0.1:6379/0", "http://127.0.0.1:8000")
+    types = {json.loads(value)["conn_type"] for name, value in env.items() if name.startswith("AIRFLOW_CONN_")}
+    assert {"kafka", "redis", "http", "github", "salesforce"} <= types
+    assert [t for t in sorted(types) if hooks.get(t) is None] == []
+    # the Salesforce form has the fields apisync reads (salesforce_connection.py)
+    assert {f"extra__salesforce__{f}" for f in ("consumer_key", "consumer_secret", "private_key", "instance_url",
+                                                 "domain", "organization_id")} <= set(widgets)
