@@ -17,15 +17,15 @@ import httpx
 import pytest
 from sync_helpers import changes, history, normalize_until_idle, record_problems, settings_for, truth
 
+from apisync.catalog import COLLECTIONS as CATALOG_COLLECTIONS
 from apisync.sync import run_backfill, run_incremental
+from devstack.airflow import SIMULATED_APIS
 
 pytestmark = pytest.mark.integration
-COLLECTIONS = {"stripe": ("customer", "subscription", "invoice", "charge"),
-               "github": ("issue", "pull_request", "issue_comment"),
-               "salesforce": ("account", "contact", "opportunity")}
+# Every registered API the simulator serves, with the collections its spec declares: a new API joins here.
+COLLECTIONS = {api: CATALOG_COLLECTIONS[api] for api in SIMULATED_APIS}
 # Polling cannot see GitHub deletions (the reconcile job finds them), so GitHub only gets creates/updates.
-KINDS = {"stripe": ["create", "update", "delete"], "github": ["create", "update"],
-         "salesforce": ["create", "update", "delete"]}
+KINDS = {api: ["create", "update"] if api == "github" else ["create", "update", "delete"] for api in COLLECTIONS}
 
 
 @pytest.mark.parametrize("api", COLLECTIONS)
@@ -42,10 +42,11 @@ def test_incremental_misses_no_change(api, clean_slate, kafka_config, redis_url,
         for collection in COLLECTIONS[api]:
             summaries.append(run_incremental(settings, collection))
         _background_mutations(simulator_url, rate=0.0)
-    # Let the last second close, Stripe's late events surface and Salesforce's open transactions commit
-    # (with their start stamps), then one more pass sees a quiet API.
+    # Let the last second close, Stripe's late events surface, Salesforce's open transactions commit (with
+    # their start stamps) and HubSpot's search index catch up, then one more pass sees a quiet API.
     config = httpx.get(f"{simulator_url}/_admin/config", timeout=10).json()
-    time.sleep(1.1 + max(config["stripe_events_lag_s"], config["salesforce_late_commits"]["lag_s"]))
+    time.sleep(1.1 + max(config["stripe_events_lag_s"], config["salesforce_late_commits"]["lag_s"],
+                         config["hubspot_search_lag_s"]))
     for collection in COLLECTIONS[api]:
         run_incremental(settings, collection)
 
