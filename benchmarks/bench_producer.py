@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import time
 
-from common import Row, Stack, change_messages
+from common import Row, Stack, change_messages, produce_raw
 
 MESSAGES = 200_000
 
 
 def run(stack: Stack, messages: int = MESSAGES) -> list[Row]:
-    from confluent_kafka import Producer
-
     ns = stack.namespace()
     payload = list(change_messages(messages, seed=3))
     size = sum(len(v) for _k, v in payload) / len(payload)
-    producer = Producer({**stack.kafka_config, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
-                         "compression.type": "lz4", "partitioner": "murmur2_random"})
-    topic = f"{ns}stripe.changes"
     started = time.perf_counter()
-    for key, value in payload:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
-    if producer.flush(120):
-        raise RuntimeError("the baseline's messages were not all acknowledged")
+    produce_raw(stack.kafka_config, f"{ns}stripe.changes", payload, flush_s=120)
     elapsed = time.perf_counter() - started
     stack.drop(ns)
     stack.baseline_msgs_s = messages / elapsed

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,8 +213,8 @@ def change_messages(count: int, seed: int = 1, start: int = 0) -> Iterator[tuple
         yield f"stripe.customer.cus_{index:014d}", change_value(index, rng, version)
 
 
-def produce_raw(config: dict, topic: str, messages: Iterator[tuple[str, bytes]]) -> int:
-    """Produce with the plain idempotent client (the fast way to load a topic); returns how many."""
+def produce_raw(config: dict, topic: str, messages: Iterable[tuple[str, bytes]], flush_s: float = 60) -> int:
+    """Produce with the plain idempotent client (the baseline, and the fast way to load a topic); returns how many."""
     from confluent_kafka import Producer
 
     producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 20,
@@ -226,11 +226,10 @@ def produce_raw(config: dict, topic: str, messages: Iterator[tuple[str, bytes]])
                 producer.produce(topic, value, key)
                 break
             except BufferError:
-                producer.poll(0.05)
+                producer.poll(0.01)
+        producer.poll(0)
         count += 1
-        if count % 1000 == 0:
-            producer.poll(0)
-    if producer.flush(60):
+    if producer.flush(flush_s):
         raise RuntimeError(f"messages to {topic} were not all acknowledged")
     return count
 

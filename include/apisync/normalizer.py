@@ -79,8 +79,6 @@ class _Batch:
     attempt: str
     positions: dict[str, int]
     out: list[tuple[str, bytes | None, bytes | None, list | None]] = field(default_factory=list)  # wire form
-    records: int = 0
-    events: int = 0
     dead: int = 0
     # per collection: [records, events, the oldest synced_at among its accepted observations]
     tally: dict[str, list] = field(default_factory=dict)
@@ -88,6 +86,14 @@ class _Batch:
     def count(self, obs: Observation, events: int) -> None:
         entry = self.tally.setdefault(obs.collection, [0, 0, obs.synced_at])
         entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + events, min(entry[2], obs.synced_at)
+
+    @property
+    def records(self) -> int:
+        return sum(entry[0] for entry in self.tally.values())
+
+    @property
+    def events(self) -> int:
+        return sum(entry[1] for entry in self.tally.values())
 
 
 class NormalizerMetrics:
@@ -324,14 +330,12 @@ class Normalizer:
         value = None if obs.deleted else orjson.dumps(record_value(obs))
         out.append((records, key, value, headers))
         out.append((secondary, key, value, headers))
-        batch.records += 1
         record = None if value is None else orjson.Fragment(value)
         derived = derive_events(obs, verdict.previous, self._rules.get(obs.collection, ()), record)
         for event in derived:
             payload = orjson.dumps(event)
             out.append((events, key, payload, None))
             out.append((f"{event_stem}{event['type']}", key, payload, None))
-        batch.events += len(derived)
         batch.count(obs, len(derived))
 
     def _topics_of(self, collection: str) -> tuple[str, str, str, str]:

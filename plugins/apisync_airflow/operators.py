@@ -209,11 +209,11 @@ AUDIT_METRICS = ("audited", "drift", "missing", "stale", "zombie", "in_flight", 
 
 def audit_metrics(result: Mapping[str, Any]) -> None:
     """Gauges `apisync.audit.<api>.<collection>.<count>` through Airflow's metrics (StatsD/OTel when enabled)."""
-    from airflow.sdk.observability.stats import Stats
+    from apisync.metrics import metric_name
 
-    prefix = f"apisync.audit.{result['api']}.{result['collection']}"
+    metrics, api, collection = AirflowStatsMetrics(), result["api"], result["collection"]
     for name in AUDIT_METRICS:
-        Stats.gauge(f"{prefix}.{name}", result[name])
+        metrics.gauge(metric_name("audit", api, collection, name), result[name], {"api": api, "collection": collection})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
