@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,9 @@ class Observation:
     deleted: bool = False
     thin: bool = False  # the payload lacks the full object: re-fetch before fencing
     reason: str | None = None  # a delete's why, in words (e.g. "transferred to octo/other#5"), for the event
+    # [canonical JSON, its sha256] once computed: the fence and the events both need them, and the
+    # sorted dump costs more than the rest of an observation's fencing
+    _canonical: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -52,11 +55,19 @@ class Observation:
         """The version as ISO 8601 UTC."""
         return ms_to_iso(self.version)
 
+    def canonical_json(self) -> bytes:
+        """The data as canonical JSON (sorted keys): equal content, equal bytes."""
+        if not self._canonical:
+            canonical = orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)
+            self._canonical[:] = [canonical, hashlib.sha256(canonical).hexdigest()]
+        return self._canonical[0]
+
     def content_hash(self) -> str:
         """sha256 over the canonical data (sorted keys) and the deleted flag."""
         if self.deleted:
             return "deleted"
-        return hashlib.sha256(orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        self.canonical_json()
+        return self._canonical[1]
 
 
 def iso_to_ms(value: str) -> int:

@@ -3,7 +3,8 @@
 --           then the ledger keys (each once).
 -- ARGV[1] = JSON {a = attempt id, p = {tp = batch start offset}, auth = 0|1,
 --                 owners = [[KEYS index, epoch]]  (only when ownership is checked),
---                 items = [[KEYS index, version, data, deleted 0|1, source tp, offset, old-encoding data?]]}
+--                 items = [[KEYS index, version, data, deleted 0|1, source tp, offset,
+--                           older encodings of data? ["." deflate, base85]]]}
 -- Returns JSON: ["lost"] | ["fenced"] | ["old_encoding"] (nothing written: call again with the
 -- seventh item field set) | one reply per item: [status] or [status, top data, top deleted, top version].
 -- The per-item rules are those of the one-observation script this replaced; see apisync/fence.py.
@@ -21,13 +22,18 @@ local function from_aborted_attempt(e)
   return pos ~= nil and tonumber(e.o) >= pos
 end
 
--- Equal data? Data is canonical packed text, so equal text = equal content. Text packed by an older
--- apisync (no leading '.') compares with the item's data in that encoding; nil = not sent yet.
-local function same_data(top_d, d, old_d)
+-- Equal data? Current states ("~") begin with a hash of the canonical content: equal prefix = equal
+-- content. A state packed by an older apisync ("." deflate, or base85 with no marker: equal content =
+-- equal text) compares with the item's data in that encoding; nil = not sent yet.
+local HASHED_PREFIX = 17  -- '~' and 16 hex digits
+local function same_data(top_d, d, older)
   if top_d == d then return true end
-  if top_d == '' or d == '' or string.sub(top_d, 1, 1) == '.' then return false end
-  if old_d == nil then return nil end
-  return top_d == old_d
+  if top_d == '' or d == '' then return false end
+  local marker = string.sub(top_d, 1, 1)
+  if marker == '~' then return string.sub(top_d, 1, HASHED_PREFIX) == string.sub(d, 1, HASHED_PREFIX) end
+  if older == nil then return nil end
+  if marker == '.' then return top_d == older[1] end
+  return top_d == older[2]
 end
 
 local stacks = {}

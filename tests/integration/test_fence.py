@@ -1,13 +1,25 @@
 """The Redis version fence on a real redis-server: ordering, dedup, and rollback of aborted attempts."""
 
+import base64
 import uuid
 
+import lz4.block
 import orjson
 import pytest
 import redis
 
 from apisync.events import Observation
-from apisync.fence import FencedOut, LedgerLost, SourcePosition, VersionFence, pack_b85
+from apisync.fence import (
+    _ZDICT_V1,
+    FencedOut,
+    LedgerLost,
+    SourcePosition,
+    VersionFence,
+    pack,
+    pack_b85,
+    pack_deflate,
+    unpack,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +31,7 @@ def fence(redis_url):
     fence = VersionFence(client, prefix=prefix)
     fence.mark_generation("stripe", "test")  # a complete ledger
     yield fence
-    for key in client.scan_iter(match=f"{prefix}:*"):
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         client.delete(key)
 
 
@@ -131,11 +143,12 @@ def test_a_ledger_redis_lost_answers_lost_instead_of_treating_keys_as_new(fence)
         fence.check(obs(2500, "stale"), at(1), "b", {"stripe.changes:0": 1})
 
 
-def test_a_state_packed_by_an_older_apisync_still_decides_unchanged_stale_and_conflict(fence, redis_url):
-    # An upgrade meets ledgers written in the base85 encoding: equal content must stay "unchanged" (a
+@pytest.mark.parametrize("older_pack", [pack_deflate, pack_b85], ids=["deflate", "base85"])
+def test_a_state_packed_by_an_older_apisync_still_decides_unchanged_stale_and_conflict(fence, redis_url, older_pack):
+    # An upgrade meets ledgers written in an older encoding: equal content must stay "unchanged" (a
     # text comparison against the new encoding would call it a conflict and re-fetch every object).
     client = redis.Redis.from_url(redis_url)
-    old_state = {"v": "10", "d": pack_b85({"id": "sub_1", "status": "active"}), "x": 0, "t": "", "o": "0",
+    old_state = {"v": "10", "d": older_pack({"id": "sub_1", "status": "active"}), "x": 0, "t": "", "o": "0",
                  "a": "rebuild"}
     client.set(fence.ledger_key("stripe.subscription.sub_1"), orjson.dumps([old_state]))
     p = {"stripe.changes:0": 0}
@@ -144,7 +157,22 @@ def test_a_state_packed_by_an_older_apisync_still_decides_unchanged_stale_and_co
     assert verdicts[0].previous == {"id": "sub_1", "status": "active"}
     assert fence.check(obs(11, "canceled"), at(3), "a", p).previous == {"id": "sub_1", "status": "active"}
     newest = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))[-1]
-    assert newest["d"].startswith("."), "the newest state is written in the current encoding"
+    assert newest["d"].startswith("~"), "the newest state is written in the current encoding"
+
+
+def test_equal_content_is_decided_on_the_hash_not_on_the_compressed_bytes(fence, redis_url):
+    # Another lz4 build may compress the same JSON to other bytes: that must never read as a change.
+    client = redis.Redis.from_url(redis_url)
+    data = {"id": "sub_1", "status": "active"}
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    other = lz4.block.compress(canonical, mode="high_compression", compression=12, dict=_ZDICT_V1, store_size=True)
+    recompressed = pack(data)[:17] + base64.urlsafe_b64encode(other).decode()
+    assert recompressed != pack(data) and unpack(recompressed) == data
+    state = {"v": "10", "d": recompressed, "x": 0, "t": "", "o": "0", "a": "rebuild"}
+    client.set(fence.ledger_key("stripe.subscription.sub_1"), orjson.dumps([state]))
+    p = {"stripe.changes:0": 0}
+    verdicts = fence.check_many([(obs(10), at(0)), (obs(10, "past_due"), at(1))], "a", p)
+    assert [v.status for v in verdicts] == ["unchanged", "conflict"]
 
 
 def test_a_ledger_state_costs_less_than_the_objects_json():
