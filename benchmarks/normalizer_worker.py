@@ -17,12 +17,13 @@ import orjson
 import redis
 from common import peak_rss
 
-from apisync.normalizer import open_normalizer
+from apisync.normalizer import open_normalizer, tune_gc
 
 
 def main(bootstrap: str, redis_url: str, namespace: str, ledger: str, instance: str) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    tune_gc()  # as opened_normalizer() does for the CLI, the follow service and the Airflow task
     normalizer = open_normalizer("stripe", {"bootstrap.servers": bootstrap}, redis.Redis.from_url(redis_url),
                                  instance=instance, namespace=namespace, ledger_prefix=ledger, poll_timeout=0.2)
     consumed, last = 0, 0.0

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,9 +56,23 @@ MAX_FAILED_BATCHES = 3
 FETCH_DEFAULTS = {"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 * 1024 * 1024}
 
 
-def known_collection(api: str, obs: Observation) -> bool:
-    """Whether an observation belongs to one of `api`'s registered collections (else: dead letter)."""
-    return obs.api == api and obs.collection in catalog.COLLECTIONS.get(api, ())
+def known_collection(api: str, obs: Observation, collections: Collection[str] | None = None) -> bool:
+    """Whether an observation belongs to one of `api`'s registered collections (else: dead letter);
+    `collections`: the registry's answer, read once by a caller that asks per observation."""
+    return obs.api == api and obs.collection in (catalog.COLLECTIONS.get(api, ()) if collections is None
+                                                 else collections)
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a normalizer process.
+
+    A batch allocates tens of short-lived containers per observation: at Python's default gen-0
+    threshold (700) a full collection, which walks every object imported at start-up, ran every
+    ~1,500 observations, about a tenth of the normalizer's time. What start-up left behind is frozen
+    out of collections, and gen 0 is collected every 50,000 allocations (the normalizer itself makes
+    no reference cycles, so this only delays freeing the rare ones)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +187,7 @@ class Normalizer:
         # owner can move it (a predecessor's pending transaction is settled before committed() answers).
         self._unconsumed_start: dict[str, int] = {}
         self._topics: dict[str, tuple[str, str, str, str]] = {}  # per collection, see _topics_of
+        self._collections = frozenset(catalog.COLLECTIONS.get(api, ()))  # the registry, read once
         self._at_end: set[str] = set()  # `topic:partition` read to its end since its last message
         self._failures = 0  # batches aborted in a row, across run() calls (a follower calls run() per interval)
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],
@@ -312,7 +328,7 @@ class Normalizer:
             obs = parse_webhook(self.api, msg.value(), headers, _now_iso(), **self._webhook_options)
         else:
             obs = observation_from_change(msg.value())
-        if not known_collection(self.api, obs):
+        if not known_collection(self.api, obs, self._collections):
             raise ObservationError(f"observation {obs.key} is not a known {self.api} collection")
         if obs.thin:
             if self._refetch is None:
@@ -478,6 +494,7 @@ def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str,
     """A ready Normalizer (re-fetch client included), closed on the way out."""
     import redis
 
+    tune_gc()  # every caller is a normalizer process (CLI, follow service, Airflow task)
     with contextlib.ExitStack() as stack:
         options = refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics)
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,

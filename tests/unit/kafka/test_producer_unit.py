@@ -84,6 +84,14 @@ def test_config_enforces_safety_and_keeps_caller_settings():
     assert (conf["linger.ms"], conf["compression.type"]) == (5, "lz4")
 
 
+def test_only_a_transactional_producer_skips_success_reports():
+    # its commit fails if any message failed; the webhook receiver's plain producer needs every report
+    assert producer_config({**BOOT, "transactional.id": "t"})["delivery.report.only.error"] is True
+    assert "delivery.report.only.error" not in producer_config(BOOT)
+    assert producer_config({**BOOT, "transactional.id": "t", "delivery.report.only.error": False})[
+        "delivery.report.only.error"] is False
+
+
 @pytest.mark.parametrize(("config", "message"), [
     ({}, "no 'bootstrap.servers'"),
     ({**BOOT, "acks": "1"}, "'acks' must be 'all'"),
