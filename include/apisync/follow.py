@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from apisync.metrics import NULL_METRICS, Metrics
-from apisync.normalizer import NormalizerStats, opened_normalizer
+from apisync.normalizer import DEFAULT_BATCH_SIZE, NormalizerStats, opened_normalizer
 
 log = logging.getLogger("apisync.normalizer")
 
@@ -43,7 +43,7 @@ def progress_line(api: str, interval: NormalizerStats, seconds: float, total: No
 
 
 def follow(api: str, kafka_config: Mapping[str, Any], redis_url: str, stop: threading.Event, *,
-           instance: str = "0", api_settings: Any = None, batch_size: int = 2000,
+           instance: str = "0", api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
            log_every_s: float = DEFAULT_LOG_EVERY_S, clock: Callable[[], float] = time.monotonic,
            metrics: Metrics = NULL_METRICS, heartbeat: Path | None = None) -> NormalizerStats:
     """Normalize `api` until `stop` is set; returns the totals.

@@ -50,9 +50,12 @@ from apisync.webhooks.dispatch import parse_webhook
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
+# Observations per transaction at most. Each batch pays fixed round trips (offsets, commit, flush);
+# 5,000 (~3.4 MB, one fence call of ~60 ms) measured 5-13% faster than 2,000 under load.
+DEFAULT_BATCH_SIZE = 5000
 # Prefetch at most ~8 MiB queued and 8 MiB per fetch (librdkafka's defaults, 64 MiB and 50 MiB, let a
-# normalizer's RSS grow with its backlog up to ~150 MiB); a batch of 2,000 observations is ~1.3 MB, so
-# the queue still holds several batches. The connection's extra may override them.
+# normalizer's RSS grow with its backlog up to ~150 MiB); a batch of 5,000 observations is ~3.4 MB, so
+# the queue still holds two batches. The connection's extra may override them.
 FETCH_DEFAULTS = {"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 * 1024 * 1024}
 
 
@@ -169,7 +172,7 @@ class Normalizer:
     def __init__(self, api: str, consumer: Any, producer: Producer, fence: VersionFence, *,
                  rules: Mapping[str, Sequence[Rule]] | None = None,
                  refetch: Callable[[Observation], Observation] | None = None,
-                 batch_size: int = 2000, poll_timeout: float = 1.0, namespace: str = "",
+                 batch_size: int = DEFAULT_BATCH_SIZE, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
                  recover_ledger: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic, metrics: Metrics = NULL_METRICS) -> None:
@@ -473,7 +476,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
 
 
 def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
-              instance: str = "0", api_settings: Any = None, batch_size: int = 2000,
+              instance: str = "0", api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
               until_idle: bool = False, metrics: Metrics = NULL_METRICS) -> NormalizerStats:
     """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
 
@@ -489,7 +492,7 @@ def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_sec
 
 @contextlib.contextmanager
 def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str, *, instance: str = "0",
-                      api_settings: Any = None, batch_size: int = 2000,
+                      api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
                       metrics: Metrics = NULL_METRICS) -> Iterator[Normalizer]:
     """A ready Normalizer (re-fetch client included), closed on the way out."""
     import redis

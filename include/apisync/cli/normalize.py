@@ -17,6 +17,7 @@ from apisync.cli.common import (
     kafka_config,
     redis_url,
 )
+from apisync.normalizer import DEFAULT_BATCH_SIZE
 
 
 def _normalize(args: argparse.Namespace) -> int:
@@ -76,8 +77,8 @@ def add_normalize(sub: argparse._SubParsersAction) -> None:
                      help="with --follow: seconds between progress lines (default 30)")
     run.add_argument("--instance", default="0",
                      help="this worker's name in the normalizer group (one per process when running several)")
-    run.add_argument("--batch-size", type=int, default=2000,
-                     help="most observations fenced and committed in one transaction (default 2000)")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                     help=f"most observations fenced and committed in one transaction (default {DEFAULT_BATCH_SIZE})")
     run.set_defaults(func=_normalize)
     ledger = sub.add_parser("ledger", help="the Redis version ledger").add_subparsers(dest="action", required=True)
     rebuild = ledger.add_parser("rebuild", parents=[common_options()],
