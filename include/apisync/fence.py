@@ -54,10 +54,14 @@ from typing import Any
 
 import lz4.block
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apisync.events import Observation
 
 LEDGER_PREFIX = "apisync:ledger"
+Item = tuple[Observation, "SourcePosition"]  # an observation and where it was read
 
 
 class LedgerLost(RuntimeError):
@@ -66,6 +70,11 @@ class LedgerLost(RuntimeError):
 
 class FencedOut(RuntimeError):
     """Another normalizer owns this partition now (a newer owner epoch): this one is a zombie."""
+
+
+class LedgerUnavailable(RuntimeError):
+    """Redis did not answer a fence call; the batch must be judged again under a new attempt (the call
+    may have run, and a repeat under the same attempt would read its own states as "unchanged")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +125,7 @@ class VersionFence:
 
     def check_many(
         self,
-        items: Sequence[tuple[Observation, SourcePosition]],
+        items: Sequence[Item],
         attempt: str,
         positions: Mapping[str, int],
         authoritative: bool = False,
@@ -127,25 +136,82 @@ class VersionFence:
         `authoritative`: the observations are the server's current state (re-fetched), so at an equal
         version they replace different content instead of answering "conflict". `epochs`: the owner
         epoch this worker holds per `topic:partition` (None: no ownership check, for tools and tests).
-        Raises LedgerLost or FencedOut instead of answering.
+        Raises LedgerLost, FencedOut or LedgerUnavailable instead of answering.
         """
         if not items:
             return []
-        keys, batch = self._batch(items, attempt, positions, authoritative, epochs)
-        replies = orjson.loads(self._script(keys=keys, args=[orjson.dumps(batch)]))
-        if replies == ["old_encoding"]:  # a state packed by an older apisync decides: nothing was written
-            for row, (obs, _source) in zip(batch["items"], items, strict=True):
-                row.append(_older_encodings(obs))
-            replies = orjson.loads(self._script(keys=keys, args=[orjson.dumps(batch)]))
-        if replies == ["lost"]:
-            raise LedgerLost("the Redis ledger has no generation marker: Redis lost its data")
-        if replies == ["fenced"]:
-            raise FencedOut("another normalizer took over a partition of this batch (newer owner epoch)")
-        return [_verdict(reply) for reply in replies]
+        _attempt, judged = self.check_chunks([items], attempt, positions, authoritative, epochs)
+        return judged[0][1]  # one call: a repeat (which wrote nothing before) keeps the attempt
 
-    def _batch(self, items: Sequence[tuple[Observation, SourcePosition]], attempt: str, positions: Mapping[str, int],
-               authoritative: bool, epochs: Mapping[str, int] | None) -> tuple[list[str], dict[str, Any]]:
-        """The script's KEYS (generation marker, owner epochs, ledger keys once each) and its JSON argument."""
+    def check_chunks(self, chunks: Iterable[Sequence[Item]], attempt: str, positions: Mapping[str, int],
+                     authoritative: bool = False, epochs: Mapping[str, int] | None = None,
+                     ) -> tuple[str, list[tuple[Sequence[Item], list[Verdict]]]]:
+        """Fence chunk after chunk, with the verdicts one call for all of them would give (the script
+        judges item by item, in order); returns the attempt the states were written under and each
+        chunk with its verdicts.
+
+        Pipelined: each chunk's call is sent as soon as `chunks` yields it, and replies are read only
+        once all are sent, so Redis judges a chunk while the caller prepares the next (a lazy `chunks`
+        parses its messages meanwhile). When a chunk could not be judged (a state in an older encoding
+        decides, or Redis no longer knows the script) but others were, everything is judged again under
+        a new attempt id: the script rolls the first attempt's states back like an aborted batch's.
+        A lost connection is never retried here (the script may have run): LedgerUnavailable.
+        """
+        done: list[Sequence[Item]] = []
+        source: Iterable[Sequence[Item]] = chunks
+        older = False
+        for _pass in range(3):
+            replies = self._pipelined(source, done, attempt, positions, authoritative, epochs, older)
+            source, done = done, []
+            if replies is None:  # Redis restarted or flushed its scripts
+                self._script.sha = self._redis.script_load(self._script.script)
+            else:
+                for reply in replies:  # a lost ledger or a zombie is answered first, whatever else came back
+                    if reply in (["lost"], ["fenced"]):
+                        _verdicts(reply)
+                if ["old_encoding"] not in replies:
+                    return attempt, [(items, _verdicts(reply) if items else [])
+                                     for items, reply in zip(source, replies, strict=True)]
+                older = True  # a state packed by an older apisync decides: send those encodings too
+            if sum(1 for items in source if items) > 1:  # other calls of the pass may have written states
+                attempt = f"{attempt}+"
+        raise LedgerUnavailable("the ledger script could not judge the batch in three passes")
+
+    def _pipelined(self, chunks: Iterable[Sequence[Item]], done: list[Sequence[Item]], attempt: str,
+                   positions: Mapping[str, int], authoritative: bool, epochs: Mapping[str, int] | None,
+                   older: bool) -> list[Any] | None:
+        """One script call per chunk on one connection, all sent before any reply is read; the parsed
+        replies (None for an empty chunk), or None when Redis does not know the script."""
+        pool = self._redis.connection_pool
+        try:
+            conn = pool.get_connection()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
+        try:
+            calls = []
+            for items in chunks:
+                done.append(items)
+                if items:
+                    keys, batch = self._batch(items, attempt, positions, authoritative, epochs, older)
+                    conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, orjson.dumps(batch))
+                calls.append(bool(items))
+            return [orjson.loads(conn.read_response()) if called else None for called in calls]
+        except NoScriptError:
+            conn.disconnect()  # replies of the other calls may still be on their way
+            return None
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            conn.disconnect()
+            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def _batch(self, items: Sequence[Item], attempt: str, positions: Mapping[str, int], authoritative: bool,
+               epochs: Mapping[str, int] | None, older: bool = False) -> tuple[list[str], dict[str, Any]]:
+        """The script's KEYS (generation marker, owner epochs, ledger keys once each) and its JSON argument
+        (with `older`, each item's data in the encodings of older apisync versions too)."""
         keys = [self.generation_key(items[0][0].api)]
         index: dict[str, int] = {}
 
@@ -159,6 +225,9 @@ class VersionFence:
                                             for tp in dict.fromkeys(source.tp for _obs, source in items)]
         rows = [[slot(self.ledger_key(obs.key)), str(obs.version), _packed_data(obs), 1 if obs.deleted else 0,
                  source.tp, str(source.offset)] for obs, source in items]
+        if older:
+            for row, (obs, _source) in zip(rows, items, strict=True):
+                row.append(_older_encodings(obs))
         return keys, {"a": attempt, "p": dict(positions), "auth": 1 if authoritative else 0, "owners": owners,
                       "items": rows}
 
@@ -305,6 +374,15 @@ def _older_encodings(obs: Observation) -> list[str]:
 def _entry(obs: Observation, tp: str, offset: int, attempt: str) -> dict[str, Any]:
     return {"v": str(obs.version), "d": _packed_data(obs), "x": 1 if obs.deleted else 0,
             "t": tp, "o": str(offset), "a": attempt}
+
+
+def _verdicts(replies: Sequence[Any]) -> list[Verdict]:
+    """One chunk's reply as verdicts, or the whole-chunk answer raised."""
+    if replies == ["lost"]:
+        raise LedgerLost("the Redis ledger has no generation marker: Redis lost its data")
+    if replies == ["fenced"]:
+        raise FencedOut("another normalizer took over a partition of this batch (newer owner epoch)")
+    return [_verdict(reply) for reply in replies]
 
 
 def _verdict(reply: Sequence[Any]) -> Verdict:

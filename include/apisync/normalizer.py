@@ -38,7 +38,15 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from apisync import catalog
 from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
 from apisync.failpoints import failpoint
-from apisync.fence import LEDGER_PREFIX, FencedOut, LedgerLost, SourcePosition, Verdict, VersionFence
+from apisync.fence import (
+    LEDGER_PREFIX,
+    FencedOut,
+    LedgerLost,
+    LedgerUnavailable,
+    SourcePosition,
+    Verdict,
+    VersionFence,
+)
 from apisync.http import RetriableError
 from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
@@ -50,6 +58,7 @@ from apisync.webhooks.dispatch import parse_webhook
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
+FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, pipelined
 # Observations per transaction at most. Each batch pays fixed round trips (offsets, commit, flush);
 # 5,000 (~3.4 MB, one fence call of ~60 ms) measured 5-13% faster than 2,000 under load.
 DEFAULT_BATCH_SIZE = 5000
@@ -216,7 +225,7 @@ class Normalizer:
                 self._metrics.committed(batch, len(messages), (self._clock() - started) * 1000)
                 stats = _add(stats, batch, len(messages))
                 self._failures = 0
-            except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost) as exc:
+            except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost, LedgerUnavailable) as exc:
                 self._metrics.aborted()
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
@@ -263,25 +272,22 @@ class Normalizer:
         return messages
 
     def process(self, messages: Sequence[Any]) -> _Batch:
-        """One transaction: fence, derive, produce, send offsets, commit."""
+        """One transaction: fence, derive, produce, send offsets, commit.
+
+        The batch is fenced in chunks sent to Redis one after the other without waiting (see
+        `VersionFence.check_chunks`): Redis judges a chunk while the next one is parsed."""
         failpoint("normalizer.consumed")
         spans = _spans(messages)
         batch = _Batch(uuid.uuid4().hex[:12], self._positions(spans))
-        pending: list[tuple[Observation, SourcePosition]] = []
-        for msg in messages:
-            source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
-            try:
-                pending.append((self._observe(msg), source))
-            except RetriableError:
-                raise  # a re-fetch that may work next time: read the batch again, never dead-letter
-            except Exception as exc:  # anything unusable is a dead letter, never a crash loop
-                self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
-        verdicts = self._fence.check_many(pending, batch.attempt, batch.positions, epochs=self._epochs)
+        chunks = (self._observe_all(batch, messages[start:start + FENCE_CHUNK])
+                  for start in range(0, len(messages), FENCE_CHUNK))
+        batch.attempt, judged = self._fence.check_chunks(chunks, batch.attempt, batch.positions, epochs=self._epochs)
         ties = []
-        for item, verdict in zip(pending, verdicts, strict=True):
-            if verdict.status == "conflict":
-                ties.append(item)
-            self._emit(batch, item[0], verdict)
+        for pending, verdicts in judged:
+            for item, verdict in zip(pending, verdicts, strict=True):
+                if verdict.status == "conflict":
+                    ties.append(item)
+                self._emit(batch, item[0], verdict)
         if ties:
             self._settle_ties(batch, ties)
         failpoint("normalizer.fenced")  # the ledger has moved; Kafka has nothing yet
@@ -292,6 +298,19 @@ class Normalizer:
             failpoint("normalizer.produced")  # produced, not committed
         failpoint("normalizer.committed")
         return batch
+
+    def _observe_all(self, batch: _Batch, messages: Sequence[Any]) -> list[tuple[Observation, SourcePosition]]:
+        """The usable observations of these messages, with where they were read; the rest dead-letter."""
+        pending = []
+        for msg in messages:
+            source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
+            try:
+                pending.append((self._observe(msg), source))
+            except RetriableError:
+                raise  # a re-fetch that may work next time: read the batch again, never dead-letter
+            except Exception as exc:  # anything unusable is a dead letter, never a crash loop
+                self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
+        return pending
 
     def _settle_ties(self, batch: _Batch, ties: list[tuple[Observation, SourcePosition]]) -> None:
         """Equal version, different content: the server's current state decides (arrival order without a client)."""

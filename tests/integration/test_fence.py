@@ -13,6 +13,7 @@ from apisync.fence import (
     _ZDICT_V1,
     FencedOut,
     LedgerLost,
+    LedgerUnavailable,
     SourcePosition,
     VersionFence,
     pack,
@@ -197,3 +198,67 @@ def test_a_ledger_state_costs_less_than_the_objects_json():
     state = orjson.dumps([_entry(Observation("stripe", "customer", customer["id"], 1795704812000, "poll", "",
                                              customer), "stripe.changes:3", 123456, "0123456789ab")])
     assert len(state) <= size, (len(state), size)
+
+
+def other(version, ident, status="active"):
+    return Observation("stripe", "subscription", ident, version, "poll", "", {"id": ident, "status": status})
+
+
+def test_chunks_are_judged_as_one_call_would_judge_them(fence):
+    # the same key in several chunks: each chunk sees what the ones before it wrote
+    items = [(obs(10), at(0)), (other(5, "sub_2"), at(1)), (obs(9, "old"), at(2)), (obs(11, "past_due"), at(3)),
+             (obs(11, "past_due"), at(4)), (other(5, "sub_2", "paused"), at(5))]
+    attempt, judged = fence.check_chunks([items[:2], [], items[2:4], items[4:]], "a", {"stripe.changes:0": 0})
+    assert attempt == "a"
+    assert [[v.status for v in verdicts] for _items, verdicts in judged] == [
+        ["accepted", "accepted"], [], ["stale", "accepted"], ["unchanged", "conflict"]]
+    assert judged[2][1][1].previous == {"id": "sub_1", "status": "active"}
+
+
+def test_an_older_state_met_in_a_later_chunk_rejudges_the_whole_batch_under_a_new_attempt(fence, redis_url):
+    # chunk 1 is written before chunk 2 meets a "." state; judged again under the same attempt, chunk 1
+    # would read its own state back as "unchanged" and its change would never reach Kafka
+    client = redis.Redis.from_url(redis_url)
+    old_state = {"v": "10", "d": pack_deflate({"id": "sub_2", "status": "active"}), "x": 0, "t": "", "o": "0",
+                 "a": "rebuild"}
+    client.set(fence.ledger_key("stripe.subscription.sub_2"), orjson.dumps([old_state]))
+    attempt, judged = fence.check_chunks([[(obs(10), at(0))], [(other(10, "sub_2"), at(1))]], "a",
+                                         {"stripe.changes:0": 0})
+    assert attempt != "a"
+    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "unchanged"]
+    stack = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))
+    assert [state["a"] for state in stack] == [attempt], "the first pass's state was rolled back"
+
+
+def test_a_flushed_script_is_loaded_again(fence, redis_url):
+    redis.Redis.from_url(redis_url).script_flush()
+    _attempt, judged = fence.check_chunks([[(obs(10), at(0))], [(obs(11, "x"), at(1))]], "a",
+                                          {"stripe.changes:0": 0})
+    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "accepted"]
+
+
+def test_a_reply_lost_after_the_script_ran_is_never_answered_by_running_it_again(fence, monkeypatch):
+    # A repeat under the same attempt reads the states the lost call wrote as "unchanged": the change
+    # would be committed without its record. The batch must be aborted and read again instead.
+    real = redis.connection.Connection.read_response
+    lost = []
+
+    def read_then_drop(self, *args, **kwargs):
+        reply = real(self, *args, **kwargs)
+        if not lost:
+            lost.append(reply)
+            raise redis.exceptions.ConnectionError("connection reset by peer")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_then_drop)
+    with pytest.raises(LedgerUnavailable):
+        fence.check(obs(10), at(0), "a", {"stripe.changes:0": 0})
+    assert lost, "the script ran before the reply was lost"
+    again = fence.check(obs(10), at(0), "b", {"stripe.changes:0": 0})  # the batch read again: a new attempt
+    assert again.status == "accepted" and again.previous is None
+
+
+def test_an_unreachable_ledger_is_a_clear_error():
+    unreachable = VersionFence(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5), prefix="x")
+    with pytest.raises(LedgerUnavailable, match="the Redis ledger did not answer"):
+        unreachable.check_many([(obs(10), at(0))], "a", {"stripe.changes:0": 0})
