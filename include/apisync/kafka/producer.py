@@ -112,8 +112,11 @@ class Producer:
         self._unpolled = 0
         # A weak reference: a bound method here would tie the client to this wrapper in a cycle, keeping
         # librdkafka handles (and their reconnect logging) alive until the cyclic GC runs.
-        on_error = weakref.WeakMethod(self._on_error)
-        self._client = client_factory({**conf, "error_cb": lambda err: (m := on_error()) and m(err)})
+        on_error, on_failure = weakref.WeakMethod(self._on_error), weakref.WeakMethod(self._record_failure)
+        # Failures go to one client-wide delivery callback: a callback argument per produce() call costs
+        # a third of the call; callers that want their own reports (produce_reported) still pass one.
+        self._client = client_factory({**conf, "error_cb": lambda err: (m := on_error()) and m(err),
+                                       "on_delivery": lambda err, msg: (m := on_failure()) and m(err, msg)})
         if self.transactional_id:
             self._txn_call("initialize transactions", self._client.init_transactions, 30.0)
         log.debug("kafka producer created: %s", redacted(conf))
@@ -123,8 +126,7 @@ class Producer:
         """Queue one message; delivery is confirmed (or raised) by the next flush(). In a transactional
         producer on_delivery hears of failures only (see TRANSACTIONAL_DEFAULTS)."""
         # The hot path of every writer: one shared failure callback unless the caller wants its own.
-        report = self._record_failure if on_delivery is None else self._reporter(on_delivery)
-        self._produce(topic, key, value, headers, report)
+        self._produce(topic, key, value, headers, None if on_delivery is None else self._reporter(on_delivery))
 
     def produce_reported(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
                          on_report: Callable[[str | None], None]) -> None:
@@ -138,7 +140,8 @@ class Producer:
         return self._client.poll(timeout)
 
     def _produce(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
-                 report: Callable[[KafkaError | None, Any], None]) -> None:
+                 report: Callable[[KafkaError | None, Any], None] | None) -> None:
+        """Queue one message; its report goes to `report`, or to the client-wide failure callback (None)."""
         if headers:
             headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         encoded_key, encoded_value = encode_key(key), encode_value(value)
@@ -173,13 +176,13 @@ class Producer:
 
         The normalizer's hot loop: several messages per record share one encoded key, and the checks of
         produce() (encoding, headers, the full-queue retry) run only when the plain produce fails."""
-        produce, report, unpolled = self._client.produce, self._record_failure, self._unpolled
+        produce, unpolled = self._client.produce, self._unpolled
         for topic, key, value, headers in messages:
             try:
-                produce(topic, key=key, value=value, on_delivery=report, headers=headers)
+                produce(topic, key=key, value=value, headers=headers)
             except (KafkaException, BufferError):  # full queue or an error: the careful path retries or raises
                 self._unpolled = unpolled
-                self._produce(topic, key, value, headers, report)
+                self._produce(topic, key, value, headers, None)
                 unpolled = self._unpolled  # _produce counted it
                 continue
             unpolled += 1

@@ -47,6 +47,7 @@ class FakeClient:
 
     def flush(self, timeout=None):
         for topic, key, value, headers, callback in self.queue:
+            callback = callback or self.conf["on_delivery"]  # the client-wide delivery callback
             err = KafkaError(self.reject[topic], "Broker: Invalid record") if topic in self.reject else None
             callback(err, Delivered(topic, key, value, headers))
             if err is None:
