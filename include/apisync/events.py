@@ -120,8 +120,9 @@ def observation_from_dict(doc: Mapping[str, Any]) -> Observation:
     return observation
 
 
-def record_value(obs: Observation, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The `<api>.records` envelope (also carried inside every event)."""
+def record_value(obs: Observation, data: Mapping[str, Any] | orjson.Fragment | None = None) -> dict[str, Any]:
+    """The `<api>.records` envelope (also carried inside every event); `data` instead of the observation's
+    (e.g. its JSON already serialized, as an `orjson.Fragment`)."""
     return {
         "key": obs.key, "api": obs.api, "collection": obs.collection, "id": obs.id,
         "version": obs.version, "updated_at": obs.updated_at, "source": obs.source,

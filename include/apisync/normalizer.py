@@ -365,7 +365,8 @@ class Normalizer:
         records, secondary, events, event_stem = self._topics_of(obs.collection)
         key, headers, out = obs.key.encode(), [("apisync-version", str(obs.version).encode())], batch.out
         # Serialized once for both topics and, as a Fragment, inside every event: the same bytes as before.
-        value = None if obs.deleted else orjson.dumps(record_value(obs))
+        # the data as the canonical JSON the fence hashed (keys sorted): serialized once per observation
+        value = None if obs.deleted else orjson.dumps(record_value(obs, orjson.Fragment(obs.canonical_json())))
         out.append((records, key, value, headers))
         out.append((secondary, key, value, headers))
         record = None if value is None else orjson.Fragment(value)
