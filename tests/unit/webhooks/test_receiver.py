@@ -206,3 +206,13 @@ def test_answers_are_counted_as_metrics_stored_rejected_and_failed():
     # a path segment from the internet never becomes a metric name of its own
     assert counted == {"apisync.webhooks.stripe.stored": 2, "apisync.webhooks.stripe.rejected": 1,
                        "apisync.webhooks.unknown.rejected": 1, "apisync.webhooks.stripe.failed": 1}
+
+
+def test_kept_headers_are_stored_the_first_of_a_repeated_one_and_no_others():
+    producer = RecordingProducer()
+    headers = [("Stripe-Signature", sign_stripe("whsec_new", BODY, NOW)), ("User-Agent", "Stripe/1.0"),
+               ("user-agent", "second"), ("X-Other", "dropped")]
+    assert client(producer).post("/webhooks/stripe", content=BODY, headers=headers).status_code == 200
+    (_topic, _key, _value, stored), = producer.stored
+    assert stored["user-agent"] == b"Stripe/1.0"
+    assert set(stored) == {"stripe-signature", "user-agent", "apisync-received-at"}
