@@ -106,11 +106,18 @@ class OpenLoopClient:
 
     async def post(self, request: bytes) -> int:
         async with self._slots:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            connection = self._idle_connection() or await self._connect()
             status = await connection.post(request)
             if connection.reusable:
                 self._idle.append(connection)
             return status
+
+    def _idle_connection(self) -> KeepAliveConnection | None:
+        while self._idle:  # uvicorn closes a connection idle for 5 s (timeout_keep_alive)
+            connection = self._idle.pop()
+            if connection.reusable:
+                return connection
+        return None
 
     async def _connect(self) -> KeepAliveConnection:
         loop = asyncio.get_running_loop()
