@@ -37,7 +37,7 @@ class RecordingProducer:
         self.sent.append((topic, key, value, dict(headers)))
         self._pending.append(lambda: on_delivery(None))
 
-    def produce_reported(self, topic, key, value, headers, on_report):
+    def produce_reported(self, topic, key, value, headers, on_report, wait_for_room=True):
         with self._lock:
             self.sent.append((topic, key, value, dict(headers)))
             self._pending.append(lambda: on_report(None))

@@ -129,18 +129,20 @@ class Producer:
         self._produce(topic, key, value, headers, None if on_delivery is None else self._reporter(on_delivery))
 
     def produce_reported(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
-                         on_report: Callable[[str | None], None]) -> None:
+                         on_report: Callable[[str | None], None], *, wait_for_room: bool = True) -> None:
         """Queue one message whose delivery report goes to on_report alone: None once Kafka acknowledged
         it, else the reason it failed. flush() neither waits for it specially nor raises for it; the
-        reports are served by poll() (or flush())."""
-        self._produce(topic, key, value, headers, lambda err, _msg: on_report(None if err is None else err.str()))
+        reports are served by poll() (or flush()). With wait_for_room=False a full local queue raises
+        BufferError at once (nothing queued) instead of polling until there is room: for an event loop."""
+        self._produce(topic, key, value, headers, lambda err, _msg: on_report(None if err is None else err.str()),
+                      wait_for_room)
 
     def poll(self, timeout: float) -> int:
         """Serve delivery reports that are ready, waiting up to timeout seconds for one; how many were served."""
         return self._client.poll(timeout)
 
     def _produce(self, topic: str, key: str | bytes | None, value: Any, headers: Headers,
-                 report: Callable[[KafkaError | None, Any], None] | None) -> None:
+                 report: Callable[[KafkaError | None, Any], None] | None, wait_for_room: bool = True) -> None:
         """Queue one message; its report goes to `report`, or to the client-wide failure callback (None)."""
         if headers:
             headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
@@ -156,6 +158,8 @@ class Producer:
                     raise DeliveryError(f"cannot produce to topic {topic}: {exc.args[0].str()}") from None
                 self._raise_fatal()
             except BufferError:
+                if not wait_for_room:
+                    raise
                 # The local queue is full: serve delivery reports to make room, then retry.
                 deadline = deadline or self._clock() + self._queue_full_timeout
                 if self._clock() >= deadline:

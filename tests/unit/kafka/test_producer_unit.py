@@ -143,6 +143,18 @@ def test_full_queue_is_drained_by_polling_then_the_message_is_queued():
     assert delivered(client) == [("t.a", b"k", b'{"n":1}', None)]
 
 
+def test_a_reported_produce_that_may_not_wait_raises_buffer_error_at_once_on_a_full_queue():
+    producer, client = make()
+    reports = []
+    client.full_for = 1
+    with pytest.raises(BufferError):
+        producer.produce_reported("t.a", "k", b"v", None, reports.append, wait_for_room=False)
+    assert client.queue == [] and not [entry for entry in client.log if entry[0] == "poll"]
+    producer.produce_reported("t.a", "k", b"v", None, reports.append, wait_for_room=False)
+    producer.flush()
+    assert reports == [None]
+
+
 def test_encoded_messages_go_out_as_produce_sends_them_and_a_full_queue_is_waited_out():
     producer, client = make()
     producer.produce("t.a", "k1", b"v1", headers=[("h", b"1")])

@@ -19,11 +19,18 @@ BODY = orjson.dumps({"id": "evt_1", "object": "event", "type": "customer.updated
 class RecordingProducer:
     """Acknowledges (or fails) queued messages when polled, like the real wrapper's delivery reports."""
 
-    def __init__(self, fail=False):
+    def __init__(self, fail=False, full_for=0):
         self.fail, self.queued, self.stored = fail, [], []
+        self.full_for = full_for  # how many produce calls find the local queue full
+        self.callers = []  # (thread, wait_for_room) of every produce call
         self._ready = threading.Condition()
 
-    def produce_reported(self, topic, key, value, headers, on_report):
+    def produce_reported(self, topic, key, value, headers, on_report, wait_for_room=True):
+        self.callers.append((threading.current_thread(), wait_for_room))
+        if self.full_for:
+            self.full_for -= 1
+            if not wait_for_room:
+                raise BufferError("Local: Queue full")
         with self._ready:
             self.queued.append(((topic, key, value, dict(headers)), on_report))
             self._ready.notify()
@@ -99,6 +106,16 @@ def test_oversized_body_is_413_with_or_without_content_length():
             yield b"y" * 1000
     assert client(producer).post("/webhooks/stripe", content=chunks(), headers=headers).status_code == 413
     assert producer.stored == []
+
+
+def test_a_full_local_queue_is_waited_out_in_a_worker_thread_never_in_the_event_loop():
+    producer = RecordingProducer(full_for=1)
+    answer = client(producer).post("/webhooks/stripe", content=BODY,
+                                   headers={"Stripe-Signature": sign_stripe("whsec_old", BODY, NOW)})
+    assert answer.status_code == 200
+    assert [m[1] for m in producer.stored] == ["stripe.customer.cus_1"]
+    (event_loop, waits), (worker, waits_there) = producer.callers
+    assert (waits, waits_there) == (False, True) and worker is not event_loop
 
 
 def test_kafka_failure_answers_503():
@@ -189,3 +206,13 @@ def test_answers_are_counted_as_metrics_stored_rejected_and_failed():
     # a path segment from the internet never becomes a metric name of its own
     assert counted == {"apisync.webhooks.stripe.stored": 2, "apisync.webhooks.stripe.rejected": 1,
                        "apisync.webhooks.unknown.rejected": 1, "apisync.webhooks.stripe.failed": 1}
+
+
+def test_kept_headers_are_stored_the_first_of_a_repeated_one_and_no_others():
+    producer = RecordingProducer()
+    headers = [("Stripe-Signature", sign_stripe("whsec_new", BODY, NOW)), ("User-Agent", "Stripe/1.0"),
+               ("user-agent", "second"), ("X-Other", "dropped")]
+    assert client(producer).post("/webhooks/stripe", content=BODY, headers=headers).status_code == 200
+    (_topic, _key, _value, stored), = producer.stored
+    assert stored["user-agent"] == b"Stripe/1.0"
+    assert set(stored) == {"stripe-signature", "user-agent", "apisync-received-at"}
