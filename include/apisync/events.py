@@ -41,8 +41,8 @@ class Observation:
     deleted: bool = False
     thin: bool = False  # the payload lacks the full object: re-fetch before fencing
     reason: str | None = None  # a delete's why, in words (e.g. "transferred to octo/other#5"), for the event
-    # [canonical JSON, its sha256] once computed: the fence and the events both need them, and the
-    # sorted dump costs more than the rest of an observation's fencing
+    # [canonical JSON, its sha256] once computed: the fence's state, the event ids and the record's data
+    # all use them, and the sorted dump is the dearest step of an observation
     _canonical: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property

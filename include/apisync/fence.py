@@ -1,7 +1,8 @@
 """Version fence: the Redis ledger that decides whether an observation may change a record.
 
-One atomic Lua script call per batch (`fence.lua`: one Redis round trip with every key of the batch,
-judged in batch order exactly as one call per observation would): accept a newer version, discard an
+One atomic Lua script call per chunk of a batch (`fence.lua`, every key of the chunk; the chunks of a
+batch are pipelined on one connection, see `VersionFence.check_chunks`), judged in batch order exactly
+as one call per observation would: accept a newer version, discard an
 older one ("stale"), report "unchanged" when the content equals the stored one, and "conflict" when
 the version is equal but the content differs (upstream stamps are whole seconds: arrival order must
 not decide; the caller re-fetches and fences the server's state again as `authoritative`, which wins

@@ -59,8 +59,9 @@ log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
 FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, pipelined
-# Observations per transaction at most. Each batch pays fixed round trips (offsets, commit, flush);
-# 5,000 (~3.4 MB, one fence call of ~60 ms) measured 5-13% faster than 2,000 under load.
+# Observations per transaction at most (~3.4 MB). Each batch pays fixed round trips (offsets, commit,
+# flush); 5,000 halves them per observation against 2,000, though the benchmark cannot tell the two
+# apart on two cores (README, Benchmarks).
 DEFAULT_BATCH_SIZE = 5000
 # Prefetch at most ~8 MiB queued and 8 MiB per fetch (librdkafka's defaults, 64 MiB and 50 MiB, let a
 # normalizer's RSS grow with its backlog up to ~150 MiB); a batch of 5,000 observations is ~3.4 MB, so
@@ -364,8 +365,8 @@ class Normalizer:
             return
         records, secondary, events, event_stem = self._topics_of(obs.collection)
         key, headers, out = obs.key.encode(), [("apisync-version", str(obs.version).encode())], batch.out
-        # Serialized once for both topics and, as a Fragment, inside every event: the same bytes as before.
-        # the data as the canonical JSON the fence hashed (keys sorted): serialized once per observation
+        # Serialized once for both topics and, as a Fragment, inside every event; its data is the canonical
+        # JSON (keys sorted) the fence already made, so the object itself is not serialized again.
         value = None if obs.deleted else orjson.dumps(record_value(obs, orjson.Fragment(obs.canonical_json())))
         out.append((records, key, value, headers))
         out.append((secondary, key, value, headers))

@@ -252,3 +252,32 @@ def test_a_thin_webhook_whose_refetch_fails_transiently_is_retried_not_dead_lett
     assert calls == ["stripe.invoice.in_1"] * 2  # the batch was read again, not given up
     assert read_topic(kafka_config, f"{ns}stripe.dlq") == []
     assert records_by_key(kafka_config, ns)["stripe.invoice.in_1"][-1][2]["data"] == {"id": "in_1", "status": "paid"}
+
+
+def test_a_fence_reply_lost_aborts_the_batch_which_is_read_again_and_loses_nothing(
+        kafka_config, redis_client, ledger, monkeypatch):
+    # The script ran and wrote its states, then the connection died before the reply came back. The
+    # batch must be aborted and read again under a new attempt (a repeat of the same call would read its
+    # own states as "unchanged" and commit the batch without its records).
+    ns = make_namespace(kafka_config)
+    customers = {f"cus_{i}": {"id": f"cus_{i}", "name": f"Customer {i}"} for i in range(20)}
+    produce(kafka_config, f"{ns}stripe.changes",
+            [(f"stripe.customer.{ident}", orjson.dumps(change("customer", ident, BASE_MS, data)))
+             for ident, data in customers.items()])
+    real, dropped = redis.connection.Connection.read_response, []
+
+    def drop_the_first_fence_reply(self, *args, **kwargs):
+        reply = real(self, *args, **kwargs)
+        if not dropped and isinstance(reply, bytes) and reply.startswith(b"[["):  # a fence script's verdicts
+            dropped.append(reply)
+            raise redis.exceptions.ConnectionError("connection reset by peer")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", drop_the_first_fence_reply)
+    drain(kafka_config, ns, redis_client, ledger, len(customers))
+    assert dropped, "a fence reply was lost"
+    records = records_by_key(kafka_config, ns)
+    assert {key: values[-1][2]["data"] for key, values in records.items()} == {
+        f"stripe.customer.{ident}": data for ident, data in customers.items()}
+    created = [key for key, _partition, event in events_list(kafka_config, ns) if event["type"] == "created"]
+    assert sorted(created) == sorted(f"stripe.customer.{ident}" for ident in customers)

@@ -76,8 +76,8 @@ def client_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def producer_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The full producer config: the caller's settings, our defaults, and the required safety settings."""
-    given = client_config(config)
-    merged = {**DEFAULTS, **(TRANSACTIONAL_DEFAULTS if given.get("transactional.id") else {}), **given}
+    caller = client_config(config)
+    merged = {**DEFAULTS, **(TRANSACTIONAL_DEFAULTS if caller.get("transactional.id") else {}), **caller}
     for key, value in REQUIRED.items():
         given = str(merged.get(key, value)).strip().lower()
         if given not in _EQUIVALENT.get(key, {value}):
