@@ -1,8 +1,8 @@
 """Version fence: the Redis ledger that decides whether an observation may change a record.
 
 One atomic Lua script call per chunk of a batch (`fence.lua`, every key of the chunk; the chunks of a
-batch are pipelined on one connection, see `VersionFence.check_chunks`), judged in batch order exactly
-as one call per observation would: accept a newer version, discard an
+batch are pipelined on one connection, see `VersionFence.stream_chunks` and `check_chunks`), judged in
+batch order exactly as one call per observation would: accept a newer version, discard an
 older one ("stale"), report "unchanged" when the content equals the stored one, and "conflict" when
 the version is equal but the content differs (upstream stamps are whole seconds: arrival order must
 not decide; the caller re-fetches and fences the server's state again as `authoritative`, which wins
@@ -48,7 +48,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -71,6 +72,12 @@ class LedgerLost(RuntimeError):
 
 class FencedOut(RuntimeError):
     """Another normalizer owns this partition now (a newer owner epoch): this one is a zombie."""
+
+
+class Rejudge(RuntimeError):
+    """A streamed judgement cannot go on (a state packed by an older apisync decides, or Redis no
+    longer knows the script): the caller drops what it did with earlier chunks and judges the whole
+    batch with `VersionFence.check_chunks` under a new attempt, which rolls the first one's states back."""
 
 
 class LedgerUnavailable(RuntimeError):
@@ -119,6 +126,14 @@ class VersionFence:
         self._redis = client
         self._prefix = prefix
         self._script = client.register_script(_script_source())
+        self._script_loaded = False  # known to this Redis (calls use EVALSHA alone)
+
+    def _load_script(self) -> None:
+        try:
+            self._script.sha = self._redis.script_load(self._script.script)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
+        self._script_loaded = True
 
     def ledger_key(self, record_key: str) -> str:
         """The Redis key holding one record's states."""
@@ -165,7 +180,7 @@ class VersionFence:
             replies = self._pipelined(source, done, attempt, positions, authoritative, epochs, older)
             source, done = done, []
             if replies is None:  # Redis restarted or flushed its scripts
-                self._script.sha = self._redis.script_load(self._script.script)
+                self._load_script()
             else:
                 for reply in replies:  # a lost ledger or a zombie is answered first, whatever else came back
                     if reply in (["lost"], ["fenced"]):
@@ -178,16 +193,53 @@ class VersionFence:
                 attempt = f"{attempt}+"
         raise LedgerUnavailable("the ledger script could not judge the batch in three passes")
 
+    def stream_chunks(self, chunks: Iterable[Sequence[Item]], attempt: str, positions: Mapping[str, int],
+                      epochs: Mapping[str, int] | None = None) -> Iterator[tuple[Sequence[Item], list[Verdict]]]:
+        """Each non-empty chunk with its verdicts as soon as Redis answered, in order, while the next chunk
+        is already with Redis: the caller produces a chunk's messages while Redis judges the next one and
+        a lazy `chunks` parses the one after. The verdicts are those of `check_chunks`, but a chunk that
+        cannot be judged here raises Rejudge (the caller's earlier chunks are void) instead of being
+        judged again; a lost connection raises LedgerUnavailable (the script may have run)."""
+        if not self._script_loaded:  # a fresh Redis would answer the first call NOSCRIPT, voiding a chunk
+            self._load_script()
+        pool = self._redis.connection_pool
+        conn = _connection(pool)
+        sent: deque[Sequence[Item]] = deque()  # chunks whose replies are still to be read, oldest first
+        try:
+            for items in chunks:
+                if not items:
+                    continue
+                keys, batch = self._batch(items, attempt, positions, False, epochs)
+                conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, orjson.dumps(batch))
+                sent.append(items)
+                if len(sent) > 1:
+                    yield self._reply_to_oldest(conn, sent)
+            while sent:
+                yield self._reply_to_oldest(conn, sent)
+        except NoScriptError:
+            raise Rejudge("Redis no longer knows the fence script") from None
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
+        finally:
+            if sent:  # stopped early: replies still on their way would answer the connection's next user
+                conn.disconnect()
+            pool.release(conn)
+
+    @staticmethod
+    def _reply_to_oldest(conn: Any, sent: deque[Sequence[Item]]) -> tuple[Sequence[Item], list[Verdict]]:
+        reply = orjson.loads(conn.read_response())
+        items = sent.popleft()
+        if reply == ["old_encoding"]:
+            raise Rejudge("a ledger state packed by an older apisync decides a verdict")
+        return items, _verdicts(reply)
+
     def _pipelined(self, chunks: Iterable[Sequence[Item]], done: list[Sequence[Item]], attempt: str,
                    positions: Mapping[str, int], authoritative: bool, epochs: Mapping[str, int] | None,
                    older: bool) -> list[Any] | None:
         """One script call per chunk on one connection, all sent before any reply is read; the parsed
         replies (None for an empty chunk), or None when Redis does not know the script."""
         pool = self._redis.connection_pool
-        try:
-            conn = pool.get_connection()
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
+        conn = _connection(pool)
         try:
             calls = []
             for items in chunks:
@@ -353,6 +405,14 @@ def unpack(text: str) -> Any:
         inflate = zlib.decompressobj(-15, _ZDICT_V1)
         return orjson.loads(inflate.decompress(base64.urlsafe_b64decode(text[1:])) + inflate.flush())
     return orjson.loads(zlib.decompress(base64.b85decode(text), -15))
+
+
+def _connection(pool: Any) -> Any:
+    """A connection of the pool, for calls whose replies are read later."""
+    try:
+        return pool.get_connection()
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
 
 
 def _script_source() -> str:

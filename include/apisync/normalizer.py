@@ -1,8 +1,8 @@
 """The normalizer: `<api>.changes` + `<api>.webhooks` → `<api>.records` / `<api>.events`, one writer per key.
 
-Each batch: consume (read_committed) → parse → version fence (Redis, `apisync.fence`) → records,
-tombstones, events and dead letters produced in ONE Kafka transaction together with the consumed
-offsets (`send_offsets_to_transaction`) → commit. The consumer group gives each partition one owner;
+Each batch is ONE Kafka transaction: consume (read_committed) → parse → version fence (Redis,
+`apisync.fence`) → records, tombstones, events and dead letters, produced chunk by chunk as Redis
+judges them, together with the consumed offsets (`send_offsets_to_transaction`) → commit. The consumer group gives each partition one owner;
 the `range` assignor keeps partition N of both input topics on the same member (both topics have the
 same partition count and murmur2 placement, so a key lives on the same N in both). A static
 `group.instance.id` lets a restarted worker take its partitions back at once, and reusing the
@@ -27,7 +27,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +41,10 @@ from apisync.failpoints import failpoint
 from apisync.fence import (
     LEDGER_PREFIX,
     FencedOut,
+    Item,
     LedgerLost,
     LedgerUnavailable,
+    Rejudge,
     SourcePosition,
     Verdict,
     VersionFence,
@@ -275,32 +277,56 @@ class Normalizer:
     def process(self, messages: Sequence[Any]) -> _Batch:
         """One transaction: fence, derive, produce, send offsets, commit.
 
-        The batch is fenced in chunks sent to Redis one after the other without waiting (see
-        `VersionFence.check_chunks`): Redis judges a chunk while the next one is parsed."""
+        The transaction is open while the batch is judged: the batch goes to the fence in chunks
+        (`VersionFence.stream_chunks`), and each chunk's messages are produced as soon as Redis judged
+        it, so Redis judges a chunk, the broker takes the one before and Python parses the one after,
+        all at once. When the stream cannot go on (a ledger state from an older apisync decides, or
+        Redis lost the script), that transaction is aborted and the batch judged again as a whole."""
         failpoint("normalizer.consumed")
+        try:
+            return self._transact(messages, streamed=True)
+        except Rejudge as why:
+            log.info("normalizer %s: %s; judging the batch again as a whole", self.api, why)
+            return self._transact(messages, streamed=False)
+
+    def _transact(self, messages: Sequence[Any], streamed: bool) -> _Batch:
         spans = _spans(messages)
         batch = _Batch(uuid.uuid4().hex[:12], self._positions(spans))
         chunks = (self._observe_all(batch, messages[start:start + FENCE_CHUNK])
                   for start in range(0, len(messages), FENCE_CHUNK))
-        batch.attempt, judged = self._fence.check_chunks(chunks, batch.attempt, batch.positions, epochs=self._epochs)
-        ties = []
-        for pending, verdicts in judged:
-            for item, verdict in zip(pending, verdicts, strict=True):
-                if verdict.status == "conflict":
-                    ties.append(item)
-                self._emit(batch, item[0], verdict)
-        if ties:
-            self._settle_ties(batch, ties)
-        failpoint("normalizer.fenced")  # the ledger has moved; Kafka has nothing yet
         with self._producer.transaction():
-            self._producer.send_encoded(batch.out)
+            ties = []
+            for pending, verdicts in self._judged(batch, chunks, streamed):
+                for item, verdict in zip(pending, verdicts, strict=True):
+                    if verdict.status == "conflict":
+                        ties.append(item)
+                    self._emit(batch, item[0], verdict)
+                self._send(batch)
+            if ties:
+                self._settle_ties(batch, ties)
+            self._send(batch)  # the ties' messages, and dead letters after the last judged chunk
+            failpoint("normalizer.fenced")  # the ledger has moved; Kafka holds the messages, uncommitted
             self._producer.send_offsets_to_transaction(_next_offsets(spans),
                                                        self._consumer.consumer_group_metadata())
-            failpoint("normalizer.produced")  # produced, not committed
+            failpoint("normalizer.produced")  # produced with the offsets, not committed
         failpoint("normalizer.committed")
         return batch
 
-    def _observe_all(self, batch: _Batch, messages: Sequence[Any]) -> list[tuple[Observation, SourcePosition]]:
+    def _judged(self, batch: _Batch, chunks: Iterator[list[Item]], streamed: bool,
+                ) -> Iterable[tuple[Sequence[Item], list[Verdict]]]:
+        """The chunks with their verdicts: streamed as Redis answers, or all at once (`batch.attempt`
+        becomes the attempt the states were written under)."""
+        if streamed:
+            return self._fence.stream_chunks(chunks, batch.attempt, batch.positions, epochs=self._epochs)
+        batch.attempt, judged = self._fence.check_chunks(chunks, batch.attempt, batch.positions, epochs=self._epochs)
+        return judged
+
+    def _send(self, batch: _Batch) -> None:
+        """Queue what the batch emitted since the last call in its transaction."""
+        self._producer.send_encoded(batch.out)
+        batch.out.clear()
+
+    def _observe_all(self, batch: _Batch, messages: Sequence[Any]) -> list[Item]:
         """The usable observations of these messages, with where they were read; the rest dead-letter."""
         pending = []
         for msg in messages:
@@ -313,7 +339,7 @@ class Normalizer:
                 self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
         return pending
 
-    def _settle_ties(self, batch: _Batch, ties: list[tuple[Observation, SourcePosition]]) -> None:
+    def _settle_ties(self, batch: _Batch, ties: list[Item]) -> None:
         """Equal version, different content: the server's current state decides (arrival order without a client)."""
         settled = [(self._refetch(obs) if self._refetch else obs, source) for obs, source in ties]
         verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,

@@ -14,6 +14,7 @@ from apisync.fence import (
     FencedOut,
     LedgerLost,
     LedgerUnavailable,
+    Rejudge,
     SourcePosition,
     VersionFence,
     pack,
@@ -228,6 +229,55 @@ def test_an_older_state_met_in_a_later_chunk_rejudges_the_whole_batch_under_a_ne
     assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "unchanged"]
     stack = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))
     assert [state["a"] for state in stack] == [attempt], "the first pass's state was rolled back"
+
+
+def test_streamed_chunks_are_judged_as_check_chunks_judges_them(fence):
+    items = [(obs(10), at(0)), (other(5, "sub_2"), at(1)), (obs(9, "old"), at(2)), (obs(11, "past_due"), at(3)),
+             (obs(11, "past_due"), at(4)), (other(5, "sub_2", "paused"), at(5))]
+    streamed = list(fence.stream_chunks([items[:2], [], items[2:4], items[4:]], "a", {"stripe.changes:0": 0}))
+    assert [list(chunk) for chunk, _verdicts in streamed] == [items[:2], items[2:4], items[4:]]
+    assert [[v.status for v in verdicts] for _items, verdicts in streamed] == [
+        ["accepted", "accepted"], ["stale", "accepted"], ["unchanged", "conflict"]]
+    assert streamed[1][1][1].previous == {"id": "sub_1", "status": "active"}
+
+
+def test_a_stream_left_midway_leaves_no_reply_behind_for_the_next_call(fence):
+    # The caller stops after the first chunk (its transaction failed) while Redis still owes the second
+    # chunk's reply; the connection goes back to the pool, and its next user must not read that reply.
+    stream = fence.stream_chunks([[(obs(10), at(0))], [(other(5, "sub_2"), at(1))]], "a", {"stripe.changes:0": 0})
+    _items, verdicts = next(stream)
+    assert verdicts[0].status == "accepted"
+    stream.close()
+    again = fence.check_many([(obs(12, "x"), at(2)), (obs(13, "y"), at(3))], "a", {"stripe.changes:0": 0})
+    assert [v.status for v in again] == ["accepted", "accepted"]
+    assert again[0].previous == {"id": "sub_1", "status": "active"}
+
+
+def test_an_older_state_met_by_a_streamed_chunk_voids_the_stream(fence, redis_url):
+    # Chunk 1 was answered (and its messages produced) before chunk 2 met a "." state: the caller must
+    # drop chunk 1's work and judge the whole batch again, which rolls chunk 1's state back.
+    client = redis.Redis.from_url(redis_url)
+    old_state = {"v": "10", "d": pack_deflate({"id": "sub_2", "status": "active"}), "x": 0, "t": "", "o": "0",
+                 "a": "rebuild"}
+    client.set(fence.ledger_key("stripe.subscription.sub_2"), orjson.dumps([old_state]))
+    chunks = [[(obs(10), at(0))], [(other(10, "sub_2"), at(1))]]
+    stream = fence.stream_chunks(chunks, "a", {"stripe.changes:0": 0})
+    assert next(stream)[1][0].status == "accepted"
+    with pytest.raises(Rejudge, match="older apisync"):
+        next(stream)
+    attempt, judged = fence.check_chunks(chunks, "b", {"stripe.changes:0": 0})
+    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "unchanged"]
+    stack = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))
+    assert [state["a"] for state in stack] == [attempt], "the stream's state was rolled back"
+
+
+def test_a_stream_loads_the_script_first_and_a_flush_later_voids_it(fence, redis_url):
+    redis.Redis.from_url(redis_url).script_flush()  # a fresh Redis: the first stream must not be voided
+    first = list(fence.stream_chunks([[(obs(10), at(0))], [(obs(11, "x"), at(1))]], "a", {"stripe.changes:0": 0}))
+    assert [verdicts[0].status for _items, verdicts in first] == ["accepted", "accepted"]
+    redis.Redis.from_url(redis_url).script_flush()  # Redis restarted under a running normalizer
+    with pytest.raises(Rejudge, match="no longer knows"):
+        list(fence.stream_chunks([[(obs(12, "y"), at(2))]], "b", {"stripe.changes:0": 2}))
 
 
 def test_a_flushed_script_is_loaded_again(fence, redis_url):
