@@ -2,11 +2,12 @@
 
 Each batch is ONE Kafka transaction: consume (read_committed) → parse → version fence (Redis,
 `apisync.fence`) → records, tombstones, events and dead letters, produced chunk by chunk as Redis
-judges them, together with the consumed offsets (`send_offsets_to_transaction`) → commit. The consumer group gives each partition one owner;
-the `range` assignor keeps partition N of both input topics on the same member (both topics have the
-same partition count and murmur2 placement, so a key lives on the same N in both). A static
-`group.instance.id` lets a restarted worker take its partitions back at once, and reusing the
-transactional.id makes `init_transactions` abort whatever the dead worker left open.
+judges them, together with the consumed offsets (`send_offsets_to_transaction`) → commit. The
+consumer group gives each partition one owner; the `range` assignor keeps partition N of both input
+topics on the same member (both topics have the same partition count and murmur2 placement, so a key
+lives on the same N in both). A static `group.instance.id` lets a restarted worker take its partitions
+back at once, and reusing the transactional.id makes `init_transactions` abort whatever the dead
+worker left open.
 
 Ties: versions are whole seconds upstream, so two different contents can carry one version. The fence
 answers "conflict" instead of letting arrival order decide; the normalizer re-fetches the object and

@@ -150,7 +150,10 @@ class Producer:
         deadline = None
         while True:
             try:
-                self._client.produce(topic, key=encoded_key, value=encoded_value, on_delivery=report, headers=headers)
+                if report is None and not headers:  # the fast form (see send_encoded)
+                    self._client.produce(topic, encoded_value, encoded_key)
+                else:
+                    self._client.produce(topic, encoded_value, encoded_key, on_delivery=report, headers=headers)
                 break
             except KafkaException as exc:
                 self._fatal = exc.args[0] if exc.args[0].fatal() else None
@@ -183,7 +186,12 @@ class Producer:
         produce, unpolled = self._client.produce, self._unpolled
         for topic, key, value, headers in messages:
             try:
-                produce(topic, key=key, value=value, headers=headers)
+                # Positional, and no headers argument unless there are headers: confluent-kafka parses
+                # `headers=None` and keywords slowly (1.3 µs a call this way, 2.4 µs with keywords).
+                if headers is None:
+                    produce(topic, value, key)
+                else:
+                    produce(topic, value, key, headers=headers)
             except (KafkaException, BufferError):  # full queue or an error: the careful path retries or raises
                 self._unpolled = unpolled
                 self._produce(topic, key, value, headers, None)

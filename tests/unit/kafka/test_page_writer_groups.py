@@ -20,7 +20,8 @@ class FakeClient:
     def flush(self, timeout=None): return 0
     def __len__(self): return 0
 
-    def produce(self, topic, key=None, value=None, on_delivery=None, headers=None):
+    # confluent-kafka's order: apisync passes value and key positionally
+    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, timestamp=0, headers=None):
         self.log.append((topic, key, value))
 
 

@@ -35,7 +35,8 @@ class FakeClient:
         self.conf, self.queue, self.log, self.reject = conf, [], [], {}
         self.full_for = 0  # how many produce calls raise BufferError first
 
-    def produce(self, topic, key=None, value=None, on_delivery=None, headers=None):
+    # confluent-kafka's order: apisync passes value and key positionally
+    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, timestamp=0, headers=None):
         if self.full_for:
             self.full_for -= 1
             raise BufferError("Local: Queue full")
