@@ -46,7 +46,8 @@ def run(stack: Stack, scales: list[int]) -> list[Row]:
     started = time.monotonic()
     rows = []
     backfill = {n: backfill_rss(stack, n) for n in (small, large)}
-    normalizer = {n: measure(stack, 1, n, seed=11)[:2] for n in (small, large)}
+    measured = {n: measure(stack, 1, n, seed=11) for n in (small, large)}
+    normalizer = {n: (m.obs_s, m.peak_rss) for n, m in measured.items()}
     for name, peaks in (("backfill", {n: v[0] for n, v in backfill.items()}),
                         ("normalizer", {n: v[1] for n, v in normalizer.items()})):
         growth = peaks[large] / peaks[small]

@@ -2,8 +2,11 @@
 (four messages per new customer), in transactions, with the Redis fence on; one process, then two.
 
 The workers start first, on empty topics, and report when the group has handed out every partition;
-then the observations are produced at full speed and the clock runs until the last batch committed.
-So a rebalance never lands inside the measured window, and 1 vs 2 processes compare like with like.
+then they pause fetching, the observations are loaded into `stripe.changes`, and they resume. So the
+normalizer is measured catching up with a backlog (after a backfill: the case where its throughput
+matters), no rebalance lands inside the measured window, the load generator's CPU stays out of it, and
+1 vs 2 processes compare like with like. The rate runs from the first batch's consume call to the last
+commit; the rate from the resume is shown beside it (a resumed consumer takes ~0.8 s to fetch again).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from common import BENCH_DIR, Row, Stack, change_messages, produce_raw, python, 
 
 OBSERVATIONS = 60_000
 PARTITIONS = 6
+# Each group is measured this many times and its best run kept, as the producer baseline is: other
+# tenants of a shared machine only ever slow a run down, by up to a third here.
+REPEATS = 3
 
 
 @dataclass(slots=True)
@@ -26,7 +32,7 @@ class Worker:
     """A normalizer_worker.py child and the last line it printed."""
 
     process: subprocess.Popen
-    last: dict = field(default_factory=lambda: {"assigned": 0, "consumed": 0, "last": 0.0, "rss": 0})
+    last: dict = field(default_factory=lambda: {"assigned": 0, "consumed": 0, "first": 0.0, "last": 0.0, "rss": 0})
 
     def follow(self) -> None:
         for line in self.process.stdout:
@@ -44,7 +50,8 @@ class WorkerGroup:
         self.ledger = ledger = f"bench:{uuid.uuid4().hex[:8]}"
         self.workers = [Worker(subprocess.Popen(
             [python(), str(BENCH_DIR / "normalizer_worker.py"), stack.kafka_bootstrap, stack.redis_url, ns,
-             ledger, str(i)], stdout=subprocess.PIPE, env=worker_env(), text=True)) for i in range(count)]
+             ledger, str(i)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=worker_env(), text=True))
+            for i in range(count)]
         for worker in self.workers:
             threading.Thread(target=worker.follow, daemon=True).start()
 
@@ -65,15 +72,27 @@ class WorkerGroup:
             time.sleep(0.1)
         raise RuntimeError("the normalizer group did not get its partitions in time")
 
-    def wait_consumed(self, expected: int, timeout: float) -> float:
-        """Until the workers consumed `expected` observations in all; returns the last commit's time."""
+    def tell(self, command: str, paused: bool, timeout: float = 30.0) -> None:
+        """Send "pause" or "resume" to every worker; with pause, wait until all of them obeyed."""
+        for worker in self.workers:
+            worker.process.stdin.write(command + "\n")
+            worker.process.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while paused and not all(w.last.get("paused") for w in self.workers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the normalizer workers did not pause in time")
+            time.sleep(0.05)
+
+    def wait_consumed(self, expected: int, timeout: float) -> tuple[float, float]:
+        """Until the workers consumed `expected` observations in all; returns when the first batch began
+        and when the last committed."""
         deadline = time.monotonic() + timeout
         while sum(w.last["consumed"] for w in self.workers) < expected:
             if time.monotonic() > deadline or any(w.process.poll() is not None for w in self.workers):
                 done = sum(w.last["consumed"] for w in self.workers)
                 raise RuntimeError(f"normalizers consumed {done} of {expected} observations")
             time.sleep(0.05)
-        return max(w.last["last"] for w in self.workers)
+        return min(w.last["first"] for w in self.workers), max(w.last["last"] for w in self.workers)
 
     def peak_rss(self) -> int:
         return max(w.last["rss"] for w in self.workers)
@@ -88,16 +107,29 @@ class WorkerGroup:
                 worker.process.kill()
 
 
-def measure(stack: Stack, processes: int, observations: int, seed: int = 5) -> tuple[float, int, str]:
-    """(observations/s, peak RSS of the largest worker, ledger prefix) for `processes` normalizers."""
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One measurement of a normalizer group."""
+
+    obs_s: float  # first batch → last commit
+    obs_s_from_resume: float
+    peak_rss: int  # of the largest worker
+    ledger: str  # its ledger's key prefix
+
+
+def measure(stack: Stack, processes: int, observations: int, seed: int = 5) -> Measured:
+    """`processes` normalizers catching up with a backlog of `observations`."""
     ns = stack.namespace(partitions=PARTITIONS)
     group = WorkerGroup(stack, ns, processes)
     try:
         group.wait_assigned(PARTITIONS)
-        started = time.time()
+        group.tell("pause", paused=True)
         produce_raw(stack.kafka_config, f"{ns}stripe.changes", change_messages(observations, seed=seed))
-        finished = group.wait_consumed(observations, timeout=60 + observations / 500)
-        return observations / (finished - started), group.peak_rss(), group.ledger
+        resumed = time.time()
+        group.tell("resume", paused=False)
+        first, last = group.wait_consumed(observations, timeout=60 + observations / 500)
+        return Measured(observations / (last - first), observations / (last - resumed), group.peak_rss(),
+                        group.ledger)
     finally:
         group.stop()
         stack.drop(ns)
@@ -117,16 +149,20 @@ def ledger_bytes_per_key(stack: Stack, ledger: str, sample: int = 500) -> float:
 
 
 def run(stack: Stack, observations: int = OBSERVATIONS) -> list[Row]:
-    one, _, ledger = measure(stack, 1, observations)
-    per_key = ledger_bytes_per_key(stack, ledger)
-    two, _, _ = measure(stack, 2, observations)
+    one = max((measure(stack, 1, observations) for _ in range(REPEATS)), key=lambda m: m.obs_s)
+    per_key = ledger_bytes_per_key(stack, one.ledger)
+    two = max((measure(stack, 2, observations) for _ in range(REPEATS)), key=lambda m: m.obs_s)
     base = stack.baseline_msgs_s
     object_size = sum(len(v) for _k, v in change_messages(200, seed=5)) / 200
     return [
-        Row("normalizer, 1 process", f"{observations:,} observations, 4 msgs each, fence on",
-            f"{one:,.0f} obs/s", ratio(one, stack), ">= 0.15x", one / base >= 0.15 if base else None),
-        Row("normalizer, 2 processes", f"{observations:,} observations, {PARTITIONS} partitions",
-            f"{two:,.0f} obs/s", f"{two / one:.2f}x of 1 process", ">= 1.6x of 1", two / one >= 1.6),
+        Row("normalizer, 1 process",
+            f"{observations:,} observations backlogged, 4 msgs each, fence on, best of {REPEATS}",
+            f"{one.obs_s:,.0f} obs/s", ratio(one.obs_s, stack), ">= 0.15x",
+            one.obs_s / base >= 0.15 if base else None, f"{one.obs_s_from_resume:,.0f} obs/s from the resume"),
+        Row("normalizer, 2 processes",
+            f"{observations:,} observations backlogged, {PARTITIONS} partitions, best of {REPEATS}",
+            f"{two.obs_s:,.0f} obs/s", f"{two.obs_s / one.obs_s:.2f}x of 1 process", ">= 1.6x of 1",
+            two.obs_s / one.obs_s >= 1.6, f"{two.obs_s_from_resume:,.0f} obs/s from the resume"),
         Row("ledger (Redis)", "MEMORY USAGE per ledger key, 500 keys", f"{per_key:,.0f} B per key",
             f"observation {object_size:.0f} B", "compact", None),
     ]
