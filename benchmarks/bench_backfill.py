@@ -1,10 +1,10 @@
 """Backfill of one collection (10,000 Stripe customers from the simulator, rate limits off there) into
 `stripe.changes`: once with an unlimited budget, once with the shared budget at 100 req/s.
 
-Throughput is the whole `run_backfill` call (checkpoint read, start marker, every page, hand-over) over
-its wall time. The budgeted run reports the sustained request rate: simulator requests between the
-first and the last committed page over that span (a run of 100 pages is about one second, so the
-start-up of the transactional producer would otherwise dominate).
+Both runs report the rate between the first and the last committed transaction (objects, and requests
+for the budgeted run): a run of 100 pages takes under a second, and its fixed start-up (the Kafka login
+check, two checkpoint reads, the transactional producer's init, the start marker: ~0.4 s) would
+otherwise count as much as the pages. The rate over the whole `run_backfill` call is shown beside it.
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ def run(stack: Stack) -> list[Row]:
     capped = backfill(stack, BUDGET, 5)
     if free["records"] != SIM_OBJECTS or capped["records"] != SIM_OBJECTS:
         raise RuntimeError(f"backfill delivered {free['records']} / {capped['records']} of {SIM_OBJECTS} customers")
-    objects_s = free["records"] / free["elapsed"]
+    objects_s = free["steady_rps"] * free["records"] / free["pages"]  # pages/s x objects per page
     achieved = capped["steady_rps"]
     return [
         Row("backfill, unlimited budget", f"{free['records']:,} customers, {free['pages']} pages",
-            f"{objects_s:,.0f} obj/s over the whole run", ratio(objects_s, stack),
+            f"{objects_s:,.0f} obj/s first to last commit", ratio(objects_s, stack),
             ">= 0.10x", objects_s / stack.baseline_msgs_s >= 0.10 if stack.baseline_msgs_s else None,
-            f"{free['steady_rps'] * 100:,.0f} obj/s first to last page"),
+            f"{free['records'] / free['elapsed']:,.0f} obj/s over the whole run"),
         Row("backfill, budget 100 req/s", f"{capped['pages']} pages, {capped['requests']} requests",
             f"{achieved:.0f} req/s sustained ({capped['records'] / capped['elapsed']:,.0f} obj/s overall)",
             f"{achieved / BUDGET:.2f} of budget", ">= 90 req/s", achieved >= 90),

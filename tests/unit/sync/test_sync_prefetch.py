@@ -61,13 +61,36 @@ def test_an_error_comes_out_after_the_pages_fetched_before_it_and_stays():
             next(pages)
 
 
-def test_the_walk_runs_at_most_depth_pages_ahead():
+def test_the_walk_runs_at_most_max_objects_ahead():
     fetched: list[int] = []
-    with PrefetchedPages(walk(50, fetched), depth=3) as pages:
+    with PrefetchedPages(walk(50, fetched), max_objects=6) as pages:  # pages of 2 objects
         next(pages)
         time.sleep(0.3)
         # one handed out, three queued, and one more fetched and waiting for room
-        assert len(fetched) <= 1 + 3 + 1
+        assert 1 + 3 <= len(fetched) <= 1 + 3 + 1
+        next(pages)  # room for one more page
+        time.sleep(0.3)
+        assert 2 + 3 <= len(fetched) <= 2 + 3 + 1
+
+
+def test_big_pages_are_fetched_ahead_by_objects_not_by_pages():
+    # Salesforce answers up to 2,000 records a page: a bound in pages would hold 2,000 times more
+    fetched: list[int] = []
+
+    def big_pages():
+        for n in range(1, 20):
+            fetched.append(n)
+            yield page(n, size=4)
+
+    with PrefetchedPages(big_pages(), max_objects=10) as pages:
+        next(pages)
+        time.sleep(0.3)
+        assert len(fetched) <= 1 + 2 + 1  # two pages of 4 fit in 10 objects, the third waits
+
+
+def test_a_page_larger_than_the_bound_still_goes_through():
+    with PrefetchedPages(iter([page(1, size=5), page(2, size=5, done=True)]), max_objects=3) as pages:
+        assert [batch.cursor["page"] for batch in pages] == [1, 2]
 
 
 def test_ready_does_not_block_and_end_is_kept_for_next():
@@ -98,7 +121,7 @@ def test_close_stops_an_endless_walk():
             n += 1
             yield page(n)
 
-    pages = PrefetchedPages(endless(), depth=2)
+    pages = PrefetchedPages(endless(), max_objects=4)
     next(pages)
     pages.close(timeout=5)
     assert not pages._thread.is_alive()
@@ -106,7 +129,7 @@ def test_close_stops_an_endless_walk():
 
 def test_transactions_take_the_ready_pages_up_to_the_message_cap_and_end_at_done(monkeypatch):
     monkeypatch.setattr(runner, "MAX_TRANSACTION_MESSAGES", 5)  # pages of 2 messages: 3 pages reach it
-    with PrefetchedPages(walk(8), depth=8) as pages:
+    with PrefetchedPages(walk(8), max_objects=16) as pages:
         time.sleep(0.2)  # everything fetched
         groups = [[batch.cursor["page"] for batch in group] for group in _transactions(pages, pages)]
     assert groups == [[1, 2, 3], [4, 5, 6], [7, 8]]
