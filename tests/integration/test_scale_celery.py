@@ -44,7 +44,9 @@ COLLECTIONS = {"stripe": ("customer", "subscription", "invoice", "charge"),
 # Polling cannot see GitHub deletions (webhooks and reconcile do), so GitHub gets creates and updates.
 KINDS = {"stripe": ["create", "update", "delete"], "github": ["create", "update"],
          "salesforce": ["create", "update", "delete"]}
-OBJECTS, PAGE_SIZE = 60, 10
+# 12 pages per collection under the shared 5 req/s: each API's backfill tasks stay busy long enough to
+# run side by side on both workers (with 6 pages, one of the last six runs saw no such overlap)
+OBJECTS, PAGE_SIZE = 120, 10
 RATE, BURST = 5.0, 2  # per API account; small, so two workers really compete for it
 LIMITER_RATE = float(os.environ.get("APISYNC_SCALE_TEST_LIMITER_RATE") or RATE)
 NORMALIZE_S = 20
