@@ -10,6 +10,8 @@ def test_every_instant_is_written_in_one_wire_format():
     berlin = datetime(2026, 11, 26, 15, 53, 32, 7000, tzinfo=timezone(timedelta(hours=1)))
     assert iso_utc(berlin) == "2026-11-26T14:53:32.007Z"
     assert iso_utc(datetime(2026, 11, 26, 14, 53, 32)) == "2026-11-26T14:53:32.000Z"  # naive = UTC
+    # milliseconds are cut, never rounded up into the next second
+    assert iso_utc(datetime(2026, 11, 26, 14, 53, 32, 999_999, tzinfo=UTC)) == "2026-11-26T14:53:32.999Z"
     assert datetime.fromisoformat(ms_to_iso(1_795_704_812_345)) == datetime.fromtimestamp(1_795_704_812.345, UTC)
 
 
