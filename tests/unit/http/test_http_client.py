@@ -243,3 +243,19 @@ def test_a_read_only_post_query_sends_json_and_is_retried_like_a_get():
     assert [r.method for r in script.requests] == ["POST", "POST"]
     assert all(r.headers["content-type"] == "application/json" for r in script.requests)
     assert [r.content for r in script.requests] == [b'{"limit":2,"sorts":["id"]}'] * 2
+
+
+def test_clients_of_one_process_share_one_verifying_tls_context(monkeypatch):
+    import ssl
+
+    from apisync.http.client import tls_context
+
+    made = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: made.append(1) or real(*a, **k))
+    tls_context.cache_clear()
+    clients = [ApiClient("stripe", "https://api.example.test", BearerTokenAuth(TOKEN)) for _ in range(3)]
+    for client in clients:
+        client.close()
+    assert len(made) == 1  # the CA bundle is loaded once, not once per client (~30 ms each)
+    assert tls_context().verify_mode == ssl.CERT_REQUIRED and tls_context().check_hostname
