@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import lz4.block
 import orjson
@@ -85,9 +85,9 @@ class LedgerUnavailable(RuntimeError):
     may have run, and a repeat under the same attempt would read its own states as "unchanged")."""
 
 
-@dataclass(frozen=True, slots=True)
-class SourcePosition:
-    """Where an observation was read: topic, partition, offset."""
+class SourcePosition(NamedTuple):
+    """Where an observation was read: topic, partition, offset (a tuple: made per observation, and a
+    frozen dataclass costs twice as much to make)."""
 
     topic: str
     partition: int
@@ -437,6 +437,10 @@ def _entry(obs: Observation, tp: str, offset: int, attempt: str) -> dict[str, An
             "t": tp, "o": str(offset), "a": attempt}
 
 
+# The verdicts of keys without a state, made once (a backfill's every verdict is one of them)
+_NEW_KEY = {status: Verdict(status) for status in ("accepted", "unchanged", "stale", "conflict")}
+
+
 def _verdicts(replies: Sequence[Any]) -> list[Verdict]:
     """One chunk's reply as verdicts, or the whole-chunk answer raised."""
     if replies == ["lost"]:
@@ -449,6 +453,6 @@ def _verdicts(replies: Sequence[Any]) -> list[Verdict]:
 def _verdict(reply: Sequence[Any]) -> Verdict:
     """One item's reply: [status] for a new key, else [status, top data, top deleted (0/1), top version]."""
     if len(reply) == 1:
-        return Verdict(reply[0])
+        return _NEW_KEY.get(reply[0]) or Verdict(reply[0])
     status, data, deleted, version = reply
     return Verdict(status, int(version), deleted == 1, data)
