@@ -5,6 +5,8 @@ Both runs report the rate between the first and the last committed transaction (
 for the budgeted run): a run of 100 pages takes under a second, and its fixed start-up (the Kafka login
 check, two checkpoint reads, the transactional producer's init, the start marker: ~0.4 s) would
 otherwise count as much as the pages. The rate over the whole `run_backfill` call is shown beside it.
+The unlimited run is measured REPEATS times and its best kept, as the baseline and the normalizer are:
+a run this short (about half a second of pages) is slowed by whatever else the machine does then.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from common import SIM_OBJECTS, STRIPE_TOKEN, Row, Stack, ratio
 
 BUDGET = 100.0
 UNLIMITED = 1_000_000.0
+REPEATS = 3
 
 
 def settings(stack: Stack, rate: float, burst: int):
@@ -49,14 +52,14 @@ def run(stack: Stack) -> list[Row]:
     stack.ensure_topics()
     stack.simulator_config({"rate_limits": {"stripe": {"per_second": 0}}})
     backfill(stack, UNLIMITED, 1000)  # warm-up: the broker's first transactions (coordinator load) are slow
-    free = backfill(stack, UNLIMITED, 1000)
+    free = max((backfill(stack, UNLIMITED, 1000) for _ in range(REPEATS)), key=lambda run: run["steady_rps"])
     capped = backfill(stack, BUDGET, 5)
     if free["records"] != SIM_OBJECTS or capped["records"] != SIM_OBJECTS:
         raise RuntimeError(f"backfill delivered {free['records']} / {capped['records']} of {SIM_OBJECTS} customers")
     objects_s = free["steady_rps"] * free["records"] / free["pages"]  # pages/s x objects per page
     achieved = capped["steady_rps"]
     return [
-        Row("backfill, unlimited budget", f"{free['records']:,} customers, {free['pages']} pages",
+        Row("backfill, unlimited budget", f"{free['records']:,} customers, {free['pages']} pages, best of {REPEATS}",
             f"{objects_s:,.0f} obj/s first to last commit", ratio(objects_s, stack),
             ">= 0.10x", objects_s / stack.baseline_msgs_s >= 0.10 if stack.baseline_msgs_s else None,
             f"{free['records'] / free['elapsed']:,.0f} obj/s over the whole run"),
