@@ -541,13 +541,14 @@ def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_sec
 @contextlib.contextmanager
 def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str, *, instance: str = "0",
                       api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                      metrics: Metrics = NULL_METRICS) -> Iterator[Normalizer]:
-    """A ready Normalizer (re-fetch client included), closed on the way out."""
+                      metrics: Metrics = NULL_METRICS, **options: Any) -> Iterator[Normalizer]:
+    """A ready Normalizer (re-fetch client included), closed on the way out; `options` go to
+    `open_normalizer` (namespace, ledger_prefix, poll_timeout...)."""
     import redis
 
     tune_gc()  # every caller is a normalizer process (CLI, follow service, Airflow task)
     with contextlib.ExitStack() as stack:
-        options = refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics)
+        options |= refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics)
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
                                      batch_size=batch_size, metrics=metrics, **options)
         stack.callback(normalizer.close)

@@ -3,9 +3,13 @@
 import base64
 import dataclasses
 import logging
+import os
 import random
+import signal
+import threading
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,14 +17,14 @@ import redis
 
 from apisync import normalizer as normalizer_module
 from apisync.events import Observation, event_id
-from apisync.fence import VersionFence, pack_deflate
+from apisync.fence import LedgerUnavailable, VersionFence, pack_deflate
 from apisync.http import RetriableError
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
-from apisync.normalizer import NormalizerSetupError, open_normalizer
+from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
 from apisync.rules import rule_event_types
 
 pytestmark = pytest.mark.integration
@@ -310,3 +314,51 @@ def test_an_older_ledger_state_met_mid_batch_is_judged_again_whole_and_nothing_i
     assert sorted((key, event["type"]) for key, _partition, event in events) == sorted(
         [(f"stripe.customer.{ident}", "created") for ident in customers if ident != "cus_17"]
         + [("stripe.customer.cus_17", "updated")])
+
+
+def _local_redis_pid(client) -> int:
+    """The pid of the test Redis, to stop it (skips when it is not a process of this machine)."""
+    pid = int(client.info("server")["process_id"])
+    comm = Path(f"/proc/{pid}/comm")
+    if not comm.exists() or "redis" not in comm.read_text():
+        pytest.skip("the test Redis is not a local process")
+    return pid
+
+
+def test_a_stalled_redis_aborts_batches_in_bounded_time_and_loses_nothing(
+        kafka_config, redis_url, redis_client, ledger, monkeypatch):
+    # A Redis that stops answering (SIGSTOP here; a hung host): after redis-py's socket timeout (5 s by
+    # default; 1 s from the URL here) each batch is aborted and read again, and after three in a row the
+    # normalizer stops with a line naming Redis, instead of hanging until Airflow's timeout. The fence calls
+    # sent meanwhile run when Redis wakes up; the ledger rolls their states back for the batch's next reader.
+    monkeypatch.setattr(normalizer_module, "tune_gc", lambda: None)  # this is the test process
+    ns = make_namespace(kafka_config)
+    customers = {f"cus_{i}": {"id": f"cus_{i}", "name": f"Customer {i}"} for i in range(30)}
+    messages = [(f"stripe.customer.{ident}", orjson.dumps(change("customer", ident, BASE_MS, data)))
+                for ident, data in customers.items()]
+    produce(kafka_config, f"{ns}stripe.changes", messages[:10])
+    pid = _local_redis_pid(redis_client)
+    with opened_normalizer("stripe", kafka_config, f"{redis_url}?socket_timeout=1", namespace=ns,
+                           ledger_prefix=ledger, poll_timeout=0.5) as normalizer:
+        consumed = 0
+        for _round in range(60):  # owns its partitions and committed the first ten
+            consumed += normalizer.run(max_seconds=1.0).consumed
+            if consumed == 10:
+                break
+        assert consumed == 10
+        produce(kafka_config, f"{ns}stripe.changes", messages[10:])
+        os.kill(pid, signal.SIGSTOP)
+        guard = threading.Timer(40, os.kill, (pid, signal.SIGCONT))  # with no timeout: wake it, end the run
+        guard.start()
+        try:
+            with pytest.raises(LedgerUnavailable, match="the Redis ledger did not answer"):
+                normalizer.run(max_seconds=30)
+        finally:
+            guard.cancel()
+            os.kill(pid, signal.SIGCONT)
+    drain(kafka_config, ns, redis_client, ledger, 20)  # the next normalizer reads the aborted batches again
+    records = records_by_key(kafka_config, ns)
+    assert {key: [value["data"] for _p, _o, value, _h in values] for key, values in records.items()} == {
+        f"stripe.customer.{ident}": [data] for ident, data in customers.items()}
+    created = sorted(key for key, _partition, event in events_list(kafka_config, ns) if event["type"] == "created")
+    assert created == sorted(f"stripe.customer.{ident}" for ident in customers)
