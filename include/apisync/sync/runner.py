@@ -54,7 +54,8 @@ def changes_topic(api: str) -> str:
 
 def change_message(obs: Observation) -> Outgoing:
     """One `<api>.changes` message: key = record key, value = the observation envelope."""
-    value = {**record_value(obs), "deleted": obs.deleted}
+    value = record_value(obs)
+    value["deleted"] = obs.deleted
     if obs.reason:
         value["reason"] = obs.reason
     return Outgoing(changes_topic(obs.api), obs.key, value)
