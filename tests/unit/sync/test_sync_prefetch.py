@@ -136,11 +136,35 @@ def test_transactions_take_the_ready_pages_up_to_the_message_cap_and_end_at_done
     assert [n for group in groups for n in group] == list(range(1, 9))
 
 
+def test_a_transaction_lingers_for_pages_still_being_fetched(monkeypatch):
+    # A page every 20 ms, commits faster than that: without the linger each transaction would take the
+    # one page ready when it starts (ten transactions, each ~10 ms of broker CPU whatever its size).
+    monkeypatch.setattr(runner, "TRANSACTION_LINGER_S", 0.5)
+
+    def paced():
+        for n in range(1, 11):
+            time.sleep(0.02)
+            yield page(n, done=n == 10)
+
+    with PrefetchedPages(paced()) as pages:
+        groups = [[batch.cursor["page"] for batch in group] for group in _transactions(pages, pages)]
+    assert [n for group in groups for n in group] == list(range(1, 11))
+    assert len(groups) <= 2  # the linger (0.5 s) outlasts the walk (0.2 s): all, or nearly all, in one
+
+
+def test_a_linger_ends_as_soon_as_the_walk_does(monkeypatch):
+    monkeypatch.setattr(runner, "TRANSACTION_LINGER_S", 5.0)
+    with PrefetchedPages(iter([page(1)])) as pages:  # an incremental walk: its last page is not `done`
+        started = time.monotonic()
+        groups = list(_transactions(pages, pages))
+    assert len(groups) == 1 and time.monotonic() - started < 2  # the end is not waited for
+
+
 def test_a_done_page_ends_its_transaction():
     batches = iter([page(1), page(2, done=True), page(3)])  # a walk that (wrongly) goes on after done
 
     class Ready:
-        def ready(self):
+        def ready(self, wait_s=0.0):
             return next(batches, None)
 
     assert [[b.cursor["page"] for b in g] for g in _transactions(batches, Ready())] == [[1, 2], [3]]
