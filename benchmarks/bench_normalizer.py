@@ -7,6 +7,8 @@ normalizer is measured catching up with a backlog (after a backfill: the case wh
 matters), no rebalance lands inside the measured window, the load generator's CPU stays out of it, and
 1 vs 2 processes compare like with like. The rate runs from the first batch's consume call to the last
 commit; the rate from the resume is shown beside it (a resumed consumer takes ~0.8 s to fetch again).
+Beside them, the same backlog through the normalizer's Kafka work alone (`kafka_alone`): what the
+broker and the Kafka clients allow before any of the normalizer's own work.
 """
 
 from __future__ import annotations
@@ -135,6 +137,45 @@ def measure(stack: Stack, processes: int, observations: int, seed: int = 5) -> M
         stack.drop(ns)
 
 
+def kafka_alone(stack: Stack, observations: int, seed: int = 5) -> float:
+    """Observations/s of the normalizer's Kafka work alone: the production consumer and transactional
+    producer settings, the backlog read, four ready-made messages per observation through
+    `Producer.send_encoded`, batches of DEFAULT_BATCH_SIZE each committed with its offsets; no parsing,
+    no fence, no events. The ceiling the normalizer rows are measured against."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from apisync.kafka.producer import Producer
+    from apisync.normalizer import DEFAULT_BATCH_SIZE, consumer_config, producer_config
+
+    ns = stack.namespace(partitions=PARTITIONS)
+    produce_raw(stack.kafka_config, f"{ns}stripe.changes", change_messages(observations, seed=seed))
+    consumer = Consumer(consumer_config("stripe", stack.kafka_config, "alone", ns))
+    producer = Producer(producer_config("stripe", stack.kafka_config, "alone", ns))
+    outputs = [f"{ns}stripe.records", f"{ns}stripe.customer", f"{ns}stripe.events", f"{ns}stripe.customer.created"]
+    consumer.subscribe([f"{ns}stripe.changes"])
+    done, started = 0, None
+    try:
+        while done < observations:
+            # what is fetched already, else the first to arrive, as the normalizer takes its batches
+            # (consume(n, timeout) waits for all n: a short last batch would wait out the timeout)
+            fetched = consumer.consume(DEFAULT_BATCH_SIZE, 0) or consumer.consume(1, 1.0)
+            messages = [m for m in fetched if m.error() is None]
+            if not messages:
+                continue
+            started = started or time.perf_counter()
+            with producer.transaction():
+                producer.send_encoded((topic, m.key(), m.value(), None) for m in messages for topic in outputs)
+                last = {(m.topic(), m.partition()): m.offset() for m in messages}
+                producer.send_offsets_to_transaction([TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
+                                                     consumer.consumer_group_metadata())
+            done += len(messages)
+        return observations / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+        producer.close()
+        stack.drop(ns)
+
+
 def ledger_bytes_per_key(stack: Stack, ledger: str, sample: int = 500) -> float:
     """Redis MEMORY USAGE (key, value and overhead) averaged over a sample of one ledger's keys."""
     import redis
@@ -152,6 +193,7 @@ def run(stack: Stack, observations: int = OBSERVATIONS) -> list[Row]:
     one = max((measure(stack, 1, observations) for _ in range(REPEATS)), key=lambda m: m.obs_s)
     per_key = ledger_bytes_per_key(stack, one.ledger)
     two = max((measure(stack, 2, observations) for _ in range(REPEATS)), key=lambda m: m.obs_s)
+    alone = max(kafka_alone(stack, observations) for _ in range(REPEATS))
     base = stack.baseline_msgs_s
     object_size = sum(len(v) for _k, v in change_messages(200, seed=5)) / 200
     return [
@@ -163,6 +205,9 @@ def run(stack: Stack, observations: int = OBSERVATIONS) -> list[Row]:
             f"{observations:,} observations backlogged, {PARTITIONS} partitions, best of {REPEATS}",
             f"{two.obs_s:,.0f} obs/s", f"{two.obs_s / one.obs_s:.2f}x of 1 process", ">= 1.6x of 1",
             two.obs_s / one.obs_s >= 1.6, f"{two.obs_s_from_resume:,.0f} obs/s from the resume"),
+        Row("normalizer's Kafka work alone",
+            f"{observations:,} observations, 4 ready-made msgs each, no parsing or fence, best of {REPEATS}",
+            f"{alone:,.0f} obs/s", ratio(alone, stack), "", None, "the ceiling of the rows above"),
         Row("ledger (Redis)", "MEMORY USAGE per ledger key, 500 keys", f"{per_key:,.0f} B per key",
             f"observation {object_size:.0f} B", "compact", None),
     ]
