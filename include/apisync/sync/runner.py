@@ -3,9 +3,9 @@ transaction together with its checkpoint, so a cursor is never ahead of (or behi
 
 The next page's HTTP request overlaps the current page's transaction: the source's walk runs in a
 thread (`PrefetchedPages`) at most PREFETCH_OBJECTS ahead, and pages that are already fetched when a
-transaction starts go into it too (up to MAX_TRANSACTION_MESSAGES), with the checkpoint of the last
-one. When commits are the slower side, fetched pages pile up and the next transaction takes more of
-them: fewer, larger transactions, each of which costs the broker ~10 ms of CPU whatever its size.
+transaction starts, or arrive within TRANSACTION_LINGER_S, go into it too (up to MAX_TRANSACTION_MESSAGES),
+with the checkpoint of the last one: fewer, larger transactions, each of which costs the broker ~10 ms
+of CPU whatever its size.
 Pages are still committed strictly in walk order and each transaction carries the cursor that follows
 exactly its pages, so a crash anywhere re-reads from the last committed cursor as before.
 """
@@ -37,7 +37,7 @@ from apisync.sources import Batch, Source
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
 
 log = logging.getLogger("apisync.sync")
-MAX_TRANSACTION_MESSAGES = 2000  # pages already fetched join one transaction up to about this many messages
+MAX_TRANSACTION_MESSAGES = 2000  # consecutive pages join one transaction up to about this many messages
 # A transaction waits this long for pages still being fetched (up to MAX_TRANSACTION_MESSAGES), as
 # linger.ms does for a producer's batches: each transaction costs the broker ~10 ms of CPU whatever its
 # size, and without the wait a walk faster than the commits still made 15-30 of them per 100 Stripe pages
