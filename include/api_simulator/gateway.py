@@ -101,6 +101,36 @@ def server_error(api: str, status: int):
                                                          "ErrorId if you contact support: 0-0 (0)")
 
 
+# What each API answers when it refuses one object (REFUSED_STATUSES), in its own error shape:
+# Stripe's errors (https://docs.stripe.com/api/errors: 400 "The request was unacceptable", 403 "The API key
+# doesn't have permissions to perform the request"); GitHub's "Resource not accessible by integration" and
+# "Repository access blocked" (https://docs.github.com/en/rest/repos/repos#get-a-repository, 403 and 451);
+# HubSpot's MISSING_SCOPES (https://developers.hubspot.com/docs/api/scopes); Salesforce's REST status codes
+# (https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm).
+_REFUSALS = {
+    400: ("The request was unacceptable, often due to missing a required parameter.", "Problems parsing JSON",
+          "VALIDATION_ERROR", "MALFORMED_QUERY"),
+    403: ("The API key doesn't have permissions to perform the request.", "Resource not accessible by integration",
+          "MISSING_SCOPES", "INSUFFICIENT_ACCESS"),
+    451: ("This object is unavailable for legal reasons.", "Repository access blocked", "LEGAL_BLOCK",
+          "INSUFFICIENT_ACCESS"),
+}
+_HUBSPOT_SCOPES = "This app hasn't been granted all required scopes to make this call."
+
+
+def refused_error(api: str, status: int):
+    """An injected refusal of one object (400, 403, 451) in the API's error shape."""
+    stripe_message, github_message, hubspot_category, salesforce_code = _REFUSALS[status]
+    if api == "stripe":
+        return stripe.api_error_response(status, stripe_message, "invalid_request_error")
+    if api == "github":
+        return github.error(status, github_message)
+    if api == "hubspot":
+        return hubspot.error(status, _HUBSPOT_SCOPES if status == 403 else stripe_message, hubspot_category)
+    return salesforce.error(status, salesforce_code, "The request has been refused. Verify that the logged-in user "
+                                                     "has appropriate permissions.")
+
+
 async def abort_connection(send: Callable) -> None:
     """Drop the TCP connection with a reset (uvicorn); elsewhere, fail the request."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
@@ -157,16 +187,23 @@ class Gateway:
             return await _respond(limit_error(api, injected), scope, receive, send)
         extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers.items()]
         if fault is not None:
-            return await self._fault(fault, api, scope, receive, raw_send, send)
+            return await self._fault(sim, fault, api, scope, receive, raw_send, send)
         status_box: list[int] = [0]
         await self.app(scope, receive, _counting(send, status_box))
         if api == "github" and status_box[0] == 304:
             sim.limiter.refund(api, token)  # docs: 304s do not count against the primary limit
 
-    async def _fault(self, fault: Fault, api, scope, receive, raw_send, send) -> None:
+    async def _fault(self, sim, fault: Fault, api, scope, receive, raw_send, send) -> None:
         kind = fault.kind
         if kind == "http_500":
             return await _respond(server_error(api, fault.status), scope, receive, send)
+        if kind == "refused":
+            return await _respond(refused_error(api, fault.status), scope, receive, send)
+        if kind == "hold":
+            deadline = asyncio.get_running_loop().time() + fault.delay_s
+            while sim.faults.is_active(fault) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            return await self.app(scope, receive, send)
         if kind in ("slow", "timeout"):
             await asyncio.sleep(fault.delay_s)
             if kind == "slow":

@@ -44,12 +44,12 @@ COLLECTIONS = {"stripe": ("customer", "subscription", "invoice", "charge"),
 # Polling cannot see GitHub deletions (webhooks and reconcile do), so GitHub gets creates and updates.
 KINDS = {"stripe": ["create", "update", "delete"], "github": ["create", "update"],
          "salesforce": ["create", "update", "delete"]}
-# 12 pages per collection under the shared 5 req/s: each API's backfill tasks stay busy long enough to
-# run side by side on both workers (with 6 pages, one of the last six runs saw no such overlap)
-OBJECTS, PAGE_SIZE = 120, 10
+OBJECTS, PAGE_SIZE = 120, 10  # 12 pages per collection under the shared 5 req/s
 RATE, BURST = 5.0, 2  # per API account; small, so two workers really compete for it
 LIMITER_RATE = float(os.environ.get("APISYNC_SCALE_TEST_LIMITER_RATE") or RATE)
-NORMALIZE_S = 20
+# Stripe has 4 collections, the stripe pool 4 slots, the stack 2 workers of 2 slots: while the simulator holds
+# Stripe's requests, Stripe's backfill tasks fill both workers, so they overlap by construction.
+OVERLAP_API = "stripe"
 
 
 class GrantRecorder:
@@ -112,7 +112,7 @@ def scale(tmp_path_factory, simulator_url):
         env = {**_connections(kafka.bootstrap, redis.url, simulator_url),
                "APISYNC_REPLICATION_FACTOR": str(layout.replication_factor),
                "APISYNC_RETRIES": "2", "APISYNC_RETRY_DELAY_S": "2", "APISYNC_MAX_RETRY_DELAY_S": "4",
-               "APISYNC_NORMALIZE_SECONDS": str(NORMALIZE_S), "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
+               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
         airflow = AirflowCeleryStack(state, env, broker_url=redis.url.rsplit("/", 1)[0] + "/1", workers=2)
         airflow.start(timeout=500)
         with airflow.client() as client:
@@ -133,13 +133,15 @@ def _reset_simulator(simulator_url: str) -> None:
     httpx.post(f"{simulator_url}/_admin/config", timeout=10, json={"mutation_rate_per_s": 0}).raise_for_status()
 
 
-def _run_all(api_client, dag_ids: list[str], conf: dict | None = None, timeout: float = 420) -> dict[str, str]:
-    """Trigger every DAG at once, wait for all; pause the scheduled ones again afterwards."""
+def _run_all(api_client, dag_ids: list[str], timeout: float = 420, meanwhile=None) -> dict[str, str]:
+    """Trigger every DAG at once, call `meanwhile(runs)`, wait for all; pause the scheduled ones again afterwards."""
     runs = {}
     for dag_id in dag_ids:
         rest.unpause(api_client, dag_id)
-        runs[dag_id] = rest.trigger(api_client, dag_id, conf)
+        runs[dag_id] = rest.trigger(api_client, dag_id)
     try:
+        if meanwhile is not None:
+            meanwhile(runs)
         for dag_id, run_id in runs.items():
             state = rest.wait_for_run(api_client, dag_id, run_id, timeout=timeout)
             assert state == "success", (dag_id, rest.task_states(api_client, dag_id, run_id))
@@ -161,6 +163,26 @@ def _mutate(simulator_url: str) -> None:
     time.sleep(1.1 + max(config["stripe_events_lag_s"], config["salesforce_late_commits"]["lag_s"]))
 
 
+def _held_until_overlap(api_client, simulator_url: str, workers: list[str]):
+    """A `meanwhile` for _run_all: hold OVERLAP_API's requests until its backfill runs on every worker at once."""
+    sim = httpx.Client(base_url=simulator_url, timeout=30)
+    sim.post("/_admin/faults", json={"kind": "hold", "api": OVERLAP_API, "count": None}).raise_for_status()
+
+    def wait(runs: dict[str, str]) -> None:
+        dag_id, deadline = f"{OVERLAP_API}_backfill", time.monotonic() + 300
+        try:
+            while True:
+                running = {ti["hostname"] for ti in _task_instances(api_client, dag_id, runs[dag_id])
+                           if ti["task_id"] == "backfill" and ti["state"] == "running"}
+                if running >= set(workers):
+                    return
+                assert time.monotonic() < deadline, f"{dag_id} never ran on every worker at once: {running}"
+                time.sleep(1)
+        finally:
+            sim.delete("/_admin/faults").raise_for_status()
+    return wait
+
+
 def _task_instances(api_client, dag_id: str, run_id: str) -> list[dict]:
     return api_client.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
                           params={"limit": 100}).json()["task_instances"]
@@ -174,7 +196,8 @@ def test_three_backfills_then_incrementals_on_two_celery_workers(scale, simulato
     try:
         with scale["airflow"].client() as api_client:
             backfills = _run_all(api_client, [f"{api}_backfill" for api in APIS],
-                                 {"normalize_seconds": NORMALIZE_S})
+                                 meanwhile=_held_until_overlap(api_client, simulator_url,
+                                                                    scale["airflow"].worker_names()))
             backfilled_s = time.monotonic() - started
             _mutate(simulator_url)
             _run_all(api_client, [f"{api}_incremental" for api in APIS])

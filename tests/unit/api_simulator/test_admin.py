@@ -1,4 +1,7 @@
 """Admin API: truth, mutate, determinism, config validation, handler-level faults, clock."""
+import threading
+import time
+
 import pytest
 
 from api_simulator.app import create_app
@@ -95,6 +98,25 @@ def test_transport_faults_are_scoped_and_counted(client, kind, status):
     if kind == "malformed_json":
         with pytest.raises(ValueError):
             answers[0].json()
+
+
+def test_a_hold_keeps_requests_until_cleared_or_its_delay(client, sim):
+    client.headers.update(AUTH["stripe"])
+    client.post("/_admin/faults", json={"kind": "hold", "api": "stripe", "count": None, "delay_s": 0.3})
+    started = time.monotonic()
+    assert client.get("/v1/customers").status_code == 200  # served after the hold, not failed
+    assert time.monotonic() - started >= 0.3
+    client.delete("/_admin/faults")
+    client.post("/_admin/faults", json={"kind": "hold", "api": "stripe", "count": None, "delay_s": 60})
+    answers = []
+    held = threading.Thread(target=lambda: answers.append(client.get("/v1/customers")))
+    started = time.monotonic()
+    held.start()
+    held.join(timeout=0.5)
+    assert held.is_alive() and not answers  # still held
+    client.delete("/_admin/faults")
+    held.join(timeout=30)
+    assert [a.status_code for a in answers] == [200] and time.monotonic() - started < 30  # released by the clear
 
 
 @pytest.mark.parametrize("api, path, limit, status, header", [
