@@ -51,7 +51,6 @@ class DagDefaults:
     reconcile_schedule: str = "@daily"
     audit_schedule: str = "@daily"
     topics_schedule: str = "@hourly"
-    normalize_seconds: int = 50
     backfill_timeout_s: float = 6 * 3600.0
     sync_timeout_s: float = 1800.0
 
@@ -75,7 +74,6 @@ class DagDefaults:
             reconcile_schedule=env.get("APISYNC_RECONCILE_SCHEDULE") or base.reconcile_schedule,
             audit_schedule=env.get("APISYNC_AUDIT_SCHEDULE") or base.audit_schedule,
             topics_schedule=env.get("APISYNC_TOPICS_SCHEDULE") or base.topics_schedule,
-            normalize_seconds=int(num("APISYNC_NORMALIZE_SECONDS", base.normalize_seconds)),
             backfill_timeout_s=num("APISYNC_BACKFILL_TIMEOUT_S", base.backfill_timeout_s),
             sync_timeout_s=num("APISYNC_SYNC_TIMEOUT_S", base.sync_timeout_s),
         )
@@ -144,35 +142,30 @@ def backfill_dag(api: str, defaults: DagDefaults) -> DAG:
         "restart": Param(False, type="boolean", title="Restart from scratch",
                          description="Ignore the saved checkpoint and load everything again."),
     }
-    if defaults.normalize_schedule != NONE:  # with "none" the follow service normalizes: no step here
-        params["normalize_seconds"] = Param(defaults.normalize_seconds, type="integer", minimum=5, maximum=3600,
-                                            title="Normalizer time", description="Seconds the normalizing step runs.")
     doc = (f"### {api} backfill\nFull historical load of every chosen {api} collection into `{api}.changes`, "
            "page by page; re-triggering resumes from the checkpoint unless *Restart from scratch* is set. "
-           "Then the normalizer turns the changes into records and events. The incremental DAG starts "
-           "syncing each collection once its backfill has finished.")
+           f"`{api}_normalize` (or the follow service) turns the changes into records and events as they "
+           "arrive. The incremental DAG starts syncing each collection once its backfill has finished.")
     # One run at a time: two backfills of a collection would share (and fence) one transactional.id.
     with _dag(f"{api}_backfill", defaults, schedule=None, max_active_runs=1, params=params, doc=doc,
               tags=[api, "backfill"]) as dag:
         topics = EnsureKafkaTopicsOperator(task_id="ensure_topics", apis=[api])
         chosen = choose_collections(api)
-        backfill = BackfillApiToKafkaOperator.partial(
+        BackfillApiToKafkaOperator.partial(
             task_id="backfill", api=api, pool=sync_pool(api), restart="{{ params.restart }}",
             start_from="{{ params.start_date }}", outlets=[topic_asset(f"{api}.changes", defaults.watch_inputs)],
             execution_timeout=timedelta(seconds=defaults.backfill_timeout_s),
         ).expand(collection=chosen)
         topics >> chosen
-        if "normalize_seconds" in params:
-            # The param's maximum bounds the run, so the timeout is sized from it.
-            backfill >> _normalize_task(api, defaults, "{{ params.normalize_seconds }}", timeout_s=3600 + 120)
     return dag
 
 
-def _normalize_task(api: str, defaults: DagDefaults, seconds: Any, timeout_s: float) -> NormalizeChangesOperator:
+def _normalize_task(api: str, defaults: DagDefaults) -> NormalizeChangesOperator:
+    """The normalizer until every partition it owns is read to its end."""
     watch = defaults.watch_inputs
     return NormalizeChangesOperator(
-        task_id="normalize", api=api, max_seconds=seconds, pool=normalizer_pool(api),
-        execution_timeout=timedelta(seconds=timeout_s),
+        task_id="normalize", api=api, pool=normalizer_pool(api),
+        execution_timeout=timedelta(seconds=defaults.sync_timeout_s),
         inlets=[topic_asset(f"{api}.changes", watch), topic_asset(f"{api}.webhooks", watch)],
         outlets=[topic_asset(f"{api}.records"), topic_asset(f"{api}.events")],
     )
@@ -210,7 +203,7 @@ def normalize_dag(api: str, defaults: DagDefaults) -> DAG:
     with _dag(f"{api}_normalize", defaults, schedule=schedule, max_active_runs=1,
               doc=doc, tags=[api, "normalize"]) as dag:
         # Until idle, bounded only by the task timeout: a run holds its slot while there is work.
-        _normalize_task(api, defaults, None, timeout_s=defaults.sync_timeout_s)
+        _normalize_task(api, defaults)
     return dag
 
 

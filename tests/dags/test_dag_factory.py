@@ -21,15 +21,15 @@ def test_backfill_form_and_shape(stripe):
     dag = stripe["stripe_backfill"]
     assert dag.schedule is None and dag.max_active_runs == 1
     params = dag.params.dump()
-    assert params == {"collections": list(COLLECTIONS["stripe"]), "start_date": None, "restart": False,
-                      "normalize_seconds": 50}
+    # No fixed-time normalizing step: stripe_normalize (or the follow service) runs until idle instead.
+    assert params == {"collections": list(COLLECTIONS["stripe"]), "start_date": None, "restart": False}
     order = [t.task_id for t in dag.topological_sort()]
-    assert order == ["ensure_topics", "choose_collections", "backfill", "normalize"]
+    assert order == ["ensure_topics", "choose_collections", "backfill"]
     backfill = dag.get_task("backfill")
     assert backfill.pool == "apisync_stripe" and backfill.execution_timeout == timedelta(hours=6)
     assert [a.name for a in backfill.outlets] == ["stripe.changes"]
-    normalize = dag.get_task("normalize")
-    assert normalize.pool == "apisync_stripe_normalizer"
+    normalize = stripe["stripe_normalize"].get_task("normalize")
+    assert normalize.pool == "apisync_stripe_normalizer" and normalize.max_seconds is None
     assert {a.name for a in normalize.outlets} == {"stripe.records", "stripe.events"}
 
 
