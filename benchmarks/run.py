@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(PATHS), help=f"comma-separated subset of {', '.join(PATHS)}")
     parser.add_argument("--scales", default="100000,1000000",
-                        help="object counts for the memory path (the issue's sizes; about 4 of the run's minutes)")
+                        help="object counts for the memory path (about 4 of the run's minutes)")
     parser.add_argument("--ratelimit-s", type=float, default=20.0, help="length of the shared-budget run")
     return parser.parse_args(argv)
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     print()
-    print("Ratios divide by the raw producer baseline above; targets from issue 12. A missed target is a")
+    print("Ratios divide by the raw producer baseline above; the targets are the project's. A missed target is a")
     print("finding, not a failure: the exit code is non-zero only when a path could not be measured.")
     return 1 if any(row.measure == "failed" for row in rows) else 0
 
