@@ -23,7 +23,7 @@ from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError
 from apisync.sources.base import Batch, Gone, ObservationFactory, require, server_time_ms
 from apisync.sources.github_walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
-from apisync.sources.keyset import MAX_CURSOR_BYTES, KeysetPosition
+from apisync.sources.keyset import MAX_CURSOR_BYTES, MAX_RECENT, KeysetPosition
 
 log = logging.getLogger("apisync.sources.github")
 PER_PAGE = 100
@@ -51,7 +51,7 @@ class GitHubSource:
     collections = ("issue", "pull_request", "issue_comment")
 
     def __init__(self, repos: Sequence[str] | str, factory: ObservationFactory | None = None,
-                 lookback_ms: int = LOOKBACK_MS, page_size: int = PER_PAGE) -> None:
+                 lookback_ms: int = LOOKBACK_MS, page_size: int = PER_PAGE, max_recent: int = MAX_RECENT) -> None:
         self.repos = [repos] if isinstance(repos, str) else list(repos)
         bad = [r for r in self.repos if r.count("/") != 1] or ([] if self.repos else ["(none)"])
         if bad:
@@ -59,6 +59,7 @@ class GitHubSource:
         self.factory = factory or ObservationFactory(self.api)
         self.lookback_ms = lookback_ms
         self.page_size = page_size
+        self.max_recent = max_recent  # dedupe memory per repository and run (see `keyset`)
         self._paths: dict[str, str] = {}  # configured repo -> its current name (after a rename)
 
     # ---- the Source protocol ------------------------------------------------------------------
@@ -76,7 +77,7 @@ class GitHubSource:
             if collection == "pull_request":
                 yield from self._backfill_pulls(client, repo, states)
             else:
-                position = KeysetPosition.from_cursor(state)
+                position = KeysetPosition.from_cursor(state, self.max_recent)
                 if not state and start_date:
                     position.version = iso_to_ms(start_date if "T" in start_date else f"{start_date}T00:00:00+00:00")
                 yield from self._keyset(client, collection, repo, states, position, position.version, "backfill")
@@ -86,7 +87,7 @@ class GitHubSource:
         states = self._states(cursor)
         for repo in self.repos:
             state = states.setdefault(repo, {})
-            position = KeysetPosition.from_cursor(state)
+            position = KeysetPosition.from_cursor(state, self.max_recent)
             floor = max(0, position.version - self.lookback_ms)
             if collection == "pull_request":
                 yield from self._poll_pulls(client, repo, states, position, floor)

@@ -3,13 +3,14 @@
 GitHub paginates with page numbers behind its `Link` header (https://docs.github.com/en/rest/using-the-rest-api/
 using-pagination-in-the-rest-api). A page-number walk over a MUTABLE order skips: an object updated mid-walk
 jumps to the end, every later object moves back one place and one slips into a page already read (Airbyte
-source-github and tap-github hit this; apisync's issue 10 reproduced it: 4 of 80 PRs lost). So:
+source-github and tap-github hit this; the simulator reproduces it: 4 of 80 PRs lost). So:
 
 - `KeysetWalk` (issues, comments): `since` + `sort=updated&direction=asc`, re-queried after every page at
   the newest version emitted; only the first page of each query is read. When a whole page shares the
   `since` second (more ties than a page), it sweeps that `since` in `sort=created` order — an immutable
   key, so no page can shift — then continues after the sweep's start. Never follows page numbers of a
-  mutable order.
+  mutable order. Its checkpoints resume at the next query's `since` (`KeysetPosition.resume_ms`), never
+  past a version the sweep has not reached yet.
 - `CreatedOrderWalk` (PR backfill): `/pulls?state=all&sort=created&direction=asc` by Link; PRs are never
   deleted, so the order only grows at its end. Changes made during the backfill are caught by incremental
   sync from the marker taken before it.
@@ -17,6 +18,7 @@ source-github and tap-github hit this; apisync's issue 10 reproduced it: 4 of 80
   Reviews, pushed commits and merges bump a PR's `updated_at`, not its issue's, so `/issues?since` misses
   them. In a descending walk a mid-walk update moves a PR to the front: later PRs move BACK a place
   (re-read, deduped), none is skipped; the moved PR is newer than the walk's start, so the next run has it.
+  A burst larger than the dedupe memory costs duplicates, never a skip (see `keyset`).
 
 Conditional requests: the first page of a poll carries `If-None-Match`; a 304 costs no rate limit
 (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate).
@@ -93,14 +95,17 @@ class KeysetWalk:
             first = False
             if page.not_modified:
                 return
+            newest = max((self.id_version(item)[1] for item in page.items), default=since_ms)
+            # Everything below the next query's `since` is read; after the last page, everything is.
+            self.position.resume_ms = None if page.next_url is None else newest
             yield self._fresh(page.items)
             if page.next_url is None:
                 return
-            newest = max(self.id_version(item)[1] for item in page.items)
             if newest > since_ms:
                 since_ms = newest  # inclusive: the ties at `newest` are re-read and deduped
                 continue
-            # A whole page in the `since` second: sweep it in an order no update can shift.
+            # A whole page in the `since` second: sweep it in an order no update can shift. The sweep emits
+            # newer versions before older ones, so its checkpoints resume at `since_ms` (`resume_ms`).
             yield from self._sweep(since_ms)
             since_ms = max(self._sweep_started, since_ms + 1000)
 

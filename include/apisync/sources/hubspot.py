@@ -28,7 +28,7 @@ from typing import Any
 from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError, PaginationLoopError
 from apisync.sources.base import Batch, Gone, ObservationFactory, require, server_time_ms
-from apisync.sources.keyset import KeysetPosition
+from apisync.sources.keyset import MAX_RECENT, KeysetPosition
 
 PAGE_SIZE = 200  # the most one search page returns (changelog "Increasing our API limits", 2024)
 LIST_PAGE_SIZE = 100  # the most one list page returns
@@ -57,12 +57,13 @@ class HubSpotSource:
     collections = tuple(OBJECTS)
 
     def __init__(self, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS,
-                 page_size: int = PAGE_SIZE) -> None:
+                 page_size: int = PAGE_SIZE, max_recent: int = MAX_RECENT) -> None:
         if not 1 <= page_size <= PAGE_SIZE:
             raise ValueError(f"hubspot page_size must be 1..{PAGE_SIZE}, got {page_size}")
         self.factory = factory or ObservationFactory(self.api)
         self.lookback_ms = lookback_ms
         self.page_size = page_size
+        self.max_recent = max_recent  # dedupe memory per run (see `keyset`)
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         response = client.get(self._path(collection), {"limit": 1})
@@ -85,7 +86,7 @@ class HubSpotSource:
 
     def incremental(self, client, collection, cursor) -> Iterator[Batch]:
         """Changes since the cursor minus the lookback, then the objects archived since the last listing."""
-        position = KeysetPosition.from_cursor(cursor)
+        position = KeysetPosition.from_cursor(cursor, self.max_recent)
         since_ms = max(0, position.version - self.lookback_ms)
         archived_since = iso_to_ms(cursor["archived_since"]) if cursor.get("archived_since") else since_ms
         for rows in self._changes(client, collection, position, since_ms):

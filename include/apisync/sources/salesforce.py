@@ -21,7 +21,7 @@ from typing import Any
 from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError, NextRecordsUrlPaginator, iterate_pages
 from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
-from apisync.sources.keyset import KeysetPosition
+from apisync.sources.keyset import MAX_RECENT, KeysetPosition
 
 API_VERSION = "v61.0"
 PAGE_SIZE = 2000  # the most one SOQL batch returns
@@ -76,10 +76,11 @@ class SalesforceSource:
     collections = tuple(OBJECTS)
 
     def __init__(self, factory: ObservationFactory | None = None, lookback_ms: int = LOOKBACK_MS,
-                 page_size: int = PAGE_SIZE) -> None:
+                 page_size: int = PAGE_SIZE, max_recent: int = MAX_RECENT) -> None:
         self.factory = factory or ObservationFactory(self.api)
         self.lookback_ms = lookback_ms
         self.page_size = page_size
+        self.max_recent = max_recent  # dedupe memory per run (see `keyset`)
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
         now_ms = self._server_now(client, collection)
@@ -87,13 +88,13 @@ class SalesforceSource:
         return self._cursor(KeysetPosition(now_ms), covered)
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
-        position = KeysetPosition.from_cursor(cursor)
+        position = KeysetPosition.from_cursor(cursor, self.max_recent)
         if not cursor and start_date:
             position.version = iso_to_ms(start_date if "T" in start_date else f"{start_date}T00:00:00+00:00")
         yield from self._walk(client, collection, position, position.version, position.last_id, "backfill")
 
     def incremental(self, client, collection, cursor) -> Iterator[Batch]:
-        position = KeysetPosition.from_cursor(cursor)
+        position = KeysetPosition.from_cursor(cursor, self.max_recent)
         since_ms = self.restart_ms(position, cursor)
         # asked before the walk: whatever is still open now is stamped at or after `covered`
         covered = self._latest_covered(client, collection, since_ms, self._server_now(client, collection))
