@@ -12,7 +12,9 @@ worker left open.
 Ties: versions are whole seconds upstream, so two different contents can carry one version. The fence
 answers "conflict" instead of letting arrival order decide; the normalizer re-fetches the object and
 fences the server's current state as authoritative at that version (without a re-fetch client, arrival
-order decides, as before). Re-fetches that fail transiently abort the batch, which is read again.
+order decides, as before). A re-fetch the API refuses (a fatal answer) dead-letters its message; one that
+fails transiently aborts the batch, which is read again, until the same message failed
+`MAX_TRANSIENT_REFETCHES` batch attempts in a row: then it is dead-lettered (`apisync.refetch_outcomes`).
 
 Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
 or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
@@ -50,11 +52,12 @@ from apisync.fence import (
     Verdict,
     VersionFence,
 )
-from apisync.http import RetriableError
+from apisync.http import FatalError, RetriableError
 from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
 from apisync.ledger import ensure_ledger
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
+from apisync.refetch_outcomes import GuardedRefetch, RefetchPostponed, RefetchRefused
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.dispatch import parse_webhook
 
@@ -194,7 +197,8 @@ class Normalizer:
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
         self._consumer, self._producer, self._fence = consumer, producer, fence
         self._rules = default_rules(api) if rules is None else dict(rules)
-        self._refetch, self._batch_size, self._poll_timeout = refetch, batch_size, poll_timeout
+        self._refetch = None if refetch is None else GuardedRefetch(refetch)
+        self._batch_size, self._poll_timeout = batch_size, poll_timeout
         self._clock = clock
         self._webhook_options = dict(webhook_options or {})  # e.g. Stripe's pinned api_version
         self._recover_ledger = recover_ledger
@@ -229,19 +233,26 @@ class Normalizer:
                 self._metrics.committed(batch, len(messages), (self._clock() - started) * 1000)
                 stats = _add(stats, batch, len(messages))
                 self._failures = 0
+            except RefetchPostponed as exc:
+                # not one of the failures in a row that end the run: the message's own count bounds it
+                stats = self._aborted(stats, messages, exc)
             except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost, LedgerUnavailable) as exc:
-                self._metrics.aborted()
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
                     self._recover_ledger()
                     self._epochs = self._fence.claim(self._epochs)  # the owner epochs went with the data
                 self._failures += 1
-                stats = _add(stats, None, 0)
-                log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, exc)
-                self._rewind(messages)
+                stats = self._aborted(stats, messages, exc)
                 if self._failures >= MAX_FAILED_BATCHES:
                     raise
         return stats
+
+    def _aborted(self, stats: NormalizerStats, messages: Sequence[Any], why: Exception) -> NormalizerStats:
+        """Count an aborted batch and seek back to read it again."""
+        self._metrics.aborted()
+        log.warning("normalizer %s: batch aborted (%s); re-reading it", self.api, why)
+        self._rewind(messages)
+        return _add(stats, None, 0)
 
     def _received(self, messages: list[Any]) -> list[Any]:
         """The usable messages; end-of-partition notices mark their partition caught up, other errors are logged."""
@@ -304,7 +315,7 @@ class Normalizer:
                     self._emit(batch, item[0], verdict)
                 self._send(batch)
             if ties:
-                self._settle_ties(batch, ties)
+                self._settle_ties(batch, ties, messages)
             self._send(batch)  # the ties' messages, and dead letters after the last judged chunk
             failpoint("normalizer.fenced")  # the ledger has moved; Kafka holds the messages, uncommitted
             self._producer.send_offsets_to_transaction(_next_offsets(spans),
@@ -333,16 +344,29 @@ class Normalizer:
         for msg in messages:
             source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
             try:
-                pending.append((self._observe(msg), source))
-            except RetriableError:
-                raise  # a re-fetch that may work next time: read the batch again, never dead-letter
+                pending.append((self._observe(msg, source), source))
+            except (RefetchPostponed, FatalError):
+                # a re-fetch that may work next time: read the batch again, not dead-letter yet; or a
+                # refused credential (the guard lets only that FatalError through): stop, for every
+                # re-fetch would fail alike
+                raise
             except Exception as exc:  # anything unusable is a dead letter, never a crash loop
                 self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
         return pending
 
-    def _settle_ties(self, batch: _Batch, ties: list[Item]) -> None:
-        """Equal version, different content: the server's current state decides (arrival order without a client)."""
-        settled = [(self._refetch(obs) if self._refetch else obs, source) for obs, source in ties]
+    def _settle_ties(self, batch: _Batch, ties: list[Item], messages: Sequence[Any]) -> None:
+        """Equal version, different content: the server's current state decides (arrival order without a
+        client); a tie whose object the API refuses is a dead letter."""
+        settled, refused = [], []
+        for obs, source in ties:
+            try:
+                settled.append((self._refetch(obs, source) if self._refetch else obs, source))
+            except RefetchRefused as exc:
+                refused.append((source, str(exc)))
+        if refused:
+            by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in messages}
+            for source, reason in refused:
+                self._dead_letter(batch, by_source[source], reason)
         verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,
                                           epochs=self._epochs)
         for (obs, _source), verdict in zip(settled, verdicts, strict=True):
@@ -356,6 +380,8 @@ class Normalizer:
         failpoint("normalizer.claimed")
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._refetch is not None:
+            self._refetch.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
             self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
@@ -369,7 +395,7 @@ class Normalizer:
         """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
         self._consumer.close()
 
-    def _observe(self, msg: Any) -> Observation:
+    def _observe(self, msg: Any, source: SourcePosition) -> Observation:
         """Message → validated observation (re-fetched if the webhook was thin)."""
         if msg.value() is None:
             raise ObservationError("empty message value")
@@ -383,7 +409,7 @@ class Normalizer:
         if obs.thin:
             if self._refetch is None:
                 raise ObservationError(f"thin webhook for {obs.key} and no re-fetch client configured")
-            obs = self._refetch(obs)
+            obs = self._refetch(obs, source)
         return obs
 
     def _emit(self, batch: _Batch, obs: Observation, verdict: Verdict) -> None:

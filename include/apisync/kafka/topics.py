@@ -13,6 +13,10 @@ from apisync import catalog
 CHECKPOINTS_TOPIC = "apisync.checkpoints"
 DEFAULT_PARTITIONS = 6
 DEFAULT_REPLICATION_FACTOR = 1
+# Events age out by time alone (7 days): a byte cap per partition would delete a large backfill's
+# events before slow consumers read them. -1 is Kafka's "no size limit"; a positive value is a disk
+# backstop per partition, to be sized above a week's (or a backfill's) events (README, Topics).
+DEFAULT_EVENTS_RETENTION_BYTES = -1
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -20,7 +24,6 @@ _NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 # Raw inputs and outputs that age out: a week is enough to replay after an outage.
 _DELETE_7D = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
-_EVENTS = {**_DELETE_7D, "retention.bytes": str(1 << 30)}  # per partition: a disk backstop
 _DLQ = {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
 # Compaction never touches the active segment, so roll hourly; tombstones live a day so every
 # consumer sees the delete; a short lag keeps the newest versions readable before compaction.
@@ -63,19 +66,32 @@ class TopicSpec:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Cluster-dependent sizing: partitions and replication factor."""
+    """Cluster-dependent sizing: partitions, replication factor, the events topics' byte backstop."""
 
     partitions: int = DEFAULT_PARTITIONS
     replication_factor: int = DEFAULT_REPLICATION_FACTOR
+    events_retention_bytes: int = DEFAULT_EVENTS_RETENTION_BYTES  # per partition; -1: time alone decides
+
+    def __post_init__(self) -> None:
+        if self.events_retention_bytes < 1 and self.events_retention_bytes != -1:
+            raise ValueError(f"events retention bytes must be -1 (no size limit) or positive, "
+                             f"got {self.events_retention_bytes}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Layout:
-        """Read APISYNC_PARTITIONS / APISYNC_REPLICATION_FACTOR (e.g. for the 3-broker profile)."""
+        """Read APISYNC_PARTITIONS / APISYNC_REPLICATION_FACTOR (e.g. for the 3-broker profile) and
+        APISYNC_EVENTS_RETENTION_BYTES (-1 or a per-partition byte backstop)."""
         env = os.environ if env is None else env
         return cls(
             partitions=_env_int(env, "APISYNC_PARTITIONS", DEFAULT_PARTITIONS),
             replication_factor=_env_int(env, "APISYNC_REPLICATION_FACTOR", DEFAULT_REPLICATION_FACTOR),
+            events_retention_bytes=_env_bytes(env, "APISYNC_EVENTS_RETENTION_BYTES", DEFAULT_EVENTS_RETENTION_BYTES),
         )
+
+    @property
+    def events_config(self) -> dict[str, str]:
+        """Configs of every events topic: deleted after 7 days, with this layout's byte backstop."""
+        return {**_DELETE_7D, "retention.bytes": str(self.events_retention_bytes)}
 
     def spec(self, name: str, config: Mapping[str, str], partitions: int | None = None) -> TopicSpec:
         """A TopicSpec sized for this layout."""
@@ -95,6 +111,15 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _env_bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw != "-1" and (not raw.isdigit() or int(raw) < 1):
+        raise ValueError(f"{name} must be -1 (no size limit) or a positive number of bytes, got {raw!r}")
+    return int(raw)
+
+
 def api_topics(api: str, layout: Layout, rule_events: Mapping[str, Iterable[str]] | None = None) -> list[TopicSpec]:
     """Every topic of one API; rule_events maps a collection to its declared rule event types."""
     rule_events = rule_events or {}
@@ -102,13 +127,13 @@ def api_topics(api: str, layout: Layout, rule_events: Mapping[str, Iterable[str]
         layout.spec(f"{api}.changes", _DELETE_7D),
         layout.spec(f"{api}.webhooks", _DELETE_7D),
         layout.spec(f"{api}.records", _COMPACTED),
-        layout.spec(f"{api}.events", _EVENTS),
+        layout.spec(f"{api}.events", layout.events_config),
         layout.spec(f"{api}.dlq", _DLQ),
     ]
     for collection in catalog.COLLECTIONS[api]:
         specs.append(layout.spec(f"{api}.{collection}", _COMPACTED))
         types = dict.fromkeys([*catalog.BASE_EVENT_TYPES, *rule_events.get(collection, ())])
-        specs.extend(layout.spec(f"{api}.{collection}.{kind}", _EVENTS) for kind in types)
+        specs.extend(layout.spec(f"{api}.{collection}.{kind}", layout.events_config) for kind in types)
     return specs
 
 

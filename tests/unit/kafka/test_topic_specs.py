@@ -7,7 +7,7 @@ import pytest
 from apisync import catalog
 from apisync.kafka.topics import CHECKPOINTS_TOPIC, Layout, TopicSpec, declared_topics
 
-EVENTS = {"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "1073741824"}
+EVENTS = {"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "-1"}
 
 
 @pytest.fixture
@@ -58,7 +58,45 @@ def test_defaults_and_env_overrides():
     assert "min.insync.replicas" not in {k for s in declared_topics(Layout()) for k in s.config}
 
 
-@pytest.mark.parametrize("env", [{"APISYNC_PARTITIONS": "0"}, {"APISYNC_REPLICATION_FACTOR": "three"}])
+def events_topics(layout: Layout) -> list:
+    """The events topics: `<api>.events` and every `<api>.<collection>.<event>`."""
+    collections = {f"{api}.{c}" for api, names in catalog.COLLECTIONS.items() for c in names}
+    return [s for s in declared_topics(layout)
+            if s.name.endswith(".events") or s.name.rsplit(".", 1)[0] in collections]
+
+
+def test_events_age_out_by_time_alone_by_default():
+    # A byte cap per partition would delete a large backfill's events before consumers read them.
+    specs = events_topics(Layout.from_env({}))
+    assert len(specs) > len(catalog.COLLECTIONS) * 4  # the main and every secondary events topic
+    assert {(s.config["retention.ms"], s.config["retention.bytes"]) for s in specs} == {("604800000", "-1")}
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"APISYNC_EVENTS_RETENTION_BYTES": "214748364800"}, "214748364800"),  # a 200 GiB backstop per partition
+    ({"APISYNC_EVENTS_RETENTION_BYTES": "-1"}, "-1"),
+    ({"APISYNC_EVENTS_RETENTION_BYTES": " "}, "-1"),
+])
+def test_the_events_byte_backstop_is_configurable(env, expected):
+    specs = events_topics(Layout.from_env(env))
+    assert {s.config["retention.bytes"] for s in specs} == {expected}
+    others = [s for s in declared_topics(Layout.from_env(env)) if s not in specs]
+    assert all(s.config.get("retention.bytes") is None for s in others)  # only events topics carry it
+
+
+def test_the_events_byte_backstop_is_a_layout_field():
+    specs = events_topics(Layout(partitions=3, events_retention_bytes=10 * 1024**3))
+    assert {s.config["retention.bytes"] for s in specs} == {str(10 * 1024**3)}
+
+
+@pytest.mark.parametrize("value", [0, -2])
+def test_a_layout_rejects_a_byte_backstop_that_is_neither_unlimited_nor_positive(value):
+    with pytest.raises(ValueError, match="-1"):
+        Layout(events_retention_bytes=value)
+
+
+@pytest.mark.parametrize("env", [{"APISYNC_PARTITIONS": "0"}, {"APISYNC_REPLICATION_FACTOR": "three"},
+                                 {"APISYNC_EVENTS_RETENTION_BYTES": "0"}, {"APISYNC_EVENTS_RETENTION_BYTES": "1GiB"}])
 def test_bad_env_values_are_rejected(env):
     with pytest.raises(ValueError, match=next(iter(env))):
         Layout.from_env(env)
