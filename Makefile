@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
 
-.PHONY: demo test test-unit test-faults test-scale lint prepare clean bench
+.PHONY: demo test test-unit test-faults test-scale test-volume lint prepare clean bench flaky
 
 # The venv is rebuilt only when a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -19,10 +19,15 @@ prepare: $(VENV)/.installed
 	$(PY) -m devstack prepare
 
 test: prepare lint
-	$(PY) -m pytest tests -m "not faults and not scale"
+	$(PY) -m pytest tests -m "not faults and not scale and not volume"
+
+# The volume tier: per API a burst of changes past every in-memory bound between two polls, re-fetch
+# backlogs drained at the account's budget, poison objects, ledger loss; Kafka compared with the simulator.
+test-volume: prepare
+	$(PY) -m pytest tests -m volume
 
 # The fault suite (kills at named points, a zombie, broker and Redis loss, storms, hostile webhooks): about
-# 17 minutes on 2 cores, so not in `test` (which must stay under 20).
+# 17 minutes on 2 cores, so not in `test` (which must stay under 20); .ci/run runs it after `test`.
 test-faults: prepare
 	$(PY) -m pytest tests -m faults
 
@@ -35,6 +40,14 @@ test-scale: prepare
 # (benchmarks/run.py starts its own Kafka, Redis and simulator); prints one table, under 10 minutes.
 bench: prepare
 	$(PY) benchmarks/run.py
+
+# The flake detector: RUNS runs of TESTS (pytest arguments) with BURN CPU-burning processes beside them;
+# lists every test whose outcome changed between runs, and exits 1 if any did.
+RUNS ?= 5
+BURN ?= 1
+TESTS ?= tests -m "not faults and not scale and not volume"
+flaky: prepare
+	$(PY) -m devstack.flaky -n $(RUNS) --burn $(BURN) -- $(TESTS)
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit tests/dags -q

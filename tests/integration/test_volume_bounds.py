@@ -27,7 +27,7 @@ from apisync.sources.hubspot import HubSpotSource
 from apisync.sources.salesforce import SalesforceSource
 from apisync.sync import run_backfill, run_incremental
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.volume]
 BOUND = 20  # dedupe entries per walk (the default is 2,000)
 REPOS = ["apisync/demo", "apisync/tools"]
 CHECKPOINT_LIMIT = 64_000

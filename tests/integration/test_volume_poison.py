@@ -30,7 +30,7 @@ from apisync.refetch_outcomes import MAX_TRANSIENT_REFETCHES
 from apisync.rules import rule_event_types
 from apisync.webhooks.refetch import source_refetcher
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.volume]
 
 OBJECTS = 400  # the simulator's dataset size: a few hundred customers
 BATCH = 40  # several batches, so the poison shares its batch with good objects and others follow it
