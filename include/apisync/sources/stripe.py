@@ -2,17 +2,21 @@
 
 How Stripe really behaves, and what this module does about it:
 - A list cursor (`starting_after`) that names an object deleted since answers 400 `resource_missing`
-  (stripe-php#1264). The backfill position therefore also remembers the `created` second of the
-  oldest object emitted and the ids emitted at that second; when the cursor object is gone the walk
-  re-anchors with `created[lte]` at that second and skips those ids. It never skips nor wedges.
+  (stripe-php#1264). Walks re-anchor on the `created` second instead (`stripe_lists`).
 - Events are kept 30 days, and an `ending_before=<event>` cursor older than that answers 400. The
   incremental cursor is therefore a *time* (`at`, the server clock of the last run), not an event id:
   it moves forward on every run, even when a collection is quiet, and cannot age out while the
   schedule runs. If it is older than the retention anyway (sync paused for a month), the run says so
-  in one line, re-lists the collection and reports the gap (deletes in the gap: run reconcile).
+  in one line and re-lists the collection like a backfill: the delete events Stripe still lists, then
+  the listing, page by page, each page committed with its position, so a crash or a timeout resumes
+  where it stopped. The re-list starts at server second T and the event feed takes over from
+  T − settle, so every change is in the listing or in an event (deletes older than the retention leave
+  neither: run reconcile).
 - The events list is eventually consistent: an event can become visible seconds after a newer one
   (Sequin and Estuary read Stripe events only up to now minus a settle window). Every run re-reads the
-  last `settle_s` seconds before `at` and skips the event ids it already emitted (`seen`).
+  last `settle_s` seconds before `at` and skips the event ids it remembers emitting (`seen`, bounded).
+  A window is read oldest first, a page at a time, with a checkpoint after each (`stripe_events`): a
+  billing run's burst of events costs pages, never memory or a checkpoint beyond its bound.
 - Many event types change an object beyond created/updated/deleted; each collection subscribes to
   every type whose `data.object` is that object (https://docs.stripe.com/api/events/types), and
   events are routed by `data.object.object`. `customer.subscription.deleted` means the subscription
@@ -35,8 +39,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apisync.events import Observation, iso_to_ms, ms_to_iso
-from apisync.http import ApiClient, FatalError, MalformedResponseError
+from apisync.http import ApiClient, FatalError
 from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
+from apisync.sources.stripe_events import (
+    EVENTS_PATH,
+    MAX_SEEN,
+    EventPage,
+    EventWindow,
+    SeenEvents,
+    checked_events,
+    walk_oldest_first,
+)
+from apisync.sources.stripe_lists import ListPage, ListPosition, walk_newest_first
 
 log = logging.getLogger("apisync.sources.stripe")
 
@@ -44,7 +58,6 @@ DEFAULT_API_VERSION = "2024-06-20"
 PAGE_SIZE = 100
 SETTLE_S = 60  # how far back every incremental run re-reads events that may have surfaced late
 RETENTION_S = 30 * 86400  # Stripe lists events of the last 30 days only
-MAX_WINDOW_S = 3600  # one incremental window is held in memory: catch up a long pause in slices
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,95 +98,6 @@ DELETE_EVENTS = frozenset(spec.delete_event for spec in COLLECTIONS.values() if 
 COLLECTION_OF_OBJECT = {spec.object: name for name, spec in COLLECTIONS.items()}
 
 
-@dataclass(slots=True)
-class ListPosition:
-    """Where a newest-first walk stands: the last id, and the oldest `created` second with its ids."""
-
-    after: str | None = None
-    created: int | None = None
-    ids_at_created: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_cursor(cls, cursor: Mapping[str, Any] | None) -> ListPosition:
-        cursor = cursor or {}
-        # `cursor` is the paginator state written before this position existed.
-        after = cursor.get("after") or cursor.get("cursor")
-        return cls(after, cursor.get("created"), list(cursor.get("ids_at_created") or ()))
-
-    def to_cursor(self) -> dict[str, Any]:
-        return {"after": self.after, "created": self.created, "ids_at_created": list(self.ids_at_created)}
-
-    def emitted(self, obj: Mapping[str, Any]) -> bool:
-        """Already walked past: only objects of the oldest second can come back after a re-anchor."""
-        return obj.get("created") == self.created and obj.get("id") in self.ids_at_created
-
-    def advance(self, obj: Mapping[str, Any]) -> None:
-        created = int(obj["created"])
-        if self.created is None or created < self.created:
-            self.created, self.ids_at_created = created, []
-        if created == self.created and obj["id"] not in self.ids_at_created:
-            self.ids_at_created.append(obj["id"])
-        self.after = obj["id"]
-
-
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    """One page of a walk: the objects not emitted before, the response, and whether more follow."""
-
-    objects: list[dict[str, Any]]
-    response: Any
-    has_more: bool
-
-
-def walk_newest_first(client: ApiClient, path: str, params: Mapping[str, Any], position: ListPosition,
-                      limit: int) -> Iterator[ListPage]:
-    """A Stripe list, newest first, that survives the deletion of its cursor object."""
-    while True:
-        query = {**params, "limit": limit}
-        if position.after:
-            query["starting_after"] = position.after
-        try:
-            result = client.get_json(path, query)
-        except FatalError as error:
-            if not (position.after and position.created is not None and _cursor_object_gone(error)):
-                raise
-            log.info("stripe %s: cursor object %s no longer exists; resuming at created <= %s",
-                     path, position.after, ms_to_iso(position.created * 1000))
-            query.pop("starting_after")
-            query["created[lte]"] = min(position.created, int(params.get("created[lte]", position.created)))
-            result = client.get_json(path, query)
-        objects = _list_data(result.data, path)
-        fresh = [obj for obj in objects if not position.emitted(obj)]
-        for obj in objects:  # newest first: the position ends at the oldest object of the page
-            require(obj, "id", "stripe", path)
-            require(obj, "created", "stripe", path)
-            position.advance(obj)
-        has_more = bool(result.data.get("has_more"))
-        if has_more and not objects:
-            raise MalformedResponseError("stripe", "GET", path, 200, "page says has_more but holds no object")
-        yield ListPage(fresh, result.response, has_more)
-        if not has_more:
-            return
-
-
-@dataclass(frozen=True, slots=True)
-class EventWindow:
-    """The incremental cursor: events up to server second `at` are read; `seen` = ids emitted since at − settle."""
-
-    at: int
-    seen: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_cursor(cls, cursor: Mapping[str, Any]) -> EventWindow:
-        at = cursor.get("at", cursor.get("since"))  # `since`: the hand-over of cursors written before windows
-        if at is None:
-            raise ValueError("stripe incremental cursor has no 'at'; re-run the backfill with restart")
-        return cls(int(at), frozenset(cursor.get("seen") or ()))
-
-    def to_cursor(self) -> dict[str, Any]:
-        return {"at": self.at, "seen": sorted(self.seen)}
-
-
 class StripeSource:
     """The Stripe source: list endpoints for backfill and reconcile, /v1/events for incremental."""
 
@@ -181,18 +105,17 @@ class StripeSource:
     collections = tuple(COLLECTIONS)
 
     def __init__(self, factory: ObservationFactory | None = None, page_size: int = PAGE_SIZE,
-                 api_version: str = DEFAULT_API_VERSION, settle_s: int = SETTLE_S,
-                 max_window_s: int = MAX_WINDOW_S) -> None:
+                 api_version: str = DEFAULT_API_VERSION, settle_s: int = SETTLE_S, max_seen: int = MAX_SEEN) -> None:
         self.factory = factory or ObservationFactory(self.api)
         self.page_size, self.api_version = page_size, api_version
-        self.settle_s, self.max_window_s = settle_s, max_window_s
+        self.settle_s, self.max_seen = settle_s, max_seen
         # Sent on every request: listings then render in the pinned version, whatever the account default.
         self.headers = {"Stripe-Version": api_version}
         # Webhook payloads render in the endpoint's version: another one is re-fetched by the normalizer.
         self.webhook_options = {"api_version": api_version}
 
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
-        result = client.get_json("/v1/events", {"limit": 1})
+        result = client.get_json(EVENTS_PATH, {"limit": 1})
         return EventWindow(server_time_ms(result.response, self.api) // 1000).to_cursor()
 
     def backfill(self, client, collection, cursor, start_date) -> Iterator[Batch]:
@@ -209,10 +132,15 @@ class StripeSource:
     def incremental(self, client, collection, cursor) -> Iterator[Batch]:
         window = EventWindow.from_cursor(cursor)
         while True:
-            batch, window, caught_up = self._next_window(client, collection, window)
-            yield batch
-            if caught_up:
+            if window.relist is not None:
+                yield from self._relist(client, collection, window)
+                window = EventWindow(window.at)  # the event feed takes over where the re-list began
+            first, now = self._newest_events(client, collection, window.at - self.settle_s)
+            if window.at - self.settle_s >= now - RETENTION_S:
+                yield from self._window(client, collection, window, first, now)
                 return
+            # The feed lost events: re-list the collection from now on, then read events from now − settle.
+            window = EventWindow(now, relist={"gap_from": window.at, "position": None})
 
     def list_ids(self, client, collection) -> Iterator[str]:
         spec = COLLECTIONS[collection]
@@ -232,55 +160,89 @@ class StripeSource:
         return self._listed(collection, result.data, server_time_ms(result.response, self.api) - 1, "reconcile")
 
     # ---- incremental ----------------------------------------------------------------------
-    def _next_window(self, client, collection: str, window: EventWindow) -> tuple[Batch, EventWindow, bool]:
-        """Events since at − settle (a bounded slice when there are many): the batch and the next window."""
-        low = window.at - self.settle_s
-        pages = self._events(client, collection, low)
-        first = next(pages)
-        now = server_time_ms(first.response, self.api) // 1000
-        note = ""
-        if low < now - RETENTION_S:
-            note = self._gap_note(collection, window)
-            pages.close()
-            low = now - RETENTION_S
-            pages = self._events(client, collection, low)
-            first = next(pages)
-        high = now
-        if first.has_more and now - low > self.max_window_s:
-            # A long pause with many events: one bounded slice now, the rest on the next turn of the loop.
-            pages.close()
-            high = low + self.max_window_s
-            pages = self._events(client, collection, low, high)
-            first = next(pages)
-        events = first.objects + [e for page in pages for e in page.objects]
-        events.reverse()  # oldest first, so each record's changes arrive in order
-        observations = self._observations(client, collection, [e for e in events if e.get("id") not in window.seen])
-        if note:
-            observations += list(self._relist(client, collection))
-        seen = frozenset(e["id"] for e in events if int(e.get("created", 0)) >= high - self.settle_s)
-        following = EventWindow(high, seen)
-        return Batch(observations, following.to_cursor(), done=high >= now, note=note), following, high >= now
+    def _newest_events(self, client, collection: str, low: int) -> tuple[ListPage, int]:
+        """The newest page of events since `low`, and the server second it was read at."""
+        params = {"types[]": list(COLLECTIONS[collection].event_types), "created[gte]": low, "limit": self.page_size}
+        result = client.get_json(EVENTS_PATH, params)
+        page = ListPage(checked_events(result.data), result.response, bool(result.data.get("has_more")))
+        return page, server_time_ms(result.response, self.api) // 1000
 
-    def _events(self, client, collection: str, low: int, high: int | None = None) -> Iterator[ListPage]:
-        """This collection's events created in [low, high], newest first."""
-        params: dict[str, Any] = {"types[]": list(COLLECTIONS[collection].event_types), "created[gte]": low}
-        if high is not None:
-            params["created[lte]"] = high
-        return walk_newest_first(client, "/v1/events", params, ListPosition(), self.page_size)
+    def _window(self, client, collection: str, window: EventWindow, first: ListPage,
+                now: int) -> Iterator[Batch]:
+        """Events since at − settle (or above `after`) up to `now`, oldest first, one batch per page, each
+        with its cursor."""
+        high, types = now, {"types[]": list(COLLECTIONS[collection].event_types)}
+        seen = SeenEvents.from_cursor(window.seen, window.at, self.max_seen)
+        if window.after:
+            pages = walk_oldest_first(client, types, int(window.after["created"]), high, self.page_size,
+                                      after=window.after)
+        elif first.has_more:
+            pages = walk_oldest_first(client, types, window.at - self.settle_s, high, self.page_size)
+        else:  # the whole window fits in the page already read
+            pages = iter([EventPage(first.objects[::-1], last=True)])
+        at, after = window.at, window.after
+        for page in pages:
+            fresh = [event for event in page.events if event["id"] not in seen]
+            for event in fresh:
+                seen.add(event["id"], int(event["created"]))
+            if page.events:
+                newest = page.events[-1]
+                # Every second before the newest one on the page is passed (all up to `high` at the end) ...
+                at = max(at, int(newest["created"]) - 1)
+                if int(newest["created"]) <= high - self.settle_s:  # ... and everything listed below it
+                    after = {"created": int(newest["created"]), "id": newest["id"]}
+            if page.last:
+                at, after = max(at, high), None
+            if fresh or page.last:
+                cursor = EventWindow(at, seen.to_cursor(at - self.settle_s), after=after).to_cursor()
+                yield Batch(self._observations(client, collection, fresh), cursor, done=page.last)
 
-    def _gap_note(self, collection: str, window: EventWindow) -> str:
+    def _relist(self, client, collection: str, window: EventWindow) -> Iterator[Batch]:
+        """The deletes Stripe still lists, then the whole collection, one checkpointed batch per page (a
+        resumed re-list goes on from its position); the last cursor hands over to the feed at `window.at`."""
+        spec, relist = COLLECTIONS[collection], dict(window.relist or {})
+        note = self._gap_note(collection, relist, resumed=bool(relist.get("position") or relist.get("deletes")))
+        if not relist.get("deletes_done"):
+            for observations, state in self._retained_deletes(client, collection, window.at, relist):
+                yield Batch(observations, EventWindow(window.at, {}, state).to_cursor(), note=note)
+                note = ""
+            relist = state
+        position = ListPosition.from_cursor(relist.get("position"))
+        for page in walk_newest_first(client, spec.path, dict(spec.list_params), position, self.page_size):
+            version = server_time_ms(page.response, self.api) - 1
+            observations = [self._listed(collection, obj, version, "poll") for obj in page.objects]
+            following = {**relist, "position": position.to_cursor()} if page.has_more else None
+            yield Batch(observations, EventWindow(window.at, {}, following).to_cursor(), note=note)
+            note = ""
+
+    def _retained_deletes(self, client, collection: str, began: int,
+                          relist: dict[str, Any]) -> Iterator[tuple[list[Observation], dict[str, Any]]]:
+        """The delete events of the last 30 days before the re-list began, oldest first (a listing cannot
+        show what is gone), each page with the re-list state that follows it."""
+        delete_event = COLLECTIONS[collection].delete_event
+        if delete_event is None:
+            yield [], {**relist, "deletes_done": True}
+            return
+        # The newest delete replayed; one surfacing late below it is re-read by the feed from began − settle.
+        after = relist.get("deletes")
+        low = int(after["created"]) if after else began - RETENTION_S + self.settle_s
+        for page in walk_oldest_first(client, {"types[]": [delete_event]}, low, began, self.page_size, after=after):
+            if page.events:
+                after = {"created": int(page.events[-1]["created"]), "id": page.events[-1]["id"]}
+            yield (self._observations(client, collection, page.events),
+                   {**relist, "deletes": after, "deletes_done": page.last})
+
+    def _gap_note(self, collection: str, relist: Mapping[str, Any], resumed: bool) -> str:
         """A cursor older than the retention has lost events; say so in one line."""
-        message = (f"stripe {collection}: the incremental cursor ({ms_to_iso(window.at * 1000)}) is older than "
-                   f"Stripe's 30-day event retention; the collection was re-listed to recover missed changes, "
-                   f"run stripe_reconcile to find deletes made in the gap")
+        gap_from = relist.get("gap_from")
+        since = ms_to_iso(int(gap_from) * 1000) if gap_from is not None else "unknown"
+        action = "the re-list of the collection resumes" if resumed else "the collection is re-listed"
+        action += " (with the delete events Stripe still lists)"
+        message = (f"stripe {collection}: the incremental cursor ({since}) is older than Stripe's 30-day event "
+                   f"retention; {action} to recover missed changes, run stripe_reconcile to find deletes made "
+                   f"in the gap")
         log.error(message)
         return message
-
-    def _relist(self, client, collection: str) -> Iterator[Observation]:
-        spec = COLLECTIONS[collection]
-        for page in walk_newest_first(client, spec.path, dict(spec.list_params), ListPosition(), self.page_size):
-            version = server_time_ms(page.response, self.api) - 1
-            yield from (self._listed(collection, obj, version, "poll") for obj in page.objects)
 
     def _observations(self, client, collection: str, events: list[dict[str, Any]]) -> list[Observation]:
         """Events of this collection's object → observations; other versions' payloads are re-fetched."""
@@ -306,16 +268,6 @@ class StripeSource:
     def _listed(self, collection: str, obj: Any, version: int, source: str) -> Observation:
         object_id = require(obj, "id", self.api, COLLECTIONS[collection].path)
         return self.factory.make(collection, object_id, version, obj, source=source)
-
-
-def _cursor_object_gone(error: FatalError) -> bool:
-    return error.status == 400 and "resource_missing" in (error.reason or "")
-
-
-def _list_data(data: Any, path: str) -> list[dict[str, Any]]:
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise MalformedResponseError("stripe", "GET", path, 200, "list page has no data array")
-    return data["data"]
 
 
 def _epoch_s(date: str) -> int:
