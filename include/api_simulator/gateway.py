@@ -235,8 +235,8 @@ class Gateway:
 
 
 def _hubspot_search(api: str, scope: dict) -> bool:
-    """HubSpot's CRM search is a POST (the only non-GET the simulator serves on an API path)."""
-    return api == "hubspot" and scope["method"] == "POST" and scope["path"].endswith("/search")
+    """HubSpot's CRM search and batch read are POSTs (the only non-GETs the simulator serves on an API path)."""
+    return api == "hubspot" and scope["method"] == "POST" and scope["path"].endswith(("/search", "/batch/read"))
 
 
 def _method_error(api: str):

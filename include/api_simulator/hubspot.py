@@ -1,4 +1,4 @@
-"""HubSpot CRM v3 routes: list (archived or not), read one, search; HubSpot's error shape.
+"""HubSpot CRM v3 routes: list (archived or not), read one, read a batch, search; HubSpot's error shape.
 
 Errors are `{"status": "error", "message", "correlationId", "category"}` ("Upcoming: Changes to error
 responses", developer changelog, 2019: `category` such as VALIDATION_ERROR, `correlationId` per request).
@@ -16,9 +16,11 @@ from .hubspot_model import BY_PATH, DEFAULTS
 from .hubspot_search import SearchError, parse
 from .responses import get_sim, json_response
 from .store import Entry
+from .timefmt import hubspot_time
 
 PREFIX = "/crm/v3/objects"
 MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT = 100, 10
+MAX_BATCH_INPUTS = 100  # "Read a batch of objects": at most 100 inputs per request
 
 
 def error(status: int, message: str, category: str, headers: dict[str, str] | None = None, **extra):
@@ -111,6 +113,42 @@ async def read_object(request):
     return json_response(render(entry, _properties(request.query_params.get("properties"), collection)))
 
 
+async def read_batch(request):
+    """POST /crm/v3/objects/{type}/batch/read — `{"inputs": [{"id"}], "properties"}` → the live objects found.
+
+    Modelled on the CRM objects API "Read a batch of objects by internal ID" (https://developers.hubspot.com/
+    docs/api-reference/latest/crm/objects/objects/batch/get-objects): `{"status": "COMPLETE", "results",
+    "startedAt", "completedAt"}`; ids that are missing or archived are left out of `results` and named in
+    `errors` (category OBJECT_NOT_FOUND, `context.ids`) with `numErrors` and status 207 (error handling guide,
+    "207 Multi-Status"); more than 100 inputs is a 400 VALIDATION_ERROR."""
+    collection, problem = _collection(request)
+    if problem:
+        return problem
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return error(400, "Invalid input JSON on line 1", "VALIDATION_ERROR")
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in inputs):
+        return error(400, "inputs must be a list of {\"id\": string}", "VALIDATION_ERROR")
+    if len(inputs) > MAX_BATCH_INPUTS:
+        return error(400, f"Batch input size {len(inputs)} exceeds limit of {MAX_BATCH_INPUTS}", "VALIDATION_ERROR")
+    store = get_sim(request).models["hubspot"].live[collection]
+    props = tuple(body.get("properties") or ()) or DEFAULTS[collection]
+    ids = list(dict.fromkeys(i["id"] for i in inputs))
+    found = [store.entries[oid] for oid in ids if oid in store.entries]
+    missing = [oid for oid in ids if oid not in store.entries]
+    now = hubspot_time(int(get_sim(request).clock.now() * 1000))
+    head = b'{"status":"COMPLETE","results":[' + b",".join(render(e, props) for e in found) + b"]"
+    if not missing:
+        return json_response(head + b',"startedAt":"' + now.encode() + b'","completedAt":"' + now.encode() + b'"}')
+    errors = [{"status": "error", "category": "OBJECT_NOT_FOUND",
+               "message": f"Could not get some {collection.upper()} objects, they may be deleted or not exist. "
+                          "Check that ids are valid.", "context": {"ids": missing}}]
+    tail = orjson.dumps({"numErrors": len(errors), "errors": errors, "startedAt": now, "completedAt": now})
+    return json_response(head + b"," + tail[1:], 207)
+
+
 async def search_objects(request):
     """POST /crm/v3/objects/{type}/search — see hubspot_search for the limits and the lag."""
     collection, problem = _collection(request)
@@ -143,6 +181,7 @@ async def not_found_route(request):
 
 routes = [
     Route(PREFIX + "/{object_type}/search", search_objects, methods=["POST"]),
+    Route(PREFIX + "/{object_type}/batch/read", read_batch, methods=["POST"]),
     Route(PREFIX + "/{object_type}", list_objects),
     Route(PREFIX + "/{object_type}/{oid}", read_object),
     Route("/crm/{rest:path}", not_found_route, methods=["GET", "HEAD", "POST"]),

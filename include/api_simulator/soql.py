@@ -1,4 +1,5 @@
-"""The SOQL subset apisync needs: SELECT fields FROM T [WHERE ...] [ORDER BY ...] [LIMIT n]."""
+"""The SOQL subset apisync needs: SELECT fields FROM T [WHERE ...] [ORDER BY ...] [LIMIT n]; WHERE has
+comparisons, `field IN (...)`, AND, OR, NOT and parentheses."""
 from __future__ import annotations
 
 import re
@@ -139,11 +140,24 @@ class _Parser:
             inner = self._factor()
             return lambda row: not inner(row)
         field = self._field(self.take()[1])
+        if self.peek() == "IN":
+            return self._in(field)
         kind, op = self.take()
         if kind != "op":
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{op}'")
         value, compare = self._literal(), _OPS[op]
         return lambda row: compare(row.get(field), value)
+
+    def _in(self, field: str) -> Predicate:
+        """`field IN ('a', 'b')` (SOQL and SOSL Reference, "Comparison Operators": IN takes a list of values)."""
+        self.take("IN")
+        self.take("(")
+        values = {self._literal()}
+        while self.peek() == ",":
+            self.take()
+            values.add(self._literal())
+        self.take(")")
+        return lambda row: row.get(field) in values
 
     def _literal(self) -> Any:
         kind, text = self.take()

@@ -1,18 +1,44 @@
 -- apisync version fence: one call fences a whole batch, atomically, item by item in batch order.
--- KEYS[1] = the api's generation marker; then the owner-epoch keys of the batch's source partitions;
---           then the ledger keys (each once).
+-- KEYS[1] = the api's generation marker; KEYS[2] = its judged offsets (hash: `~generation` = the marker's
+--           value, then source tp -> the offset the ledger has judged up to); KEYS[3] = its key set (every
+--           ledger key that holds states, and "~"); then the owner-epoch keys of the batch's source
+--           partitions; then the ledger keys (each once).
 -- ARGV[1] = JSON {a = attempt id, p = {tp = batch start offset}, auth = 0|1,
+--                 c = {tp = offset Kafka has committed}, e = {tp = offset the batch is judged to}?,
+--                 k = where the record key starts in a ledger key,
 --                 owners = [[KEYS index, epoch]]  (only when ownership is checked),
 --                 items = [[KEYS index, version, data, deleted 0|1, source tp, offset,
 --                           older encodings of data? ["." deflate, base85]]]}
--- Returns JSON: ["lost"] | ["fenced"] | ["old_encoding"] (nothing written: call again with the
+-- Returns JSON: ["lost", why] | ["fenced"] | ["old_encoding"] (nothing written: call again with the
 -- seventh item field set) | one reply per item: [status] or [status, top data, top deleted, top version].
 -- The per-item rules are those of the one-observation script this replaced; see apisync/fence.py.
-if redis.call('EXISTS', KEYS[1]) == 0 then return cjson.encode({'lost'}) end
+local generation = redis.call('GET', KEYS[1])
+if not generation then return cjson.encode({'lost', 'no generation marker'}) end
 local batch = cjson.decode(ARGV[1])
--- Every owner epoch is checked before anything is popped or pushed: a zombie writes nothing.
+
+-- Redis lost writes Kafka kept (or keys were evicted): nothing is judged, and the marker goes, so that
+-- every normalizer of the api waits while one rebuilds.
+local function lost(why)
+  redis.call('DEL', KEYS[1])
+  return cjson.encode({'lost', why})
+end
+if redis.call('HGET', KEYS[2], '~generation') ~= generation then
+  return lost('the judged offsets are gone')
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then return lost('the key set is gone') end
+for tp, committed in pairs(batch.c) do
+  if tonumber(redis.call('HGET', KEYS[2], tp) or '0') < committed then
+    return lost('judged ' .. tp .. ' below its committed offset')
+  end
+end
+-- Every owner epoch is checked before anything is popped or pushed: a zombie writes nothing. An epoch
+-- below the one this owner was given means Redis lost the claim: it went back in time.
 for _, owner in ipairs(batch.owners) do
-  if redis.call('GET', KEYS[owner[1]]) ~= owner[2] then return cjson.encode({'fenced'}) end
+  local stored = redis.call('GET', KEYS[owner[1]])
+  if stored ~= owner[2] then
+    if tonumber(stored or '0') < tonumber(owner[2]) then return lost('an owner epoch went back') end
+    return cjson.encode({'fenced'})
+  end
 end
 local attempt, positions, authoritative = batch.a, batch.p, batch.auth == 1
 
@@ -36,19 +62,31 @@ local function same_data(top_d, d, older)
   return top_d == older[2]
 end
 
-local stacks = {}
+local stacks, existed = {}, {}
+local function member(k) return string.sub(KEYS[k], batch.k) end
 local function stack_of(k)
   if stacks[k] == nil then
     local raw = redis.call('GET', KEYS[k])
+    -- a key the set names but Redis no longer holds was evicted or lost: "new" would re-create it
+    if not raw and redis.call('SISMEMBER', KEYS[3], member(k)) == 1 then return nil end
+    existed[k] = raw ~= false
     stacks[k] = raw and cjson.decode(raw) or {}
   end
   return stacks[k]
+end
+
+local ends = batch.e or {}  -- per tp, the offset after the last one judged by this call
+local function judged_to(tp, offset)
+  local after = tonumber(offset) + 1
+  if (ends[tp] or 0) < after then ends[tp] = after end
 end
 
 local replies = {}
 for i, item in ipairs(batch.items) do
   local k, v, d, x, tp, offset = item[1], item[2], item[3], item[4], item[5], item[6]
   local entries = stack_of(k)
+  if entries == nil then return lost('ledger key ' .. KEYS[k] .. ' is missing') end
+  judged_to(tp, offset)
   while #entries > 0 and from_aborted_attempt(entries[#entries]) do
     table.remove(entries)
   end
@@ -90,9 +128,20 @@ for i, item in ipairs(batch.items) do
 end
 for k, entries in pairs(stacks) do
   if #entries == 0 then
-    redis.call('DEL', KEYS[k])
+    if existed[k] then
+      redis.call('DEL', KEYS[k])
+      redis.call('SREM', KEYS[3], member(k))
+    end
   else
     redis.call('SET', KEYS[k], cjson.encode(entries))
+    if not existed[k] then redis.call('SADD', KEYS[3], member(k)) end
+  end
+end
+-- Written with the states they cover: a Redis that loses the states loses these too, and a later call
+-- finds them below Kafka's committed offsets.
+for tp, after in pairs(ends) do
+  if tonumber(redis.call('HGET', KEYS[2], tp) or '0') < after then
+    redis.call('HSET', KEYS[2], tp, string.format('%d', after))
   end
 end
 return cjson.encode(replies)

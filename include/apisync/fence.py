@@ -26,10 +26,21 @@ Two more guards make Redis as safe as the Kafka side:
   writes. Each normalizer bumps `<prefix>:~owner:<topic:partition>` when the group assigns it a
   partition and passes the epoch it got; the script refuses ("fenced") a write from an older epoch,
   before it pops or pushes anything, so a zombie can never roll its successor's states back.
-- **Generation marker (ledger loss).** `<prefix>:~generation:<api>` is set once the ledger is complete
+- **Generation marker (total loss).** `<prefix>:~generation:<api>` is set once the ledger is complete
   (fresh, or rebuilt from `<api>.records`). A Redis restarted empty or flushed has no marker, and the
   script answers "lost" instead of treating every key as new (which would accept stale versions and
-  re-emit `created`): the normalizer rebuilds first (see `apisync.normalizer.ensure_ledger`).
+  re-emit `created`): the normalizer rebuilds first (see `apisync.ledger.ensure_ledger`).
+- **Judged offsets and key set (partial loss).** A Redis that restarts from an AOF fsynced once a second,
+  or fails over to a lagging replica, keeps the marker but goes back in time, while Kafka keeps the
+  commits of the batches it forgot. So the ledger keeps, per source partition, the offset it has judged
+  up to (`<prefix>:~judged:<api>`, written in the same call as the states it covers), and every call
+  carries the offsets Kafka has committed for its partitions (`expect_committed`): a ledger below them
+  lost writes. An owner epoch below this owner's lost its claim the same way. A key evicted alone leaves
+  the offsets intact, so the ledger also keeps the set of its keys (`<prefix>:~keys:<api>`, written with
+  the keys): a key the set names but Redis does not hold is lost, never "new". Each of these answers
+  "lost" before any verdict and deletes the marker, so every normalizer waits while one rebuilds. The
+  offsets hash names the generation it belongs to and is written with the marker, the key set is never
+  empty ("~"): either one gone (evicted, or a ledger from before they existed) is a loss too.
 
 States are compact and cheap to write: "~", the first 16 hex digits of the content hash (sha256 of
 the data with keys sorted, the same hash the event ids use), then the data lz4-compressed with a
@@ -49,7 +60,7 @@ import base64
 import hashlib
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -67,7 +78,7 @@ Item = tuple[Observation, "SourcePosition"]  # an observation and where it was r
 
 
 class LedgerLost(RuntimeError):
-    """The ledger has no generation marker: Redis lost its data; rebuild before fencing anything."""
+    """Redis lost ledger data (all of it, or writes Kafka kept, or keys): rebuild before fencing anything."""
 
 
 class FencedOut(RuntimeError):
@@ -126,7 +137,9 @@ class VersionFence:
         self._redis = client
         self._prefix = prefix
         self._script = client.register_script(_script_source())
+        self._claim = client.register_script(_CLAIM)
         self._script_loaded = False  # known to this Redis (calls use EVALSHA alone)
+        self._committed: dict[str, int] = {}  # per `topic:partition`: what the ledger must have judged
 
     def _load_script(self) -> None:
         try:
@@ -183,8 +196,7 @@ class VersionFence:
                 self._load_script()
             else:
                 for reply in replies:  # a lost ledger or a zombie is answered first, whatever else came back
-                    if reply in (["lost"], ["fenced"]):
-                        _verdicts(reply)
+                    _raise_whole_answer(reply)
                 if ["old_encoding"] not in replies:
                     return attempt, [(items, _verdicts(reply) if items else [])
                                      for items, reply in zip(source, replies, strict=True)]
@@ -263,9 +275,9 @@ class VersionFence:
 
     def _batch(self, items: Sequence[Item], attempt: str, positions: Mapping[str, int], authoritative: bool,
                epochs: Mapping[str, int] | None, older: bool = False) -> tuple[list[str], dict[str, Any]]:
-        """The script's KEYS (generation marker, owner epochs, ledger keys once each) and its JSON argument
-        (with `older`, each item's data in the encodings of older apisync versions too)."""
-        keys = [self.generation_key(items[0][0].api)]
+        """The script's KEYS (generation marker, judged offsets, key set, owner epochs, ledger keys once each)
+        and its JSON argument (with `older`, each item's data in the encodings of older apisync versions too)."""
+        keys = self._api_keys(items[0][0].api)
         index: dict[str, int] = {}
 
         def slot(key: str) -> int:  # 1-based, as Lua indexes KEYS
@@ -282,7 +294,29 @@ class VersionFence:
             for row, (obs, _source) in zip(rows, items, strict=True):
                 row.append(_older_encodings(obs))
         return keys, {"a": attempt, "p": dict(positions), "auth": 1 if authoritative else 0, "owners": owners,
-                      "items": rows}
+                      "c": self._committed, "k": len(self._prefix) + 2, "items": rows}
+
+    def _api_keys(self, api: str) -> list[str]:
+        return [self.generation_key(api), self.judged_key(api), self.keyset_key(api)]
+
+    def expect_committed(self, committed: Mapping[str, int]) -> None:
+        """The offsets Kafka has committed per `topic:partition` of the coming batch: every later call
+        answers "lost" when the ledger has judged less of a partition (Redis lost writes Kafka kept)."""
+        self._committed = dict(committed)
+
+    def mark_judged(self, api: str, ends: Mapping[str, int], epochs: Mapping[str, int] | None = None) -> None:
+        """Record that the batch is judged up to `ends` (offset after its last message per `topic:partition`),
+        also where its last messages judged nothing (dead letters); call it after the batch's last verdict."""
+        keys, owners = self._api_keys(api), []
+        for tp in ends if epochs is not None else ():
+            keys.append(self.owner_key(tp))
+            owners.append([len(keys), str(epochs.get(tp, -1))])
+        argument = {"a": "", "p": {}, "auth": 0, "owners": owners, "c": self._committed, "e": dict(ends),
+                    "k": len(self._prefix) + 2, "items": []}
+        try:
+            _raise_whole_answer(orjson.loads(self._script(keys=keys, args=[orjson.dumps(argument)])))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
 
     def owner_key(self, tp: str) -> str:
         """Where the owner epoch of one source partition lives."""
@@ -292,21 +326,56 @@ class VersionFence:
         """The marker that says the ledger of one api is complete."""
         return f"{self._prefix}:~generation:{api}"
 
+    def judged_key(self, api: str) -> str:
+        """The hash of offsets the ledger of one api has judged up to, per source partition."""
+        return f"{self._prefix}:~judged:{api}"
+
+    def keyset_key(self, api: str) -> str:
+        """The set of record keys the ledger of one api holds states for (and "~", so it is never empty)."""
+        return f"{self._prefix}:~keys:{api}"
+
     def claim(self, tps: Iterable[str]) -> dict[str, int]:
         """Become the owner of these partitions: a new epoch each, which fences every earlier owner."""
         tps = list(tps)
-        pipe = self._redis.pipeline(transaction=False)
-        for tp in tps:
-            pipe.incr(self.owner_key(tp))
-        return dict(zip(tps, (int(e) for e in pipe.execute()), strict=True))
+        if not tps:
+            return {}
+        epochs = self._claim(keys=[self.owner_key(tp) for tp in tps])
+        return dict(zip(tps, (int(e) for e in epochs), strict=True))
 
     def has_generation(self, api: str) -> bool:
         """True when the ledger of `api` is complete (not lost since it was built)."""
         return bool(self._redis.exists(self.generation_key(api)))
 
-    def mark_generation(self, api: str, generation: str) -> None:
-        """Declare the ledger of `api` complete (after a fresh start or a rebuild)."""
-        self._redis.set(self.generation_key(api), generation)
+    def mark_generation(self, api: str, generation: str, judged: Mapping[str, int] | None = None) -> None:
+        """Declare the ledger of `api` complete (after a fresh start or a rebuild), with the offsets it covers
+        per source partition (`judged`: Kafka's committed offsets read before the rebuild began)."""
+        pipe = self._redis.pipeline(transaction=True)  # one MULTI: a Redis that keeps the marker keeps these
+        pipe.delete(self.judged_key(api))
+        pipe.hset(self.judged_key(api), mapping={"~generation": generation, **(judged or {})})
+        pipe.sadd(self.keyset_key(api), "~")
+        pipe.set(self.generation_key(api), generation)
+        pipe.execute()
+
+    def forget_generation(self, api: str) -> None:
+        """Declare the ledger of `api` incomplete: the fence refuses everything until a rebuild marks it again."""
+        self._redis.delete(self.generation_key(api))
+
+    def index_keys(self, api: str, chunk: int = 1000, progress: Callable[[], Any] | None = None) -> int:
+        """Make the key set name exactly the ledger keys Redis holds (during a rebuild), calling `progress`
+        after each chunk; returns how many."""
+        keyset, start, count = self.keyset_key(api), len(self._prefix) + 1, 0
+        self._redis.delete(keyset)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(keyset, "~")
+        for key in self._redis.scan_iter(match=f"{self._prefix}:{api}.*", count=chunk):
+            pipe.sadd(keyset, key[start:])
+            count += 1
+            if count % chunk == 0:
+                pipe.execute()
+                if progress is not None:
+                    progress()
+        pipe.execute()
+        return count
 
     def check(self, obs: Observation, source: SourcePosition, attempt: str,
               positions: Mapping[str, int]) -> Verdict:
@@ -328,6 +397,7 @@ class VersionFence:
         for obs in states:
             entry = _entry(obs, tp="", offset=0, attempt="rebuild")
             pipe.set(self.ledger_key(obs.key), orjson.dumps([entry]))
+            pipe.sadd(self.keyset_key(obs.api), obs.key)
             count += 1
             if count % chunk == 0:
                 pipe.execute()
@@ -335,8 +405,8 @@ class VersionFence:
         return count
 
     def clear(self, api: str) -> int:
-        """Delete every ledger key of one api, and its generation marker; returns how many keys."""
-        self._redis.delete(self.generation_key(api))
+        """Delete every ledger key of one api, its generation marker, offsets and key set; returns how many keys."""
+        self._redis.delete(self.generation_key(api), self.judged_key(api), self.keyset_key(api))
         removed = 0
         for key in self._redis.scan_iter(match=f"{self._prefix}:{api}.*", count=1000):
             removed += self._redis.delete(key)
@@ -407,6 +477,20 @@ def unpack(text: str) -> Any:
     return orjson.loads(zlib.decompress(base64.b85decode(text), -15))
 
 
+# A new owner epoch per key: above the stored one, and at least Redis's clock in milliseconds, so an
+# epoch whose claim Redis lost (gone back in time) is never given to another owner.
+_CLAIM = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local epochs = {}
+for i, key in ipairs(KEYS) do
+  epochs[i] = string.format('%d', math.max(tonumber(redis.call('GET', key) or '0') + 1, ms))
+  redis.call('SET', key, epochs[i])
+end
+return epochs
+"""
+
+
 def _connection(pool: Any) -> Any:
     """A connection of the pool, for calls whose replies are read later."""
     try:
@@ -441,12 +525,17 @@ def _entry(obs: Observation, tp: str, offset: int, attempt: str) -> dict[str, An
 _NEW_KEY = {status: Verdict(status) for status in ("accepted", "unchanged", "stale", "conflict")}
 
 
+def _raise_whole_answer(reply: Any) -> None:
+    """Raise the answer the script gives for a whole call instead of verdicts: lost or fenced."""
+    if reply and reply[0] == "lost":
+        raise LedgerLost(f"the Redis ledger lost data ({reply[1]}): it is rebuilt before anything is judged")
+    if reply == ["fenced"]:
+        raise FencedOut("another normalizer took over a partition of this batch (newer owner epoch)")
+
+
 def _verdicts(replies: Sequence[Any]) -> list[Verdict]:
     """One chunk's reply as verdicts, or the whole-chunk answer raised."""
-    if replies == ["lost"]:
-        raise LedgerLost("the Redis ledger has no generation marker: Redis lost its data")
-    if replies == ["fenced"]:
-        raise FencedOut("another normalizer took over a partition of this batch (newer owner epoch)")
+    _raise_whole_answer(replies)
     return [_verdict(reply) for reply in replies]
 
 

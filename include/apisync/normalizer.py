@@ -9,12 +9,23 @@ lives on the same N in both). A static `group.instance.id` lets a restarted work
 back at once, and reusing the transactional.id makes `init_transactions` abort whatever the dead
 worker left open.
 
+Re-fetches happen before the transaction opens (`apisync.refetch_plan`): the batch's webhooks are parsed
+first, those that need the object from the API (thin webhooks, Stripe payloads in another API version)
+are coalesced per record key into one read each (a list call of many ids where the API has one), and
+the batch keeps only the prefix whose reads fit in `max_refetch_requests` (the budget's rate × 30 s);
+the rest is sought back and read by the next poll. A key's fetched state is fenced at its last thin
+message; its other thin messages are consumed with it. So neither the transaction nor the time between
+two polls grows with a backlog of thin webhooks.
+
 Ties: versions are whole seconds upstream, so two different contents can carry one version. The fence
 answers "conflict" instead of letting arrival order decide; the normalizer re-fetches the object and
 fences the server's current state as authoritative at that version (without a re-fetch client, arrival
-order decides, as before). A re-fetch the API refuses (a fatal answer) dead-letters its message; one that
-fails transiently aborts the batch, which is read again, until the same message failed
-`MAX_TRANSIENT_REFETCHES` batch attempts in a row: then it is dead-lettered (`apisync.refetch_outcomes`).
+order decides). Ties are only found while fencing, inside the transaction: up to `inline_tie_requests`
+requests' worth are re-fetched there; more abort that transaction, are re-fetched outside it (the batch
+cut before the first tie past the bound) and the batch is judged again with their states. A re-fetch the
+API refuses (a fatal answer) dead-letters its messages; one that fails transiently aborts the batch,
+which is read again, until the same message failed `MAX_TRANSIENT_REFETCHES` batch attempts in a row:
+then it is dead-lettered (`apisync.refetch_outcomes`).
 
 Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
 or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -52,18 +64,25 @@ from apisync.fence import (
     Verdict,
     VersionFence,
 )
-from apisync.http import FatalError, RetriableError
+from apisync.http import RetriableError
 from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
 from apisync.ledger import ensure_ledger
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.refetch_outcomes import GuardedRefetch, RefetchPostponed, RefetchRefused
+from apisync.refetch_plan import DEFAULT_MAX_REQUESTS, Wanted, coalesced, cut, representative, request_bound
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.dispatch import parse_webhook
 
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
+# Tie re-fetch requests made inside a transaction; more are made outside it (see the module docstring).
+INLINE_TIE_REQUESTS = 2
+# Judging rounds of one batch whose ties are re-fetched outside the transaction; a last round settles
+# whatever ties are still unknown inline (only ties that appeared after the previous round, which a
+# single owner per partition does not produce).
+TIE_ROUNDS = 2
 FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, pipelined
 # Observations per transaction at most (~3.4 MB). Each batch pays fixed round trips (offsets, commit,
 # flush); 5,000 halves them per observation against 2,000, though the benchmark cannot tell the two
@@ -112,6 +131,7 @@ class _Batch:
 
     attempt: str
     positions: dict[str, int]
+    consumed: int = 0  # messages this transaction commits (the batch may have been cut)
     out: list[tuple[str, bytes | None, bytes | None, list | None]] = field(default_factory=list)  # wire form
     dead: int = 0
     # per collection: [records, events, the oldest synced_at among its accepted observations]
@@ -128,6 +148,32 @@ class _Batch:
     @property
     def events(self) -> int:
         return sum(entry[1] for entry in self.tally.values())
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch parsed and re-fetched before its transaction opens."""
+
+    polled: Sequence[Any]  # every message polled; their first offsets are the partitions' start positions
+    take: int  # the transaction consumes polled[:take]; the rest was sought back
+    # per webhook message index: its item, a dead letter's reason, or None (a later message of its key stands for it)
+    ready: dict[int, Item | str | None]
+    requests: int = 0  # re-fetch requests made for this batch
+    tie_states: dict[SourcePosition, Observation | RefetchRefused] = field(default_factory=dict)
+    final: bool = False  # the last judging round: unknown ties are settled inline
+
+    @property
+    def messages(self) -> Sequence[Any]:
+        """What this transaction consumes."""
+        return self.polled[:self.take]
+
+
+class _TiesOutside(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """More ties than the transaction may re-fetch: abort it and re-fetch them outside."""
+
+    def __init__(self, ties: list[Item]) -> None:
+        super().__init__(f"{len(ties)} equal-version ties to re-fetch outside the transaction")
+        self.ties = ties
 
 
 class NormalizerMetrics:
@@ -188,6 +234,8 @@ class Normalizer:
     def __init__(self, api: str, consumer: Any, producer: Producer, fence: VersionFence, *,
                  rules: Mapping[str, Sequence[Rule]] | None = None,
                  refetch: Callable[[Observation], Observation] | None = None,
+                 max_refetch_requests: int | None = DEFAULT_MAX_REQUESTS,
+                 inline_tie_requests: int = INLINE_TIE_REQUESTS,
                  batch_size: int = DEFAULT_BATCH_SIZE, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
                  recover_ledger: Callable[[], Any] | None = None,
@@ -198,11 +246,18 @@ class Normalizer:
         self._consumer, self._producer, self._fence = consumer, producer, fence
         self._rules = default_rules(api) if rules is None else dict(rules)
         self._refetch = None if refetch is None else GuardedRefetch(refetch)
+        self._max_refetch_requests = None if max_refetch_requests is None else max(1, max_refetch_requests)
+        self._inline_tie_requests = inline_tie_requests
+        self._version_warned = False  # the Stripe version mismatch is said once per run
+        # Re-fetched states of keys whose thin messages a cut left for the next batch, with the polled
+        # end offsets per partition they are newer than (see `_carry`).
+        self._carried: dict[str, tuple[Observation, dict[tuple[str, int], int]]] = {}
         self._batch_size, self._poll_timeout = batch_size, poll_timeout
         self._clock = clock
         self._webhook_options = dict(webhook_options or {})  # e.g. Stripe's pinned api_version
         self._recover_ledger = recover_ledger
         self._epochs: dict[str, int] = {}  # owner epoch per assigned `topic:partition` (fences zombies)
+        self._kafka_committed: dict[str, int] = {}  # per assigned `topic:partition`, as this owner knows it
         # Committed offset of assigned partitions this worker has not consumed from yet; only this
         # owner can move it (a predecessor's pending transaction is settled before committed() answers).
         self._unconsumed_start: dict[str, int] = {}
@@ -230,8 +285,8 @@ class Normalizer:
             started = self._clock()
             try:
                 batch = self.process(messages)
-                self._metrics.committed(batch, len(messages), (self._clock() - started) * 1000)
-                stats = _add(stats, batch, len(messages))
+                self._metrics.committed(batch, batch.consumed, (self._clock() - started) * 1000)
+                stats = _add(stats, batch, batch.consumed)
                 self._failures = 0
             except RefetchPostponed as exc:
                 # not one of the failures in a row that end the run: the message's own count bounds it
@@ -287,25 +342,39 @@ class Normalizer:
         return messages
 
     def process(self, messages: Sequence[Any]) -> _Batch:
-        """One transaction: fence, derive, produce, send offsets, commit.
+        """One transaction: re-fetch (before it opens), fence, derive, produce, send offsets, commit.
 
-        The transaction is open while the batch is judged: the batch goes to the fence in chunks
+        The batch is parsed and its re-fetches made first (`_prepare`), possibly cutting it; then the
+        transaction is open while the batch is judged: the batch goes to the fence in chunks
         (`VersionFence.stream_chunks`), and each chunk's messages are produced as soon as Redis judged
         it, so Redis judges a chunk, the broker takes the one before and Python parses the one after,
         all at once. When the stream cannot go on (a ledger state from an older apisync decides, or
-        Redis lost the script), that transaction is aborted and the batch judged again as a whole."""
+        Redis lost the script), that transaction is aborted and the batch judged again as a whole; so
+        it is when more ties turn up than the transaction may re-fetch (`_TiesOutside`)."""
         failpoint("normalizer.consumed")
+        prepared = self._prepare(messages)
+        for judging_round in range(1, TIE_ROUNDS + 1):
+            prepared.final = judging_round == TIE_ROUNDS
+            try:
+                return self._judge(prepared)
+            except _TiesOutside as outside:
+                log.info("normalizer %s: %s; judging the batch again", self.api, outside)
+                self._refetch_ties(prepared, outside.ties)
+        raise AssertionError("the final round settles its ties inline")  # pragma: no cover
+
+    def _judge(self, prepared: _Prepared) -> _Batch:
         try:
-            return self._transact(messages, streamed=True)
+            return self._transact(prepared, streamed=True)
         except Rejudge as why:
             log.info("normalizer %s: %s; judging the batch again as a whole", self.api, why)
-            return self._transact(messages, streamed=False)
+            return self._transact(prepared, streamed=False)
 
-    def _transact(self, messages: Sequence[Any], streamed: bool) -> _Batch:
+    def _transact(self, prepared: _Prepared, streamed: bool) -> _Batch:
+        messages = prepared.messages
         spans = _spans(messages)
-        batch = _Batch(uuid.uuid4().hex[:12], self._positions(spans))
-        chunks = (self._observe_all(batch, messages[start:start + FENCE_CHUNK])
-                  for start in range(0, len(messages), FENCE_CHUNK))
+        batch = _Batch(uuid.uuid4().hex[:12], self._positions(_spans(prepared.polled)), len(messages))
+        self._fence.expect_committed(self._committed_offsets(spans))  # a ledger below them lost writes
+        chunks = (self._observe_all(batch, prepared, start) for start in range(0, len(messages), FENCE_CHUNK))
         with self._producer.transaction():
             ties = []
             for pending, verdicts in self._judged(batch, chunks, streamed):
@@ -315,12 +384,14 @@ class Normalizer:
                     self._emit(batch, item[0], verdict)
                 self._send(batch)
             if ties:
-                self._settle_ties(batch, ties, messages)
+                self._settle_ties(batch, ties, prepared)
             self._send(batch)  # the ties' messages, and dead letters after the last judged chunk
+            self._fence.mark_judged(self.api, _judged_ends(spans), self._epochs)
             failpoint("normalizer.fenced")  # the ledger has moved; Kafka holds the messages, uncommitted
             self._producer.send_offsets_to_transaction(_next_offsets(spans),
                                                        self._consumer.consumer_group_metadata())
             failpoint("normalizer.produced")  # produced with the offsets, not committed
+        self._kafka_committed.update(_judged_ends(spans))
         failpoint("normalizer.committed")
         return batch
 
@@ -338,33 +409,174 @@ class Normalizer:
         self._producer.send_encoded(batch.out)
         batch.out.clear()
 
-    def _observe_all(self, batch: _Batch, messages: Sequence[Any]) -> list[Item]:
-        """The usable observations of these messages, with where they were read; the rest dead-letter."""
-        pending = []
-        for msg in messages:
-            source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
-            try:
-                pending.append((self._observe(msg, source), source))
-            except (RefetchPostponed, FatalError):
-                # a re-fetch that may work next time: read the batch again, not dead-letter yet; or a
-                # refused credential (the guard lets only that FatalError through): stop, for every
-                # re-fetch would fail alike
-                raise
-            except Exception as exc:  # anything unusable is a dead letter, never a crash loop
-                self._dead_letter(batch, msg, str(exc) or type(exc).__name__)
+    def _observe_all(self, batch: _Batch, prepared: _Prepared, start: int) -> list[Item]:
+        """The usable observations of FENCE_CHUNK messages from `start`, with where they were read; the
+        rest dead-letter. Webhooks were parsed (and re-fetched) by `_prepare`; changes are parsed here."""
+        pending, ready = [], prepared.ready
+        for index, msg in enumerate(prepared.messages[start:start + FENCE_CHUNK], start):
+            entry = ready[index] if index in ready else self._parsed(msg)
+            if isinstance(entry, tuple):
+                pending.append(entry)
+            elif entry is not None:
+                self._dead_letter(batch, msg, entry)
         return pending
 
-    def _settle_ties(self, batch: _Batch, ties: list[Item], messages: Sequence[Any]) -> None:
+    def _parsed(self, msg: Any) -> Item | str:
+        """A message's observation and position, or why it is a dead letter."""
+        source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
+        try:
+            return self._observe(msg), source
+        except Exception as exc:  # anything unusable is a dead letter, never a crash loop
+            return str(exc) or type(exc).__name__
+
+    def _prepare(self, messages: Sequence[Any]) -> _Prepared:
+        """Parse the batch's webhooks and make its re-fetches, before any transaction: coalesced per key,
+        the batch cut where they would pass `max_refetch_requests` (the rest sought back)."""
+        ready: dict[int, Item | str | None] = {}
+        needs: list[tuple[int, Observation]] = []
+        for index, msg in enumerate(messages):
+            if not msg.topic().endswith(".webhooks"):
+                continue
+            entry = ready[index] = self._parsed(msg)
+            if isinstance(entry, tuple) and entry[0].thin:
+                if self._refetch is None:
+                    ready[index] = f"thin webhook for {entry[0].key} and no re-fetch client configured"
+                else:
+                    self._warn_version(msg, entry[0])
+                    needs.append((index, entry[0]))
+        prepared = _Prepared(messages, len(messages), ready)
+        if needs:
+            carried, self._carried = self._carried, {}
+            reused, fetch = self._covered(messages, carried, needs)
+            self._cut(prepared, coalesced(fetch), lambda item: ready[item.last][0].collection,
+                      self._max_refetch_requests)
+            self._reuse(prepared, carried, coalesced((i, obs) for i, obs in reused if i < prepared.take))
+            fetched = self._refetch_thin(prepared, coalesced((i, obs) for i, obs in fetch if i < prepared.take))
+            self._carry(prepared, needs, fetched, carried)
+        return prepared
+
+    @staticmethod
+    def _covered(messages: Sequence[Any], carried: Mapping[str, tuple[Observation, dict]],
+                 needs: list[tuple[int, Observation]]) -> tuple[list, list]:
+        """(needs a state fetched after their message was polled already answers, needs to fetch)."""
+        reused, fetch = [], []
+        for index, obs in needs:
+            msg, kept = messages[index], carried.get(obs.key)
+            covered = kept is not None and msg.offset() <= kept[1].get((msg.topic(), msg.partition()), -1)
+            (reused if covered else fetch).append((index, obs))
+        return reused, fetch
+
+    def _reuse(self, prepared: _Prepared, carried: Mapping[str, tuple[Observation, dict]],
+               wanted: Sequence[Wanted]) -> None:
+        """Thin messages of a key fetched after they were polled: that state stands for them, no request."""
+        ready = prepared.ready
+        for item in wanted:
+            state, newest = carried[item.key][0], max(ready[i][0].version for i in item.indexes)
+            ready.update((i, None) for i in item.indexes[:-1])
+            ready[item.last] = (dataclasses.replace(state, version=max(state.version, newest)), ready[item.last][1])
+
+    def _carry(self, prepared: _Prepared, needs: list[tuple[int, Observation]],
+               fetched: Mapping[str, Observation | RefetchRefused], carried: Mapping[str, tuple]) -> None:
+        """Keep the states of keys with thin messages in the cut-off rest, with the polled ends they cover:
+        the rest was polled before those reads, so the next batch needs no new read for it. At most one
+        entry per key of the batch."""
+        ends = {tp: last for tp, (_first, last) in _spans(prepared.polled).items()}
+        for key in {obs.key for index, obs in needs if index >= prepared.take}:
+            if isinstance(fetched.get(key), Observation):
+                self._carried[key] = (fetched[key], ends)
+            elif key in carried:
+                self._carried[key] = carried[key]
+
+    def _cut(self, prepared: _Prepared, wanted: Sequence[Wanted], collection_of: Callable[[Wanted], str],
+             max_requests: int | None) -> None:
+        """End the batch before the first object past the bound and seek the rest back to be polled again."""
+        at = cut(wanted, collection_of, self._refetch.requests, max_requests)
+        if at is None or at >= prepared.take:
+            return
+        log.info("normalizer %s: the batch's re-fetches need more than %d requests; committing %d of its %d "
+                 "messages now, the rest next", self.api, max_requests, at, prepared.take)
+        prepared.take = at
+        self._seek_back(prepared.polled[at:])
+
+    def _refetch_thin(self, prepared: _Prepared, wanted: Sequence[Wanted]) -> dict[str, Observation | RefetchRefused]:
+        """One read per key; its current state stands for the key's thin messages, fenced at the last."""
+        ready = prepared.ready
+        asks = [(representative([ready[i][0] for i in item.indexes]), [ready[i][1] for i in item.indexes])
+                for item in wanted]
+        prepared.requests += self._refetch.requests(_per_collection(obs for obs, _sources in asks))
+        fetched = {}
+        for item, outcome in zip(wanted, self._refetch.many(asks), strict=True):
+            fetched[item.key] = outcome
+            if isinstance(outcome, RefetchRefused):
+                ready.update((i, str(outcome)) for i in item.indexes)
+                continue
+            ready.update((i, None) for i in item.indexes[:-1])
+            ready[item.last] = (outcome, ready[item.last][1])
+        return fetched
+
+    def _refetch_ties(self, prepared: _Prepared, ties: list[Item]) -> None:
+        """Re-fetch ties outside the transaction, within what the batch's bound has left (cutting the
+        batch before the first tie past it); the next round judges them with these states."""
+        index_of = {SourcePosition(m.topic(), m.partition(), m.offset()): i for i, m in enumerate(prepared.messages)}
+        ties = sorted(ties, key=lambda item: index_of[item[1]])
+        items = {index_of[source]: (obs, source) for obs, source in ties}
+        wanted = coalesced((index, obs) for index, (obs, _source) in items.items())
+        left = None if self._max_refetch_requests is None else self._max_refetch_requests - prepared.requests
+        self._cut(prepared, wanted, lambda item: items[item.last][0].collection, None if left is None else max(1, left))
+        kept = [items[i] for i in sorted(items) if i < prepared.take]
+        prepared.requests += self._fetch_ties(prepared, kept)
+
+    def _fetch_ties(self, prepared: _Prepared, ties: Sequence[Item]) -> int:
+        """Re-fetch ties, one read per key, into `prepared.tie_states`; the number of requests made."""
+        by_key: dict[str, list[Item]] = {}
+        for obs, source in ties:
+            by_key.setdefault(obs.key, []).append((obs, source))
+        asks = [(representative([obs for obs, _s in group]), [s for _obs, s in group]) for group in by_key.values()]
+        for (_obs, sources), outcome in zip(asks, self._refetch.many(asks), strict=True):
+            prepared.tie_states.update((source, outcome) for source in sources)
+        return self._refetch.requests(_per_collection(obs for obs, _sources in asks))
+
+    def _warn_version(self, msg: Any, obs: Observation) -> None:
+        """Once per run: Stripe payloads rendered in another API version than the pinned one."""
+        pinned = self._webhook_options.get("api_version")
+        if self._version_warned or self.api != "stripe" or pinned is None:
+            return
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            event = orjson.loads(msg.value())
+            version = event.get("api_version")
+            if version not in (None, pinned) and isinstance((event.get("data") or {}).get("object"), dict):
+                self._version_warned = True
+                log.warning("normalizer stripe: webhook events arrive in API version %s but apisync pins %s, so "
+                            "every such event's object is re-fetched (one request each); set the webhook "
+                            "endpoint's API version to %s, or the connection extra `api_version` to %s if "
+                            "apisync should read that version", version, pinned, pinned, version)
+
+    def _seek_back(self, rest: Sequence[Any]) -> None:
+        """Seek each partition of `rest` to its first message, to be polled again."""
+        for (topic, partition), (first, _last) in _spans(rest).items():
+            self._at_end.discard(f"{topic}:{partition}")
+            self._consumer.seek(TopicPartition(topic, partition, first))
+
+    def _settle_ties(self, batch: _Batch, ties: list[Item], prepared: _Prepared) -> None:
         """Equal version, different content: the server's current state decides (arrival order without a
-        client); a tie whose object the API refuses is a dead letter."""
+        client); a tie whose object the API refuses is a dead letter. Ties re-fetched outside the
+        transaction are settled with those states; more than `inline_tie_requests` unknown ones abort."""
+        known = prepared.tie_states
+        unknown = [item for item in ties if item[1] not in known]
+        if unknown and self._refetch is not None:
+            keys = {obs.key: obs for obs, _source in unknown}.values()
+            if not prepared.final and self._refetch.requests(_per_collection(keys)) > self._inline_tie_requests:
+                raise _TiesOutside(unknown)
+            self._fetch_ties(prepared, unknown)  # a few requests, or ties that appeared in the last round
         settled, refused = [], []
         for obs, source in ties:
-            try:
-                settled.append((self._refetch(obs, source) if self._refetch else obs, source))
-            except RefetchRefused as exc:
-                refused.append((source, str(exc)))
+            state = known.get(source, obs)  # without a client, arrival order decides
+            if isinstance(state, RefetchRefused):
+                refused.append((source, str(state)))
+            else:
+                settled.append((dataclasses.replace(state, version=max(state.version, obs.version)), source))
         if refused:
-            by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in messages}
+            by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in prepared.messages}
             for source, reason in refused:
                 self._dead_letter(batch, by_source[source], reason)
         verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,
@@ -372,14 +584,28 @@ class Normalizer:
         for (obs, _source), verdict in zip(settled, verdicts, strict=True):
             self._emit(batch, obs, verdict)
 
+    def _committed_offsets(self, spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
+        """Kafka's committed offset of each partition of the batch: the broker's word once per assignment,
+        then this owner's own commits (only the owner moves it, and a broker round trip per batch would
+        wait for the previous commit's markers)."""
+        unknown = [TopicPartition(t, p) for t, p in spans if f"{t}:{p}" not in self._kafka_committed]
+        try:
+            for tp in self._consumer.committed(unknown, timeout=10) if unknown else []:
+                self._kafka_committed[f"{tp.topic}:{tp.partition}"] = max(tp.offset, 0)
+        except KafkaException as exc:  # unknown, the ledger cannot be checked: read the batch again
+            raise LedgerUnavailable(f"the committed offsets to check the ledger against: {exc}") from None
+        return {f"{t}:{p}": self._kafka_committed[f"{t}:{p}"] for t, p in spans}
+
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
+            self._kafka_committed.pop(f"{tp.topic}:{tp.partition}", None)
             self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
             self._at_end.discard(f"{tp.topic}:{tp.partition}")
         self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
         failpoint("normalizer.claimed")
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._carried.clear()  # an optimisation only: the next owner reads again
         if self._refetch is not None:
             self._refetch.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
@@ -395,8 +621,8 @@ class Normalizer:
         """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
         self._consumer.close()
 
-    def _observe(self, msg: Any, source: SourcePosition) -> Observation:
-        """Message → validated observation (re-fetched if the webhook was thin)."""
+    def _observe(self, msg: Any) -> Observation:
+        """Message → validated observation (a thin one is re-fetched by `_prepare`)."""
         if msg.value() is None:
             raise ObservationError("empty message value")
         if msg.topic().endswith(".webhooks"):
@@ -406,10 +632,6 @@ class Normalizer:
             obs = observation_from_change(msg.value())
         if not known_collection(self.api, obs, self._collections):
             raise ObservationError(f"observation {obs.key} is not a known {self.api} collection")
-        if obs.thin:
-            if self._refetch is None:
-                raise ObservationError(f"thin webhook for {obs.key} and no re-fetch client configured")
-            obs = self._refetch(obs, source)
         return obs
 
     def _emit(self, batch: _Batch, obs: Observation, verdict: Verdict) -> None:
@@ -496,6 +718,19 @@ def _spans(messages: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
     return spans
 
 
+def _per_collection(observations: Iterable[Observation]) -> list[int]:
+    """How many of these observations each collection has."""
+    counts: dict[str, int] = {}
+    for obs in observations:
+        counts[obs.collection] = counts.get(obs.collection, 0) + 1
+    return list(counts.values())
+
+
+def _judged_ends(spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
+    """Per `topic:partition` of a batch, the offset after its last message (what its commit records)."""
+    return {f"{t}:{p}": last + 1 for (t, p), (_first, last) in spans.items()}
+
+
 def _next_offsets(spans: Mapping[tuple[str, int], tuple[int, int]]) -> list[TopicPartition]:
     """Offsets to commit: one past the last message of each partition."""
     return [TopicPartition(t, p, last + 1) for (t, p), (_first, last) in spans.items()]
@@ -574,7 +809,8 @@ def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str,
 
     tune_gc()  # every caller is a normalizer process (CLI, follow service, Airflow task)
     with contextlib.ExitStack() as stack:
-        options |= refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics)
+        # the caller's options win (e.g. a test's smaller max_refetch_requests)
+        options = {**refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics), **options}
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
                                      batch_size=batch_size, metrics=metrics, **options)
         stack.callback(normalizer.close)
@@ -588,7 +824,7 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
         log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
                     "are decided by arrival order", api, api)
         return {}
-    from apisync.apis import build_source
+    from apisync.apis import build_source, spec_for
     from apisync.settings import SyncSettings
     from apisync.sync.runner import api_client
     from apisync.webhooks.refetch import source_refetcher
@@ -596,4 +832,6 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
     source = build_source(api_settings)
     client, _limiter = stack.enter_context(api_client(SyncSettings(kafka_config, redis_url, api_settings),
                                                       "webhook", source, metrics))
-    return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None)}
+    rate = api_settings.rate_per_s or spec_for(api_settings.api).default_rate_per_s  # as api_client reads it
+    return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None),
+            "max_refetch_requests": request_bound(rate)}

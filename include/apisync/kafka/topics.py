@@ -25,13 +25,16 @@ _NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 # Raw inputs and outputs that age out: a week is enough to replay after an outage.
 _DELETE_7D = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
 _DLQ = {"cleanup.policy": "delete", "retention.ms": str(30 * DAY_MS)}
-# Compaction never touches the active segment, so roll hourly; tombstones live a day so every
-# consumer sees the delete; a short lag keeps the newest versions readable before compaction.
+# Compaction never touches the active segment, so roll hourly; tombstones live 10 days (below); a
+# short lag keeps the newest versions readable before compaction.
 _COMPACTED = {
     "cleanup.policy": "compact",
     "segment.ms": str(HOUR_MS),
     "min.compaction.lag.ms": str(60_000),
-    "delete.retention.ms": str(DAY_MS),
+    # every consumer sees the delete, and a ledger rebuilt after Redis lost everything still refuses a
+    # stale observation of a deleted object: one can wait 7 days in an input topic after a webhook retry
+    # that came up to 3 days late (Stripe retries for 3 days)
+    "delete.retention.ms": str(10 * DAY_MS),
     "min.cleanable.dirty.ratio": "0.1",
 }
 

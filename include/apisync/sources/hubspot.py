@@ -26,12 +26,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from apisync.events import Observation, iso_to_ms, ms_to_iso
-from apisync.http import ApiClient, FatalError, PaginationLoopError
+from apisync.http import ApiClient, FatalError, MalformedResponseError, PaginationLoopError
 from apisync.sources.base import Batch, Gone, ObservationFactory, require, server_time_ms
 from apisync.sources.keyset import MAX_RECENT, KeysetPosition
 
 PAGE_SIZE = 200  # the most one search page returns (changelog "Increasing our API limits", 2024)
 LIST_PAGE_SIZE = 100  # the most one list page returns
+BATCH_READ_SIZE = 100  # ids per batch read (CRM objects API, "Read a batch of objects": inputs up to 100)
 LOOKBACK_MS = 300_000  # search lags "several seconds"; five minutes of re-reads (deduped) is cheap
 CLOCK_SLACK_MS = 1_000  # the Date header has whole seconds; archivedAt has milliseconds
 GONE = "archived in HubSpot (read answers 404)"
@@ -108,6 +109,23 @@ class HubSpotSource:
                 return Gone(GONE)
             raise
         return self._observe(collection, data, "reconcile")
+
+    refetch_batch_size = BATCH_READ_SIZE
+
+    def refetch_many(self, client, collection, object_ids) -> dict[str, Observation | Gone]:
+        """Up to `BATCH_READ_SIZE` objects in one `batch/read`; an id it does not return is Gone (archived).
+
+        The batch read answers the live objects it found as `results` and names the others in `errors`
+        (207, category OBJECT_NOT_FOUND); archived objects are not returned unless `archived` is asked."""
+        body = {"inputs": [{"id": str(oid)} for oid in object_ids], "properties": list(OBJECTS[collection][2])}
+        data = client.post_json(f"{self._path(collection)}/batch/read", body).data
+        rows = data.get("results") if isinstance(data, Mapping) else None
+        if not isinstance(rows, list):
+            raise MalformedResponseError(self.api, "POST", f"{self._path(collection)}/batch/read", 200,
+                                         "the batch read answer has no results list")
+        found = {str(require(row, "id", self.api, self._path(collection))): row for row in rows}
+        return {str(oid): self._observe(collection, found[str(oid)], "reconcile") if str(oid) in found else Gone(GONE)
+                for oid in object_ids}
 
     def _changes(self, client, collection: str, position: KeysetPosition, since_ms: int) -> Iterator[list]:
         """Fresh rows page by page, oldest change first; sweeps a millisecond that fills a whole page."""

@@ -26,6 +26,9 @@ from apisync.sources.keyset import MAX_RECENT, KeysetPosition
 API_VERSION = "v61.0"
 PAGE_SIZE = 2000  # the most one SOQL batch returns
 LOOKBACK_MS = 60_000  # ties and clock jitter; long transactions are covered by latestDateCovered
+# Ids per re-fetch query: 200 quoted 18-character ids keep the query URL near 5 KB, well inside the
+# REST API's 16,384-byte URI limit and SOQL's 100,000-character statement limit.
+REFETCH_IDS = 200
 REPLICATION_DAYS = 29  # `updated/` accepts a start at most 30 days back
 log = logging.getLogger("apisync.sources.salesforce")
 _AUDIT = ("OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
@@ -123,6 +126,24 @@ class SalesforceSource:
             raise
         return self._observe(collection, data, "reconcile")
 
+    refetch_batch_size = REFETCH_IDS
+
+    def refetch_many(self, client, collection, object_ids) -> dict[str, Observation | None]:
+        """Up to `REFETCH_IDS` objects in one SOQL `WHERE Id IN (...)` query; an id it does not return is
+        gone (None), as a read's 404 would say (`query`, unlike `queryAll`, leaves deleted rows out)."""
+        sobject, fields = OBJECTS[collection]
+        if not all(str(oid).isalnum() for oid in object_ids):  # ids are alphanumeric: nothing to quote
+            raise FatalError(self.api, "GET", self._path("query"), 400, "an id to re-fetch is not a Salesforce id")
+        quoted = ", ".join(f"'{oid}'" for oid in object_ids)
+        soql = f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN ({quoted})"
+        paginator = NextRecordsUrlPaginator(self._path("query"), {"q": soql}, api=self.api)
+        found = {}
+        for page in iterate_pages(client, paginator):
+            for row in page.records:
+                found[str(require(row, "Id", self.api, self._path("query")))] = row
+        return {str(oid): self._observe(collection, found[str(oid)], "reconcile") if str(oid) in found else None
+                for oid in object_ids}
+
     def _walk(self, client, collection, position: KeysetPosition, since_ms: int, after_id: str,
               source: str, covered: int | None = None) -> Iterator[Batch]:
         while True:
@@ -188,3 +209,4 @@ class SalesforceSource:
 
     def _path(self, rest: str) -> str:
         return f"/services/data/{API_VERSION}/{rest}"
+

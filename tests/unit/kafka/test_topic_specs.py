@@ -35,9 +35,9 @@ def test_every_api_has_its_topics_and_nothing_else(by_name):
     ("stripe.invoice.deleted", EVENTS),
     ("stripe.dlq", {"cleanup.policy": "delete", "retention.ms": "2592000000"}),
     ("github.records", {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "60000",
-                        "delete.retention.ms": "86400000", "min.cleanable.dirty.ratio": "0.1"}),
+                        "delete.retention.ms": "864000000", "min.cleanable.dirty.ratio": "0.1"}),
     ("github.pull_request", {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "60000",
-                             "delete.retention.ms": "86400000", "min.cleanable.dirty.ratio": "0.1"}),
+                             "delete.retention.ms": "864000000", "min.cleanable.dirty.ratio": "0.1"}),
 ])
 def test_configs_per_topic_kind(by_name, name, config):
     assert dict(by_name[name].config) == config
