@@ -19,7 +19,7 @@ import time
 import psutil
 from common import Row, Stack
 
-PATHS = ("producer", "backfill", "normalizer", "ratelimit", "memory", "webhooks", "ties")
+PATHS = ("producer", "backfill", "normalizer", "ratelimit", "memory", "bursts", "webhooks", "refetch", "ties")
 
 
 def machine() -> str:
