@@ -10,9 +10,18 @@
   Integration"): `refresh_token`, `client_credentials`, `urn:ietf:params:oauth:grant-type:jwt-bearer`
   (RS256 assertion; iss = consumer key, sub = username, aud = https://login.salesforce.com,
   https://test.salesforce.com or this server, exp in the future). Answers `{access_token,
-  instance_url, id, token_type: "Bearer", issued_at, signature, scope}`; no new refresh token.
+  instance_url, id, token_type: "Bearer", issued_at, signature, scope}`.
   Errors: 400 `{"error", "error_description"}` — invalid_client_id, invalid_client, invalid_grant,
   unsupported_grant_type.
+- Refresh-token rotation is on, as Salesforce asks of connected apps ("Force one-time-use Refresh Tokens -
+  (RTR) Refresh Token Rotation", Salesforce Help article 005316711; "OAuth 2.0 Refresh Token Flow for
+  Renewed Sessions"): each refresh answers a new `refresh_token` and invalidates the one sent, and "any
+  attempted reuse of an invalidated refresh token results in the immediate revocation of the current
+  refresh token and all associated access tokens": the reuse and every later refresh answer 400
+  invalid_grant "expired access/refresh token" until the app is authorised again (an admin reset here).
+  `POST /_admin/salesforce/oauth {"rotation": false}` turns it off (the same refresh token keeps working).
+- `instance_url` is where the org lives; `{"instance_url": ...}` on the same admin route answers another
+  one, as after an org migration to another instance.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import jwt
+import orjson
 from starlette.routing import Route
 
 from .responses import get_sim, json_response
@@ -45,6 +55,8 @@ class Sessions:
         # while used): it does not age, so clock jumps of days keep working; expire_all still ends it.
         self._static = static_token
         self.granted = 0
+        self._family: RefreshTokenFamily | None = None
+        self.instance_url = ""  # "" = this server, as the request reached it
 
     def issue(self) -> str:
         """A new session id shaped like Salesforce's (`<org id>!<opaque>`)."""
@@ -52,6 +64,22 @@ class Sessions:
         self._issued[token] = self._now()
         self.granted += 1
         return token
+
+    def family(self, seed: str) -> RefreshTokenFamily:
+        """The refresh-token family, authorised with `seed` (the configured refresh token) on first use."""
+        if self._family is None:
+            self._family = RefreshTokenFamily(seed)
+        return self._family
+
+    def revoke_family(self) -> None:
+        """Reuse of a retired refresh token: the family and every access token it issued end now."""
+        family = self._family
+        if family is None:
+            return
+        family.revoke()
+        for token in family.access_tokens:
+            self._issued.pop(token, None)
+        family.access_tokens.clear()
 
     def valid(self, token: str | None) -> bool:
         """Issued here and younger than the session lifetime."""
@@ -64,6 +92,42 @@ class Sessions:
         """End every session now (an admin's "expire all sessions"), the configured one too, until reset."""
         count, self._issued, self._static = len(self._issued) + bool(self._static), {}, ""
         return count
+
+
+class RefreshTokenFamily:
+    """The integration user's refresh tokens for the connected app: the live one, the retired ones."""
+
+    def __init__(self, seed: str) -> None:
+        self.rotation = True
+        self._live: str | None = seed
+        self._retired: set[str] = set()
+        self.access_tokens: set[str] = set()  # issued by this family's refreshes, revoked with it
+        self.rotations = self.revocations = 0
+
+    def reused(self, token: str) -> bool:
+        """A token this family rotated away: its reuse revokes the family (`Sessions.revoke_family`)."""
+        return token in self._retired
+
+    def redeem(self, token: str) -> tuple[bool, str | None]:
+        """(accepted, the new refresh token to answer: None with rotation off)."""
+        if self._live is None or not token or not hmac.compare_digest(token, self._live):
+            return False, None
+        if not self.rotation:
+            return True, None
+        self._retired.add(token)
+        self._live = f"5Aep861{secrets.token_urlsafe(40)}"
+        self.rotations += 1
+        return True, self._live
+
+    def revoke(self) -> None:
+        """End the family: no refresh token of it works any more, nor the access tokens it issued."""
+        self._live = None
+        self.revocations += 1
+
+    def state(self) -> dict:
+        """Counts for tests and the admin API (never a token)."""
+        return {"rotation": self.rotation, "rotations": self.rotations, "revocations": self.revocations,
+                "live": self._live is not None}
 
 
 def _oauth_error(code: str, description: str, status: int = 400):
@@ -102,9 +166,7 @@ def _refused(form: dict[str, str], sim, own_url: str):
     """The error answer for a grant that must be refused, else None."""
     creds, grant = sim.config.credentials, form.get("grant_type")
     if grant == "refresh_token":
-        return _check_client(form, creds, secret_required=False) or (
-            None if hmac.compare_digest(form.get("refresh_token", ""), creds.salesforce_refresh_token)
-            else _oauth_error("invalid_grant", "expired access/refresh token"))
+        return _check_client(form, creds, secret_required=False)
     if grant == "client_credentials":
         return _check_client(form, creds, secret_required=True)
     if grant == JWT_BEARER:
@@ -122,13 +184,28 @@ async def token(request):
     refused = _refused(form, sim, own_url)
     if refused is not None:
         return refused
-    access = sim.sf_sessions.issue()
+    sessions, rotated = sim.sf_sessions, None
+    if form.get("grant_type") == "refresh_token":
+        family, sent = sessions.family(sim.config.credentials.salesforce_refresh_token), form.get("refresh_token", "")
+        if family.reused(sent):
+            sessions.revoke_family()
+        accepted, rotated = family.redeem(sent)
+        if not accepted:
+            return _oauth_error("invalid_grant", "expired access/refresh token")
+    access = sessions.issue()
+    if form.get("grant_type") == "refresh_token":
+        family.access_tokens.add(access)
+    answer = _token_answer(sim, access, own_url)
+    return json_response({**answer, "refresh_token": rotated} if rotated else answer)
+
+
+def _token_answer(sim, access: str, own_url: str) -> dict:
     issued_at = str(int(sim.clock.now() * 1000))
     identity = f"{own_url}/id/{ORG_ID}/{USER_ID}"
     signature = base64.b64encode(hmac.new(sim.config.credentials.salesforce_client_secret.encode(),
                                           (identity + issued_at).encode(), hashlib.sha256).digest()).decode()
-    return json_response({"access_token": access, "instance_url": own_url, "id": identity, "token_type": "Bearer",
-                          "issued_at": issued_at, "signature": signature, "scope": "api"})
+    return {"access_token": access, "instance_url": sim.sf_sessions.instance_url or own_url, "id": identity,
+            "token_type": "Bearer", "issued_at": issued_at, "signature": signature, "scope": "api"}
 
 
 async def admin_sessions(request):
@@ -139,8 +216,27 @@ async def admin_sessions(request):
     return json_response({"granted": sessions.granted})
 
 
+async def admin_oauth(request):
+    """GET: rotation state; POST {"rotation": bool, "instance_url": str}: the app's setting, an org move."""
+    sim = get_sim(request)
+    sessions = sim.sf_sessions
+    family = sessions.family(sim.config.credentials.salesforce_refresh_token)
+    if request.method == "POST":
+        try:
+            patch = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            patch = None
+        if not isinstance(patch, dict) or not isinstance(patch.get("rotation", True), bool) \
+                or not isinstance(patch.get("instance_url", ""), str):
+            return json_response({"error": "expects {rotation: bool, instance_url: str}"}, 400)
+        family.rotation = patch.get("rotation", family.rotation)
+        sessions.instance_url = patch.get("instance_url", sessions.instance_url).rstrip("/")
+    return json_response({**family.state(), "instance_url": sessions.instance_url})
+
+
 routes = [
     Route(TOKEN_PATH, token, methods=["GET", "POST"]),
+    Route("/_admin/salesforce/oauth", admin_oauth, methods=["GET", "POST"]),
     Route("/_admin/salesforce/sessions", admin_sessions, methods=["GET"]),
     Route("/_admin/salesforce/sessions/expire", admin_sessions, methods=["POST"]),
 ]

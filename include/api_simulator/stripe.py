@@ -5,10 +5,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.routing import Route
 
 from .responses import ApiError, get_sim, json_response
 from .store import Collection
+from .stripe_events import EVENT_PAYLOADS
 from .stripe_versions import differs, is_supported, renderer
 
 DOCS = "https://docs.stripe.com/error-codes"
@@ -267,7 +269,23 @@ async def not_found(request):
     raise unknown_url(request)
 
 
+async def admin_event_destination(request):
+    """GET, or POST {"event_payload": "snapshot" | "thin"}: what the webhook endpoint is sent (until a reset)."""
+    feed = get_sim(request).models["stripe"].feed
+    if request.method == "POST":
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            body = None
+        payload = body.get("event_payload") if isinstance(body, dict) else None
+        if payload not in EVENT_PAYLOADS:
+            return json_response({"error": f"event_payload must be one of {', '.join(EVENT_PAYLOADS)}"}, 400)
+        feed.event_payload = payload
+    return json_response({"event_payload": feed.event_payload})
+
+
 routes = [
+    Route("/_admin/stripe/event_destination", admin_event_destination, methods=["GET", "POST"]),
     Route("/v1/{resource}", list_objects),
     Route("/v1/{resource}/{oid}", retrieve),
     Route("/v1/{rest:path}", not_found),

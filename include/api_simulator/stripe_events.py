@@ -11,6 +11,12 @@ Three real behaviours live here:
   delay in [0, stripe_events_lag_s] before list or retrieve shows it; webhooks are not delayed.
 - Events older than the retention window (30 days, https://docs.stripe.com/api/events) are
   dropped; their ids stay known so a cursor naming one can be told apart from a typo.
+- An event destination sends snapshot events (the v1 event above) or thin events, as its
+  `event_payload` says (https://docs.stripe.com/event-destinations). A thin event is unversioned:
+  `object: "v2.core.event"`, `type` with a `v1.` prefix for v1 resources (changelog 2026-09-30.endive,
+  "Makes thin events for API v1 resources generally available"), `created` an ISO 8601 string with
+  milliseconds, and `related_object` {id, type, url} instead of `data.object`; it is signed with the
+  same `Stripe-Signature` scheme. `/v1/events` keeps listing the snapshot events either way.
 """
 from __future__ import annotations
 
@@ -26,6 +32,11 @@ from .ids import stripe_id
 from .model import WebhookMessage
 from .store import Collection, KeyFn
 from .stripe_versions import render
+from .timefmt import iso_time
+
+EVENT_PAYLOADS = ("snapshot", "thin")
+RESOURCE_PATHS = {"customer": "/v1/customers", "subscription": "/v1/subscriptions", "invoice": "/v1/invoices",
+                  "charge": "/v1/charges"}
 
 
 class EventFeed:
@@ -38,6 +49,7 @@ class EventFeed:
         self.settings = settings
         self.events = Collection("event", {"created": key})
         self._visible_at: dict[str, float] = {}  # only events still hidden, or recently so
+        self.event_payload = "snapshot"  # what the event destination is sent: snapshot or thin events
 
     def record(self, event_type: str, collection: str, obj: dict, when: int,
                previous: dict | None = None, delayed: bool = True) -> WebhookMessage:
@@ -52,7 +64,8 @@ class EventFeed:
         self.events.put(event["id"], event, when * 1000)
         if delayed:
             self._hide(event["id"])
-        return WebhookMessage("stripe", orjson.dumps(event), event_type, event["id"])
+        sent = thin_event(event, collection, obj) if self.event_payload == "thin" else event
+        return WebhookMessage("stripe", orjson.dumps(sent), event_type, sent["id"])
 
     def _hide(self, oid: str) -> None:
         # Drawn even when the lag is 0 so the rng sequence does not depend on the setting's value
@@ -84,3 +97,12 @@ class EventFeed:
             self.events.delete(oid, 0)
             self.events.graveyard.pop(oid, None)  # keep only the id (in `deleted`), not the body
             self._visible_at.pop(oid, None)
+
+
+def thin_event(event: dict[str, Any], collection: str, obj: dict) -> dict[str, Any]:
+    """The thin event an event destination sends for a snapshot event: a reference, no object."""
+    return {"id": f"evt_65{event['id'].removeprefix('evt_')}", "object": "v2.core.event",
+            "type": f"v1.{event['type']}", "created": iso_time(event["created"]), "livemode": event["livemode"],
+            "context": None, "reason": {"type": "request", "request": {**event["request"]}},
+            "related_object": {"id": obj["id"], "type": obj["object"],
+                               "url": f"{RESOURCE_PATHS[collection]}/{obj['id']}"}}

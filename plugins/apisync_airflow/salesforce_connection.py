@@ -11,6 +11,11 @@ The flow is `auth_flow` when set, else decided in this order: a private key → 
 refresh_token → refresh_token; consumer_key + consumer_secret → client_credentials; an `http`
 connection's password → a static access token. The provider's username-password login (password +
 security token) is not supported: Salesforce blocks it by default in new orgs.
+
+With refresh-token rotation on in the org's app, the `refresh_token` extra is only where the chain starts:
+every refresh returns a new token and invalidates the old one, so the newest lives in Redis, shared by
+every worker (apisync.http.refresh_tokens); a re-authorised app's new `refresh_token` starts a new chain.
+`instance_url` is where requests start; a token answer naming another instance (the org moved) wins.
 """
 
 from __future__ import annotations

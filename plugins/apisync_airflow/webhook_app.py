@@ -10,6 +10,7 @@ metadata DB keeps the api-server plugin free of DB access and importable with no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -76,12 +77,11 @@ def webhook_settings_from_env(env: Mapping[str, str]):
     """WebhookSettings with secrets from APISYNC_WEBHOOK_SECRETS_<API> and the API connections."""
     from apisync.webhooks.receiver import WebhookSettings
 
-    settings = WebhookSettings.from_env(env)
+    settings = WebhookSettings.from_env(env)  # the env's other settings (tolerance, public URL, ...) carry over
     merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *extra)))
               for api, extra in connection_secrets(env).items()}
     orgs = tuple(dict.fromkeys((*settings.organization_ids, *connection_org_ids(env))))
-    return WebhookSettings(secrets={**settings.secrets, **merged}, tolerance_s=settings.tolerance_s,
-                           max_body_bytes=settings.max_body_bytes, organization_ids=orgs)
+    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, organization_ids=orgs)
 
 
 def connection_org_ids(env: Mapping[str, str]) -> tuple[str, ...]:

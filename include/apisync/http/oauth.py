@@ -11,12 +11,21 @@ few minutes ahead).
 Token-endpoint answers, grant parameters and issued tokens never reach an error or a log: errors carry
 the endpoint's `error` code and description only (scrubbed), and every issued token is registered
 with the log scrubber before it is used.
+
+Refresh-token rotation (Salesforce: an app setting; "OAuth 2.0 Refresh Token Flow for Renewed Sessions"):
+the answer then carries a new `refresh_token` and the one sent stops working, so the refresh-token grant
+takes its token from a `RefreshTokens` store, one refresh at a time, and stores the rotated one there
+(`apisync.http.refresh_tokens`; with a Redis URL every worker of the account shares it).
+`instance_url` in a token answer is where the org's API lives now (orgs move between instances): requests
+for the configured API URL, or an instance named earlier, go to the newest one.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator
+from typing import Any
 
 import httpx
 import jwt
@@ -24,7 +33,16 @@ import orjson
 
 from apisync.http.auth import REDACTED, redact, scrub_logs
 from apisync.http.errors import ApiError, FatalError, RetriableError
+from apisync.http.refresh_tokens import (
+    LocalRefreshTokens,
+    RedisRefreshTokens,
+    RefreshLockTimeout,
+    RefreshTokens,
+    family_key,
+)
 from apisync.settings import OAuthSettings
+
+log = logging.getLogger("apisync.http")
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_TTL_S = 180  # the strictest issuer we serve wants exp within 3 minutes
@@ -76,28 +94,50 @@ GRANTS = {"refresh_token": RefreshTokenGrant, "client_credentials": ClientCreden
           "jwt_bearer": JwtBearerGrant}
 
 
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+
 class OAuth2Auth(httpx.Auth):
-    """Bearer auth with a token from `settings.token_url`, renewed once per request on a 401."""
+    """Bearer auth with a token from `settings.token_url`, renewed once per request on a 401.
+
+    `api_url`: the configured API base URL, whose requests follow the token answer's `instance_url`.
+    `refresh_tokens`: where the refresh-token grant keeps its newest token (default: this object only).
+    """
 
     requires_response_body = True  # the token endpoint's JSON must be readable inside the flow
 
-    def __init__(self, api: str, settings: OAuthSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, api: str, settings: OAuthSettings, *, clock: Callable[[], float] = time.time,
+                 api_url: str | None = None, refresh_tokens: RefreshTokens | None = None) -> None:
         self._api, self._settings, self._clock = api, settings, clock
         self._grant = GRANTS[settings.flow](settings)
         self._token: str | None = None
+        self._refresh_tokens = None if settings.flow != "refresh_token" else (
+            refresh_tokens or LocalRefreshTokens(settings.refresh_token))
+        # API origins this account's requests may be addressed to; all go to the newest instance
+        self._origins = {_origin(httpx.URL(api_url))} if api_url else set()
+        self._instance: str | None = None
         scrub_logs(settings.secrets)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Send with the current token; on 401 renew it and send once more."""
         if self._token is None:
             yield from self._renew()
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        self._authorize(request)
         response = yield request
         if response.status_code != 401:
             return
         yield from self._renew()
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        self._authorize(request)
         yield request
+
+    def _authorize(self, request: httpx.Request) -> None:
+        """The bearer token, and the newest instance for a request addressed to an older one."""
+        if self._instance is not None and _origin(request.url) in self._origins - {self._instance}:
+            target = httpx.URL(self._instance)
+            request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+            request.headers["Host"] = target.netloc.decode("ascii")
+        request.headers["Authorization"] = f"Bearer {self._token}"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -105,11 +145,40 @@ class OAuth2Auth(httpx.Auth):
         return (*self._settings.secrets, *((self._token,) if self._token else ()))
 
     def _renew(self) -> Generator[httpx.Request, httpx.Response, None]:
-        form = self._form()
+        if self._refresh_tokens is None:
+            self._accept((yield from self._exchange(self._form())))
+            return
+        try:
+            with self._refresh_tokens.held() as current:  # one refresh at a time, with the newest token
+                form = {**self._form(), "refresh_token": current}
+                answer = yield from self._exchange(form)
+                self._keep_rotated(current, answer.get("refresh_token"))
+        except RefreshLockTimeout as exc:
+            raise self._error(RetriableError, None, f"refresh_token grant: {exc}", ()) from None
+        self._accept(answer)
+
+    def _exchange(self, form: dict[str, str]) -> Generator[httpx.Request, httpx.Response, dict[str, Any]]:
         response = yield httpx.Request("POST", self._settings.token_url, data=form,
                                        headers={"Accept": "application/json"})
-        self._token = self._token_from(response, form)
+        return self._answer_of(response, form)
+
+    def _accept(self, answer: dict[str, Any]) -> None:
+        """Use the answer's access token, and its instance_url for the API from now on."""
+        self._token = answer["access_token"]
         scrub_logs((self._token,))
+        instance = answer.get("instance_url")
+        if isinstance(instance, str) and instance.startswith(("https://", "http://")):
+            self._instance = _origin(httpx.URL(instance))
+            self._origins.add(self._instance)
+
+    def _keep_rotated(self, sent: str, rotated: Any) -> None:
+        """Store a rotated refresh token (rotation on) for every worker; the one sent is invalid now."""
+        if not isinstance(rotated, str) or not rotated or rotated == sent:
+            return  # rotation off: the same token keeps working
+        scrub_logs((rotated,))
+        if not self._refresh_tokens.replace(sent, rotated):
+            log.warning("%s refresh_token grant: another worker stored a newer refresh token first; keeping it",
+                        self._api)
 
     def _form(self) -> dict[str, str]:
         try:
@@ -117,16 +186,16 @@ class OAuth2Auth(httpx.Auth):
         except ValueError as exc:
             raise self._error(FatalError, None, str(exc), ()) from None
 
-    def _token_from(self, response: httpx.Response, form: dict[str, str]) -> str:
-        """The access token of a successful answer, else an error naming the endpoint's error code."""
+    def _answer_of(self, response: httpx.Response, form: dict[str, str]) -> dict[str, Any]:
+        """A successful answer (with an access token), else an error naming the endpoint's error code."""
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             body = None
         token = body.get("access_token") if isinstance(body, dict) else None
         if response.status_code == 200 and isinstance(token, str) and token:
-            return token
-        sent = tuple(form.values())
+            return body
+        sent = tuple(v for k, v in form.items() if k != "grant_type")  # the grant's name is no secret
         if isinstance(body, dict) and body.get("error"):
             reason = f"{self._settings.flow} grant refused: {body['error']}: {body.get('error_description', '')}"
         else:
@@ -148,8 +217,22 @@ class OAuth2Auth(httpx.Auth):
         raise TypeError(f"{type(self).__name__} cannot be pickled (it holds secrets)")
 
 
-def auth_for(api: str, token: str, oauth: OAuthSettings | None) -> httpx.Auth:
-    """OAuth2Auth when the account has OAuth settings, else a static bearer token."""
+def auth_for(api: str, token: str, oauth: OAuthSettings | None, *, base_url: str | None = None,
+             redis_url: str | None = None) -> httpx.Auth:
+    """OAuth2Auth when the account has OAuth settings (its rotated refresh tokens in Redis when a URL is
+    given, shared by every worker), else a static bearer token."""
     from apisync.http.auth import BearerTokenAuth
 
-    return OAuth2Auth(api, oauth) if oauth is not None else BearerTokenAuth(token)
+    if oauth is None:
+        return BearerTokenAuth(token)
+    return OAuth2Auth(api, oauth, api_url=base_url, refresh_tokens=shared_refresh_tokens(api, oauth, redis_url))
+
+
+def shared_refresh_tokens(api: str, oauth: OAuthSettings, redis_url: str | None) -> RefreshTokens | None:
+    """The account's refresh tokens in Redis (refresh-token grant and a Redis URL), else None."""
+    if oauth.flow != "refresh_token" or not redis_url:
+        return None
+    import redis
+
+    key = family_key(api, oauth.token_url, oauth.client_id, oauth.refresh_token)
+    return RedisRefreshTokens(redis.Redis.from_url(redis_url), key, oauth.refresh_token)

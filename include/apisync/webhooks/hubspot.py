@@ -4,6 +4,8 @@
   validating-requests): `X-HubSpot-Signature-v3` = base64(HMAC-SHA256(client secret, method + URI + body +
   `X-HubSpot-Request-Timestamp`)), the URI with `%3A %2F %3F %40 %21 %24 %27 %28 %29 %2A %2C %3B` decoded;
   reject timestamps (ms) more than 5 minutes away. Several secrets may be active during a rotation.
+  The URI is the one HubSpot called: behind a proxy the receiver passes its public URL
+  (`WebhookSettings.public_url`), not the rewritten one it was reached at.
 - A delivery is a JSON array of up to 100 events; `split_events` turns it into one body per event, which
   the receiver stores as its own message (keyed by its record).
 - An event names the object (`objectId`) and what happened (`subscriptionType` `<type>.creation |

@@ -6,6 +6,10 @@ Order of checks: known api (404) → body size (413) → signature headers (400)
 timestamp (401) → produce and wait for the acknowledgement (acks=all) → 200, or 503 so the provider
 retries. Nothing is produced for a rejected request, and secrets never reach a log or an answer.
 
+Schemes that sign the URL the provider called (HubSpot v3) get it from `public_url` when set
+(`APISYNC_WEBHOOK_PUBLIC_URL`): behind a TLS-terminating proxy or load balancer the request the app sees
+has another scheme, host and port (and maybe path prefix) than the one the provider signed.
+
 `POST /webhooks/salesforce/outbound-messages` receives Salesforce Outbound Messaging (SOAP, see
 `outbound_messaging`): body size (413) → well-formed notifications (400) → OrganizationId one of the
 configured organisations (403) → one Kafka message per notification, all acknowledged (else 503)
@@ -63,10 +67,14 @@ class WebhookSettings:
     topic_prefix: str = ""  # isolates test runs; production topics are plain `<api>.webhooks`
     # Salesforce organisations whose Outbound Messages are accepted (not secrets: an identity check)
     organization_ids: tuple[str, ...] = ()
+    # The receiver's root as the providers call it (e.g. https://hooks.example.com/airflow), for
+    # signatures over the URL; empty: the URL of the request as it reached this process.
+    public_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebhookSettings:
-        """APISYNC_WEBHOOK_SECRETS_<API>=s1,s2 (comma-separated), APISYNC_WEBHOOK_TOLERANCE_S, ..._MAX_BODY."""
+        """APISYNC_WEBHOOK_SECRETS_<API>=s1,s2 (comma-separated), APISYNC_WEBHOOK_TOLERANCE_S, ..._MAX_BODY,
+        APISYNC_WEBHOOK_PUBLIC_URL."""
         env = os.environ if env is None else env
         prefix = "APISYNC_WEBHOOK_SECRETS_"
         secrets = {k.removeprefix(prefix).lower(): tuple(s.strip() for s in v.split(",") if s.strip())
@@ -74,8 +82,20 @@ class WebhookSettings:
         tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
         max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
         orgs = tuple(o.strip() for o in env.get("APISYNC_SALESFORCE_ORG_IDS", "").split(",") if o.strip())
+        public_url = env.get("APISYNC_WEBHOOK_PUBLIC_URL", "").strip()
         return cls(secrets={k: v for k, v in secrets.items() if v}, tolerance_s=tolerance,
-                   max_body_bytes=max_body, **{"organization_ids": orgs, **overrides})
+                   max_body_bytes=max_body, **{"organization_ids": orgs, "public_url": public_url, **overrides})
+
+
+def called_url(request: Request, public_url: str) -> str:
+    """The URL the provider called: `public_url` + the path below the app's root + the query, else the
+    request's own URL (a proxy rewrites scheme, host, port and may strip a path prefix)."""
+    if not public_url:
+        return str(request.url)
+    root, path = request.scope.get("root_path", ""), request.url.path
+    below_root = path[len(root):] if root and path.startswith(root) else path
+    query = request.url.query
+    return f"{public_url.rstrip('/')}{below_root}{'?' + query if query else ''}"
 
 
 class BodyTooLarge(Exception):
@@ -257,9 +277,9 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
             body = await read_limited(request, settings.max_body_bytes)
         except BodyTooLarge:
             return _answer(413, f"body larger than {settings.max_body_bytes} bytes"), 0
+        line = RequestLine(request.method, called_url(request, settings.public_url))
         try:
-            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock(),
-                                                                  RequestLine(request.method, str(request.url)))
+            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock(), line)
         except SignatureError as exc:
             log.warning("rejected %s webhook: %s", api, exc)
             return _answer(exc.status, str(exc)), 0
