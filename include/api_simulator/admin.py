@@ -107,9 +107,11 @@ async def faults(request):
 
 
 async def stats(request):
-    """GET /_admin/stats: answered requests per api/status and webhook delivery counts."""
+    """GET /_admin/stats: answered requests per api/status, webhook delivery counts and undelivered webhooks."""
     sim = get_sim(request)
+    sim.commit_due()  # a transaction whose time has come commits when anyone looks, its webhooks included
     return json_response({"requests": sim.stats, "webhooks": dict(sim.webhooks.stats),
+                          "webhooks_pending": sim.webhooks.pending(),
                           "webhook_log": list(sim.webhooks.log[-200:])})
 
 
@@ -151,14 +153,34 @@ async def github_rename(request):
         return _bad(str(exc))
     model = sim.models["github"]
     repo, to = body.get("repo"), body.get("to")
-    if repo not in model.next_number or not isinstance(to, str) or to.count("/") != 1 or to in model.names:
+    if repo not in model.next_number or not isinstance(to, str) or to.count("/") != 1 \
+            or model.repo_by_name(to) not in (None, repo):
         return _bad("repo must be a served repository and to a free owner/name")
     model.rename(repo, to)
     return json_response({"repo": repo, "name": to})
 
 
+async def github_access(request):
+    """POST /_admin/github/access {"repo": "apisync/demo", "status": 404|403|451|null, "after": 0}: from its
+    `after`-th next request on, the repository answers `status` to everything (null: it answers again)."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+    except ConfigError as exc:
+        return _bad(str(exc))
+    model = sim.models["github"]
+    repo, status, after = body.get("repo"), body.get("status"), body.get("after", 0)
+    if repo not in model.next_number or status not in (None, 403, 404, 451) \
+            or not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        return _bad("repo must be a served repository (its original name), status 404, 403, 451 or null, "
+                    "after an integer >= 0")
+    model.refuse(repo, status, after)
+    return json_response({"repo": repo, "status": status, "after": after})
+
+
 routes = [
     Route("/_admin/github/rename", github_rename, methods=["POST"]),
+    Route("/_admin/github/access", github_access, methods=["POST"]),
     Route("/_admin/truth/{api}", truth),
     Route("/_admin/mutate", mutate, methods=["POST"]),
     Route("/_admin/silent", silent, methods=["POST"]),

@@ -43,22 +43,43 @@ def moved(location: str):
 
 
 def _repo(request) -> str:
-    """The storage name of the repository a request addresses; 301 for a renamed one, 404 if unknown."""
+    """The storage name of the repository a request addresses, its name matched in any case; 301 for a
+    renamed one, 404 if unknown, and the refusal of one that stopped answering (see `refused`)."""
     model = get_sim(request).models["github"]
     p = request.path_params
     if "repo_id" in p:
         repo = model.repo_by_id(p["repo_id"])
-        if repo is None:
-            raise ApiError(error(404, "Not Found"))
-        return repo
-    name = f"{p['owner']}/{p['repo']}"
-    if name in model.renamed:
-        rest = request.url.path.split(f"/repos/{name}", 1)[1]
-        query = f"?{request.url.query}" if request.url.query else ""
-        raise ApiError(moved(_base(request) + f"/repositories/{model.renamed[name]}{rest}{query}"))
-    if name not in model.names:
+    else:
+        name = f"{p['owner']}/{p['repo']}"
+        repo = model.repo_by_name(name)
+        if repo is None and name.lower() in model.renamed:
+            rest = request.url.path[len(f"/repos/{name}"):]
+            query = f"?{request.url.query}" if request.url.query else ""
+            raise ApiError(moved(_base(request) + f"/repositories/{model.renamed[name.lower()]}{rest}{query}"))
+    if repo is None:
         raise ApiError(error(404, "Not Found"))
-    return model.repo_by_id(model.names[name])
+    status = model.refusal(repo)
+    if status is not None:
+        raise ApiError(refused(status, model.current_name(repo)))
+    return repo
+
+
+def refused(status: int, name: str):
+    """What GitHub answers for a repository the token can no longer see, in its error shape:
+    404 when it is deleted or private to this token (GitHub does not reveal which), 403 when the
+    organisation enforces SAML SSO and the token is not authorised for it (with `X-GitHub-SSO`), 451 when
+    access is blocked for legal reasons (https://docs.github.com/en/rest/authentication/authenticating-to-the-rest-api:
+    "a token that has insufficient permissions" gets 404 or 403; https://docs.github.com/en/enterprise-cloud@latest/
+    rest/authentication/authenticating-to-the-rest-api#personal-access-tokens-and-saml-sso;
+    https://docs.github.com/en/rest/repos/repos#get-a-repository for 403 and 451)."""
+    if status == 403:
+        owner = name.split("/")[0]
+        sso = f"required; url=https://github.com/orgs/{owner}/sso?authorization_request=apisync-sim"
+        return error(403, "Resource protected by organization SAML enforcement. You must grant your Personal "
+                          "Access token access to this organization.", headers={"X-GitHub-SSO": sso})
+    if status == 451:
+        return error(451, "Repository access blocked")
+    return error(404, "Not Found")
 
 
 def _base(request) -> str:
@@ -66,7 +87,7 @@ def _base(request) -> str:
 
 
 def _in_repo(repo: str):
-    prefix = f"{repo}#"
+    prefix = views.key(repo, "")
     return lambda oid: oid.startswith(prefix)
 
 

@@ -8,11 +8,16 @@ repositories (`apisync/demo`, `apisync/tools`), with the behaviours connectors t
   the target; the old URL answers 301 (https://docs.github.com/en/rest/using-the-rest-api/
   troubleshooting-the-rest-api#moved-permanently) and the old repository gets an `issues` webhook with
   action `transferred` (https://docs.github.com/en/webhooks/webhook-events-and-payloads#issues).
-- Repository renames: every old path answers 301 to `/repositories/<id>/...` (see `github.py`).
+- Repository renames: every old path answers 301 to `/repositories/<id>/...` (see `github.py`); webhooks
+  sent after a rename carry the new `repository.full_name` and the same `repository.id`
+  (https://docs.github.com/en/webhooks/webhook-events-and-payloads: every payload's `repository` object).
+- A repository can stop answering at any time (`refuse`): deleted or made private (404), an organisation
+  enforcing SAML SSO or an app installation that lost access (403), blocked for legal reasons (451).
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +29,14 @@ from .store import Collection
 from .timefmt import github_time, parse_iso
 
 REPOS = tuple(views.REPOSITORIES)
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A repository that stops answering (deleted, made private, SSO enforced, app uninstalled)."""
+
+    status: int
+    after: int  # requests it still answers first
 
 
 def _sort_key(oid: str, data: dict, field: str) -> tuple:
@@ -53,8 +66,9 @@ class GitHubModel(ApiModel):
         self.pr_extra: dict[str, dict[str, Any]] = {}  # what only the PR view has (sha, PR-only stamps)
         self.next_number = {repo: 1 for repo in REPOS}
         self.next_comment = 1
-        self.names = dict(views.REPOSITORIES)  # current full name -> repository id
-        self.renamed: dict[str, int] = {}  # old full name -> repository id (answers 301)
+        self.full_names = {rid: name for name, rid in views.REPOSITORIES.items()}  # id -> current full name
+        self.renamed: dict[str, int] = {}  # old full name, lower case -> repository id (answers 301)
+        self.refusals: dict[str, Refusal] = {}  # original name -> how the repository refuses requests
         self.transferred: dict[str, str] = {}  # old repo#number -> new repo#number (answers 301)
 
     def seed(self, count: int) -> None:
@@ -90,15 +104,41 @@ class GitHubModel(ApiModel):
         """The storage name (the name at creation) of a repository id."""
         return next((name for name, rid in views.REPOSITORIES.items() if rid == repo_id), None)
 
+    def repo_by_name(self, name: str) -> str | None:
+        """The storage name of the repository now called `name`, in any case: GitHub matches owner and
+        repository names without regard to case (https://docs.github.com/en/rest/repos/repos#get-a-repository:
+        "The name is not case sensitive")."""
+        rid = next((rid for rid, full in self.full_names.items() if full.lower() == name.lower()), None)
+        return None if rid is None else self.repo_by_id(rid)
+
     def current_name(self, repo: str) -> str:
-        rid = views.REPOSITORIES[repo]
-        return next(name for name, i in self.names.items() if i == rid)
+        """The full name a served repository has now (its case as GitHub shows it)."""
+        return self.full_names[views.REPOSITORIES[repo]]
 
     def rename(self, repo: str, new_name: str) -> None:
-        """Rename a repository: the old name answers 301 from now on."""
-        old = self.current_name(repo)
-        self.renamed[old] = self.names.pop(old)
-        self.names[new_name] = views.REPOSITORIES[repo]
+        """Rename a repository: the old name answers 301 from now on (a name taken back stops redirecting)."""
+        rid = views.REPOSITORIES[repo]
+        self.renamed[self.current_name(repo).lower()] = rid
+        self.renamed.pop(new_name.lower(), None)
+        self.full_names[rid] = new_name
+
+    def refuse(self, repo: str, status: int | None, after: int = 0) -> None:
+        """From its `after`-th next request on, every request addressed to `repo` answers `status`
+        (404, 403 or 451; None: it answers again)."""
+        if status is None:
+            self.refusals.pop(repo, None)
+        else:
+            self.refusals[repo] = Refusal(status, after)
+
+    def refusal(self, repo: str) -> int | None:
+        """The status a request to `repo` gets now instead of an answer, counting one request."""
+        refusal = self.refusals.get(repo)
+        if refusal is None:
+            return None
+        if refusal.after > 0:
+            refusal.after -= 1
+            return None
+        return refusal.status
 
     def _is_pr(self, oid: str) -> bool:
         return oid in self.pulls.entries or oid in self.pulls.deleted
@@ -234,7 +274,8 @@ class GitHubModel(ApiModel):
         moved["updated_at"] = github_time(when)
         self.issues.put(oid, moved, when * 1000)
         self._hook("issue", "transferred", oid, {"new_issue": self.issues.entries[new_oid].data,
-                                                   "new_repository": views.repository(target, self.names_id(target))})
+                                                   "new_repository": views.repository(self.current_name(target),
+                                                                                     self.names_id(target))})
         self._hook("issue", "opened", new_oid)
         self.issues.delete(oid, when * 1000)
         self.transferred[oid] = new_oid

@@ -1,7 +1,11 @@
 """GitHub object shapes: repositories, issues (and the issue facet of PRs), pull requests, comments.
 
-Ids: an issue or PR is stored under `<owner>/<repo>#<number>` (numbers are unique only per repository,
-https://docs.github.com/en/rest/issues/issues), a comment under its `id` (unique across GitHub).
+Ids: an issue or PR is stored under `<repository id>#<number>` (numbers are unique only per repository,
+https://docs.github.com/en/rest/issues/issues), the address GitHub itself keeps for it across renames:
+a renamed repository's old paths redirect to `/repositories/<id>/...`
+(https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#follow-redirects),
+and names are matched without regard to case, so only the id is stable. A comment is stored under its
+`id` (unique across GitHub).
 """
 from __future__ import annotations
 
@@ -17,14 +21,19 @@ LOGINS = ("octocat", "hubot", "monalisa", "defunkt", "mojombo", "pjhyett")
 
 
 def key(repo: str, number: int | str) -> str:
-    """The storage (and truth) id of an issue or PR."""
-    return f"{repo}#{number}"
+    """The storage (and truth) id of an issue or PR of a served repository (`repo`: its original name)."""
+    return f"{REPOSITORIES[repo]}#{number}"
 
 
 def split(oid: str) -> tuple[str, int]:
-    """`owner/repo#12` -> ("owner/repo", 12)."""
-    repo, _, number = oid.rpartition("#")
-    return repo, int(number)
+    """`7000001#12` -> ("apisync/demo", 12): the repository's original name and the number."""
+    repo_id, _, number = oid.rpartition("#")
+    return original_name(int(repo_id)), int(number)
+
+
+def original_name(repo_id: int) -> str:
+    """The name a served repository had at creation, from its id."""
+    return next(name for name, rid in REPOSITORIES.items() if rid == repo_id)
 
 
 def repository(name: str, repo_id: int) -> dict[str, Any]:

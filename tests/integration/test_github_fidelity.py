@@ -24,10 +24,10 @@ from sync_helpers import (
     normalize_until_consumed,
     record_problems,
     settings_for,
+    settled_read,
     truth,
 )
 
-from apisync.kafka.reader import read_topic
 from apisync.sync import run_backfill, run_incremental, run_reconcile
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,8 @@ def test_a_transferred_issue_is_deleted_here_and_reconcile_does_not_fail(
     moved = _mutate(sim, "issue", 2, ["transfer"])
     assert len(moved) == 2
     old = moved[0]["id"]
-    repo, number = old.rsplit("#", 1)
-    answer = sim.get(f"/repos/{repo}/issues/{number}", headers=_AUTH, follow_redirects=False)
+    repo_id, number = old.rsplit("#", 1)  # ids are <repository id>#number
+    answer = sim.get(f"/repositories/{repo_id}/issues/{number}", headers=_AUTH, follow_redirects=False)
     assert answer.status_code == 301 and "/repositories/" in answer.headers["location"]
     run_incremental(settings, "issue")  # the issue's new home (another configured repository)
     _normalize(kafka_config, redis_url, settings)
@@ -102,7 +102,7 @@ def test_a_transferred_issue_is_deleted_here_and_reconcile_does_not_fail(
                for v, _, _ in past if v["type"] == "deleted"}
     assert sorted(deleted) == sorted(f"github.issue.{m['id']}" for m in moved)
     # the deleted event says where the issue went: its number in the other repository (the 301's target)
-    new_homes = {m["id"]: sim.get(f"/repos/{m['id'].split('#')[0]}/issues/{m['id'].split('#')[1]}",
+    new_homes = {m["id"]: sim.get(f"/repositories/{m['id'].split('#')[0]}/issues/{m['id'].split('#')[1]}",
                                   headers=_AUTH, follow_redirects=True).json()["html_url"]
                  for m in moved}
     for old_id, html_url in new_homes.items():
@@ -139,8 +139,9 @@ def test_several_repositories_with_overlapping_numbers_each_keep_their_records(
     _assert_records_equal_truth(kafka_config, redis_url, settings, COLLECTIONS)
     keys = set(history(kafka_config, "github.records"))
     numbers = {k.split(".", 2)[2].split("#")[1] for k in keys if "#" in k}
-    both = [n for n in numbers if {f"github.issue.apisync/demo#{n}", f"github.pull_request.apisync/demo#{n}"} & keys
-            and {f"github.issue.apisync/tools#{n}", f"github.pull_request.apisync/tools#{n}"} & keys]
+    demo, tools = 7000001, 7000002  # the repositories' ids: keys name a repository by id
+    both = [n for n in numbers if {f"github.issue.{demo}#{n}", f"github.pull_request.{demo}#{n}"} & keys
+            and {f"github.issue.{tools}#{n}", f"github.pull_request.{tools}#{n}"} & keys]
     assert both, "no issue number exists in both repositories"
 
 
@@ -202,11 +203,11 @@ def _mutate(sim: httpx.Client, collection: str | None, count: int, kinds: list[s
 def _issue_facets(sim: httpx.Client) -> dict[str, dict]:
     """The /issues view of every PR, by record id."""
     facets = {}
-    for repo in ("apisync/demo", "apisync/tools"):
-        url = f"/repos/{repo}/issues?state=all&per_page=100"
+    for repo_id in (7000001, 7000002):  # apisync/demo, apisync/tools
+        url = f"/repositories/{repo_id}/issues?state=all&per_page=100"
         while url:
             answer = sim.get(url, headers=_AUTH)
-            facets |= {f"{repo}#{i['number']}": {"data": i} for i in answer.json() if "pull_request" in i}
+            facets |= {f"{repo_id}#{i['number']}": {"data": i} for i in answer.json() if "pull_request" in i}
             url = answer.links.get("next", {}).get("url")
     return facets
 
@@ -220,7 +221,7 @@ _consumed: dict[str, int] = {}  # what the normalizer group consumed so far, per
 
 def _normalize(kafka_config, redis_url, settings) -> None:
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
-    total = sum(len(read_topic(kafka_config, f"github.{t}", timeout=60)) for t in ("changes", "webhooks"))
+    total = sum(len(settled_read(kafka_config, f"github.{t}")) for t in ("changes", "webhooks"))
     pending = total - _consumed.get(test, 0)
     client = redis.Redis.from_url(redis_url)
     assert normalize_until_consumed("github", kafka_config, client, pending, settings=settings) == pending

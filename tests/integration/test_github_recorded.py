@@ -81,7 +81,7 @@ def server(recorded):
 
 def test_every_recorded_issue_is_listed_with_one_request_per_page(server, recorded):
     base, seen = server
-    expected = {f"{REPO}#{issue['number']}" for x in recorded for issue in x["response"]}
+    expected = {f"1000#{issue['number']}" for x in recorded for issue in x["response"]}  # keys: repository id
     source = GitHubSource(REPO, page_size=3)
     with ApiClient("github", base, BearerTokenAuth("recorded")) as client:
         listed = list(source.list_ids(client, "issue"))

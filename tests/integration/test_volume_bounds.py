@@ -30,6 +30,7 @@ from apisync.sync import run_backfill, run_incremental
 pytestmark = [pytest.mark.integration, pytest.mark.volume]
 BOUND = 20  # dedupe entries per walk (the default is 2,000)
 REPOS = ["apisync/demo", "apisync/tools"]
+REPO_IDS = ["7000001", "7000002"]  # the same repositories as record ids name them
 CHECKPOINT_LIMIT = 64_000
 
 
@@ -83,7 +84,7 @@ def test_github_prs_walked_newest_first_lose_nothing_past_the_memory(
     source = GitHubSource(REPOS, page_size=30, max_recent=BOUND)
     run_backfill(settings, "pull_request", source=source)
     changed = _per_repo(_burst(sim, "github", "pull_request", 400))
-    assert min(changed[repo] for repo in REPOS) > 3 * BOUND, changed
+    assert min(changed[repo] for repo in REPO_IDS) > 3 * BOUND, changed
     summary = run_incremental(settings, "pull_request", source=source)
     print(f"PRs changed per repository {dict(changed)}, memory {BOUND}: the poll emitted {summary.records}; "
           f"checkpoint {_checkpoint_bytes(settings, 'pull_request')} B")
@@ -101,7 +102,7 @@ def test_github_issues_and_comments_swept_in_creation_order_lose_nothing_past_th
         run_backfill(settings, collection, source=source)
     issues = _per_repo(_burst(sim, "github", "issue", 400))
     comments = {m["id"] for m in _burst(sim, "github", "issue_comment", 400)}
-    assert min(issues[repo] for repo in REPOS) > 3 * BOUND and len(comments) > 3 * BOUND, (issues, len(comments))
+    assert min(issues[repo] for repo in REPO_IDS) > 3 * BOUND and len(comments) > 3 * BOUND, (issues, len(comments))
     for collection in collections:
         summary = run_incremental(settings, collection, source=source)
         print(f"{collection}: issues per repository {dict(issues)}, comments {len(comments)}, memory {BOUND}: "

@@ -62,7 +62,7 @@ def test_valid_deliveries_are_in_kafka_raw_with_headers_and_record_keys(app_clie
                              headers={"Stripe-Signature": sign_stripe("whsec_two", body, NOW)})
     assert answer.status_code == 200, answer.text
     gh = orjson.dumps({"action": "edited", "issue": {"number": 12, "updated_at": "2026-11-26T14:53:30Z"},
-                       "repository": {"full_name": "apisync/demo"}})
+                       "repository": {"full_name": "apisync/demo", "id": 7000001}})
     assert app_client.post("/webhooks/github", content=gh, headers={
         "X-Hub-Signature-256": sign_github("gh_secret", gh), "X-GitHub-Event": "issues",
         "X-GitHub-Delivery": "0b9c"}).status_code == 200
@@ -79,7 +79,7 @@ def test_valid_deliveries_are_in_kafka_raw_with_headers_and_record_keys(app_clie
     headers = dict(message.headers())
     assert headers["stripe-signature"] == sign_stripe("whsec_two", body, NOW).encode()
     assert b"apisync-received-at" in [k.encode() for k in headers]
-    assert [m.key() for m in read_topic(kafka_config, f"{prefix}github.webhooks")] == [b"github.issue.apisync/demo#12"]
+    assert [m.key() for m in read_topic(kafka_config, f"{prefix}github.webhooks")] == [b"github.issue.7000001#12"]
     sf_msgs = read_topic(kafka_config, f"{prefix}salesforce.webhooks")
     assert [m.key() for m in sf_msgs] == [b"salesforce.account.001A"]
     assert dict(sf_msgs[0].headers())["webhook-id"] == b"msg_1"
@@ -118,26 +118,28 @@ def test_kafka_unreachable_answers_503():
 
 def github_issue(number):
     body = orjson.dumps({"action": "edited", "issue": {"number": number, "updated_at": "2026-11-26T14:53:30Z"},
-                         "repository": {"full_name": "apisync/demo"}})
+                         "repository": {"full_name": "apisync/demo", "id": 7000001}})
     return body, {"X-Hub-Signature-256": sign_github("gh_secret", body), "X-GitHub-Event": "issues",
                   "X-GitHub-Delivery": f"held-{number}"}
 
 
 def test_an_ack_never_waits_for_another_requests_message(kafka_config):
     # A held delivery, for real: this namespace has no github topic and the broker creates none, so the
-    # github message stays queued until message.timeout.ms, then fails.
+    # github message stays queued until message.timeout.ms, then fails. Everything below must happen
+    # inside that window: it is long, so that a loaded machine still fits in it.
+    held_s = 30
     ns = f"t{uuid.uuid4().hex[:8]}."
     ensure(admin_client(kafka_config), [TopicSpec(f"{ns}stripe.webhooks", 3, 1, {"cleanup.policy": "delete"})])
-    producer = Producer({**kafka_config, "message.timeout.ms": 12000, "allow.auto.create.topics": False})
-    settings = WebhookSettings(secrets=SECRETS, clock=lambda: NOW, topic_prefix=ns, ack_timeout_s=30)
+    producer = Producer({**kafka_config, "message.timeout.ms": held_s * 1000, "allow.auto.create.topics": False})
+    # the held request's 503 comes from its failed delivery, not from giving up on the ack
+    settings = WebhookSettings(secrets=SECRETS, clock=lambda: NOW, topic_prefix=ns, ack_timeout_s=held_s + 30)
     body = stripe_body("cus_not_held")
     with served(create_app(settings, producer)) as base, ThreadPoolExecutor(1) as pool:
         held_body, held_headers = github_issue(99)
         held = pool.submit(httpx.post, f"{base}/webhooks/github", content=held_body, headers=held_headers,
-                           timeout=60)
-        for _ in range(200):  # until the held message is queued
-            if len(producer) or held.done():
-                break
+                           timeout=held_s + 60)
+        deadline = time.monotonic() + held_s
+        while not (len(producer) or held.done()) and time.monotonic() < deadline:  # until the message is queued
             time.sleep(0.05)
         assert len(producer) == 1 and not held.done()
         answer = httpx.post(f"{base}/webhooks/stripe", content=body, timeout=60,

@@ -1,5 +1,5 @@
-"""GitHub as apisync knows it: the spec. Walks, keys and redirects live in `sources.github`; the
-webhook payload parser in `webhooks.payloads`.
+"""GitHub as apisync knows it: the spec. Walks, keys (by repository id, whatever a repository's name or
+its case) and redirects live in `sources.github`; the webhook payload parser in `webhooks.payloads`.
 
 Rate limits (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api): over
 the primary limit → 403 or 429 with `x-ratelimit-remaining: 0`, wait until `x-ratelimit-reset`
@@ -57,7 +57,7 @@ def build_source(settings: Any) -> GitHubSource:
     if not repos or not all(repos):
         raise ValueError("the github connection needs extra {\"repos\": [\"owner/name\", ...]}")
     page_size = {"page_size": int(settings.extra["page_size"])} if settings.extra.get("page_size") else {}
-    return GitHubSource(list(dict.fromkeys(repos)), **page_size)  # every repo once, in the given order
+    return GitHubSource(repos, **page_size)  # every repo once (in any case), in the given order
 
 
 SPEC = ApiSpec(

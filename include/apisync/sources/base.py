@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -11,7 +11,7 @@ import httpx
 
 from apisync.events import Observation
 from apisync.formats import http_date_s, iso_utc
-from apisync.http import ApiClient, MalformedResponseError
+from apisync.http import ApiClient, FatalError, MalformedResponseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,32 @@ class Gone:
     """`Source.fetch`'s answer for an object the API no longer has here, and why (for the deleted event)."""
 
     reason: str
+
+
+class UnavailablePart(FatalError):
+    """The API refuses one part of a source now (one repository of several: deleted, private, SSO
+    enforced), while the other parts answer. `params` names the part."""
+
+    def __str__(self) -> str:
+        return (f"{self.api} {self.params} is unavailable: HTTP {self.status}: {self.reason} "
+                f"({self.method} {self.endpoint})")
+
+    @classmethod
+    def of(cls, part: str, error: FatalError) -> UnavailablePart:
+        """The refusal `error` as the unavailability of `part`."""
+        return cls(error.api, error.method, error.endpoint, error.status, error.reason, params=part)
+
+
+class PartsUnavailable(Exception):
+    """Raised by a walk once it finished every part it could read: one line per part the API refused.
+
+    `may_hold(object_id)` says whether an object may belong to one of those parts, so a delete sweep
+    leaves it alone (it was not listed because its part was not, not because it is gone).
+    """
+
+    def __init__(self, lines: list[str], may_hold: Callable[[str], bool] = lambda _object_id: True) -> None:
+        self.lines, self.may_hold = list(lines), may_hold
+        super().__init__("; ".join(self.lines))
 
 
 def gone_reason(fetched: Observation | Gone | None, default: str) -> str | None:

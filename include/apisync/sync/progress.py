@@ -41,9 +41,31 @@ class RunSummary:
     rate_limit_wait_s: float = 0.0
     lag_s: float | None = None  # age of the newest change synced in this run; None when nothing changed
     note: str = ""
+    # Parts of the source the API refused (one line each): everything else was synced, then the run failed.
+    unavailable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class IncompleteRun(RuntimeError):
+    """A run that synced every part of the source that answered, then failed for the parts that did not.
+
+    Not fatal: Airflow retries it (a repository whose access comes back is synced by a retry) and
+    alerts when the tries are used up. `summary` is the run's summary, `unavailable` filled in.
+    """
+
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+        super().__init__(f"{summary.api} {summary.collection} {summary.job}: the rest is synced, but "
+                         f"{'; '.join(summary.unavailable)}")
+
+
+def incomplete(summary: RunSummary, lines: list[str]) -> IncompleteRun:
+    """Record the unavailable parts in `summary` (and its note) and return the error that ends the run."""
+    summary.unavailable = list(lines)
+    summary.note = "; ".join(filter(None, (summary.note, f"unavailable: {'; '.join(lines)}")))
+    return IncompleteRun(summary)
 
 
 @dataclass(slots=True)

@@ -6,10 +6,15 @@ then does a delete observation go to `<api>.changes`, where the normalizer turns
 event and a tombstone. A run that would delete more than `max_delete_share` of the collection (and more
 than `min_deletes`, so a collection of 12 objects can still lose one) stops: that smells of a broken
 listing or the wrong account, not of real deletes.
+
+A part of the source the API refuses (one repository of several) is never swept: the objects that may
+belong to it are left alone (`PartsUnavailable.may_hold`), and so is a candidate whose fetch finds its part
+refused (`UnavailablePart`). The rest is reconciled, then the run fails with `IncompleteRun` naming them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,10 +26,11 @@ from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
 from apisync.settings import SyncSettings
 from apisync.sources import Source
-from apisync.sources.base import ObservationFactory, gone_reason
-from apisync.sync.progress import Progress, ProgressTracker, RunSummary
+from apisync.sources.base import ObservationFactory, PartsUnavailable, UnavailablePart, gone_reason
+from apisync.sync.progress import Progress, ProgressTracker, RunSummary, incomplete
 from apisync.sync.runner import api_client, change_message
 
+log = logging.getLogger("apisync.sync")
 GONE = "missing from the listing, and the API has no such object"
 
 
@@ -55,17 +61,44 @@ def run_reconcile(settings: SyncSettings, collection: str, *, dry_run: bool = Tr
     summary = RunSummary(api, collection, "reconcile")
     tracker = ProgressTracker(summary, on_progress)
     with api_client(settings, "reconcile") as (client, limiter):
-        listed = set(source.list_ids(client, collection))
-        candidates = sorted(set(known) - listed)
-        check_delete_cap(api, collection, len(candidates), len(known), max_delete_share, min_deletes)
-        confirmed = confirm_gone(source, client, collection, candidates)
+        listed, unavailable = listing(source, client, collection)
+        candidates, kept = split_candidates(sorted(set(known) - listed), unavailable)
+        check_delete_cap(api, collection, len(candidates), len(known) - len(kept), max_delete_share, min_deletes)
+        refused: list[str] = list(unavailable.lines) if unavailable else []
+        confirmed = confirm_gone(source, client, collection, candidates, refused)
         failpoint("reconcile.confirmed")
         tracker.page(0, len(confirmed), {"listed": len(listed), "candidates": len(candidates)}, limiter.waited_s)
     examples = ", ".join(f"{object_id} ({reason})" for object_id, reason in list(confirmed.items())[:20])
     summary.note = f"{'would delete' if dry_run else 'deleted'}: {examples or 'nothing'}"
+    if kept:
+        summary.note += f"; left alone: {len(kept)} unlisted objects of parts the API refused"
     if confirmed and not dry_run:
         emit_deletes(settings, api, collection, {i: known[i] for i in confirmed}, confirmed)
+    if refused:
+        error = incomplete(summary, refused)
+        log.error("%s", error)
+        raise error
     return summary
+
+
+def listing(source: Source, client: Any, collection: str) -> tuple[set[str], PartsUnavailable | None]:
+    """Every live id the source lists, and which parts it could not list (None: it listed them all)."""
+    listed: set[str] = set()
+    try:
+        for object_id in source.list_ids(client, collection):
+            listed.add(object_id)
+    except PartsUnavailable as unavailable:
+        return listed, unavailable
+    return listed, None
+
+
+def split_candidates(candidates: list[str], unavailable: PartsUnavailable | None) -> tuple[list[str], list[str]]:
+    """(candidates to confirm, candidates left alone because they may belong to a part never listed)."""
+    if unavailable is None:
+        return candidates, []
+    kept = [object_id for object_id in candidates if unavailable.may_hold(object_id)]
+    left = set(kept)
+    return [object_id for object_id in candidates if object_id not in left], kept
 
 
 def check_delete_cap(api: str, collection: str, candidates: int, known: int, max_delete_share: float,
@@ -77,10 +110,22 @@ def check_delete_cap(api: str, collection: str, candidates: int, known: int, max
                              f"{min_deletes}); nothing deleted")
 
 
-def confirm_gone(source: Source, client: Any, collection: str, candidates: list[str]) -> dict[str, str]:
-    """The candidates the API confirms gone (the listing may have raced a create), with the reason why."""
-    reasons = {object_id: gone_reason(source.fetch(client, collection, object_id), GONE)
-               for object_id in candidates}
+def confirm_gone(source: Source, client: Any, collection: str, candidates: list[str],
+                 refused: list[str] | None = None) -> dict[str, str]:
+    """The candidates the API confirms gone (the listing may have raced a create), with the reason why.
+
+    With `refused`, a candidate whose part the API refuses is left alone and the refusal's line added
+    there (once per part); without it, that refusal is raised.
+    """
+    reasons = {}
+    for object_id in candidates:
+        try:
+            reasons[object_id] = gone_reason(source.fetch(client, collection, object_id), GONE)
+        except UnavailablePart as unavailable:
+            if refused is None:
+                raise
+            if str(unavailable) not in refused:
+                refused.append(str(unavailable))
     return {object_id: reason for object_id, reason in reasons.items() if reason is not None}
 
 

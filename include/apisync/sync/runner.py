@@ -34,7 +34,8 @@ from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.settings import SyncSettings
 from apisync.sources import Batch, Source
-from apisync.sync.progress import Progress, ProgressTracker, RunSummary, short_cursor
+from apisync.sources.base import PartsUnavailable
+from apisync.sync.progress import Progress, ProgressTracker, RunSummary, incomplete, short_cursor
 
 log = logging.getLogger("apisync.sync")
 MAX_TRANSACTION_MESSAGES = 2000  # consecutive pages join one transaction up to about this many messages
@@ -70,7 +71,8 @@ def change_message(obs: Observation) -> Outgoing:
 def account_client(settings: SyncSettings, lane: str, limiter: Any, source: Source | None = None) -> ApiClient:
     """The account's ApiClient: its auth, the source's headers and its API's response signals."""
     api = settings.api
-    return ApiClient(api.api, api.base_url, auth_for(api.api, api.token, api.oauth), rate_limiter=limiter,
+    auth = auth_for(api.api, api.token, api.oauth, base_url=api.base_url, redis_url=settings.redis_url)
+    return ApiClient(api.api, api.base_url, auth, rate_limiter=limiter,
                      lane=lane, headers=getattr(source, "headers", None), signals=spec_for(api.api).signals)
 
 
@@ -144,12 +146,15 @@ def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = Fal
                                                       bool(cursor.get("restarted")))
                 return messages
 
-            _commit_pages(writer, backfill_key, source.backfill(client, collection, cursor.get("page"), start_date),
-                          saved.get("pages", 0), located=lambda: summary.cursor_after or cursor.get("page"),
-                          messages=page_messages,
-                          checkpoint=lambda last, n: checkpoint_value({**cursor, "page": last.cursor}, n, last.done),
-                          report=lambda batch: _report(tracker, batch, {**cursor, "page": batch.cursor}, limiter,
-                                                       page_metrics))
+            with parts_reported(summary):
+                _commit_pages(writer, backfill_key,
+                              source.backfill(client, collection, cursor.get("page"), start_date),
+                              saved.get("pages", 0), located=lambda: summary.cursor_after or cursor.get("page"),
+                              messages=page_messages,
+                              checkpoint=lambda last, n: checkpoint_value({**cursor, "page": last.cursor}, n,
+                                                                          last.done),
+                              report=lambda batch: _report(tracker, batch, {**cursor, "page": batch.cursor},
+                                                           limiter, page_metrics))
         finally:
             writer.close()
     log.info("%s %s backfill finished: %d records in %d pages", api, collection, summary.records, summary.pages)
@@ -178,14 +183,27 @@ def run_incremental(settings: SyncSettings, collection: str, *,
         try:
             tracker = ProgressTracker(summary, on_progress)
             page_metrics = PageMetrics(metrics, summary)
-            _commit_pages(writer, key, source.incremental(client, collection, saved["cursor"]), pages,
-                          located=lambda: summary.cursor_after or saved["cursor"],
-                          messages=lambda batch: [change_message(obs) for obs in batch.observations],
-                          checkpoint=lambda last, n: checkpoint_value(last.cursor, n),
-                          report=lambda batch: _report(tracker, batch, batch.cursor, limiter, page_metrics))
+            with parts_reported(summary):
+                _commit_pages(writer, key, source.incremental(client, collection, saved["cursor"]), pages,
+                              located=lambda: summary.cursor_after or saved["cursor"],
+                              messages=lambda batch: [change_message(obs) for obs in batch.observations],
+                              checkpoint=lambda last, n: checkpoint_value(last.cursor, n),
+                              report=lambda batch: _report(tracker, batch, batch.cursor, limiter, page_metrics))
         finally:
             writer.close()
     return summary
+
+
+@contextmanager
+def parts_reported(summary: RunSummary) -> Iterator[None]:
+    """A walk that ends with PartsUnavailable (every page before it committed) ends the run with
+    IncompleteRun, after one line in the log; the summary names the parts."""
+    try:
+        yield
+    except PartsUnavailable as unavailable:
+        error = incomplete(summary, unavailable.lines)
+        log.error("%s", error)
+        raise error from None
 
 
 def _commit_pages(writer: PageWriter, key: str, pages: Iterator[Batch], done: int, *, located: Callable[[], Any],

@@ -6,8 +6,11 @@
   are deletes: `customer.subscription.deleted` means the subscription ended, and it stays a record
   with `status: canceled`. A thin event (no `data.object`, only `related_object`), or one rendered in
   another API version than the pinned one, is flagged `thin` so the normalizer re-fetches the object.
+  An event destination's thin event (`object: "v2.core.event"`, https://docs.stripe.com/event-destinations;
+  v1 resources' types carry a `v1.` prefix, e.g. `v1.customer.updated`) has `created` as an ISO 8601
+  string and names its object in `related_object` {id, type, url}: a thin observation at `created` in ms.
 - GitHub: `X-GitHub-Event` issues | pull_request | issue_comment; the record is `issue` /
-  `pull_request` / `comment`, id `<owner>/<repo>#<number>` (comments: the comment id), version =
+  `pull_request` / `comment`, id `<repository.id>#<number>` (comments: the comment id), version =
   `updated_at` in ms, actions `deleted` and `transferred` are deletes.
 - Salesforce: Outbound Messaging (SOAP, one notification per stored message: see
   `outbound_messaging`), or a Standard Webhooks JSON relay: `data.record`, version = `SystemModstamp`
@@ -22,6 +25,7 @@ from typing import Any
 import orjson
 
 from apisync.events import Observation, ObservationError, iso_to_ms
+from apisync.sources.github import record_id
 from apisync.sources.stripe import COLLECTION_OF_OBJECT, DELETE_EVENTS
 from apisync.webhooks.outbound_messaging import observation as outbound_observation
 
@@ -43,10 +47,15 @@ def _load(body: bytes) -> dict[str, Any]:
     return doc
 
 
+STRIPE_THIN_EVENT = "v2.core.event"  # the `object` of an event destination's thin event
+
+
 def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
                  api_version: str | None = None) -> Observation:
     """A Stripe event → an observation of its object (thin if rendered in another than `api_version`)."""
     event = _load(body)
+    if event.get("object") == STRIPE_THIN_EVENT:
+        return _stripe_thin_event(event, synced_at)
     kind, created = event.get("type"), event.get("created")
     if not isinstance(kind, str) or not isinstance(created, int):
         raise ObservationError("Stripe event lacks type or integer created")
@@ -67,12 +76,28 @@ def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
                        data, deleted, thin and not deleted, reason=f"Stripe {kind} event" if deleted else None)
 
 
+def _stripe_thin_event(event: dict[str, Any], synced_at: str) -> Observation:
+    """A `v2.core.event` → a thin observation of `related_object` (a delete for a deleting type)."""
+    kind, created, related = event.get("type"), event.get("created"), event.get("related_object")
+    if not isinstance(kind, str) or not isinstance(created, str):
+        raise ObservationError("Stripe thin event lacks type or ISO 8601 created")
+    if not isinstance(related, dict) or not related.get("id"):
+        raise ObservationError(f"Stripe thin event {kind!r} has no related_object")
+    collection = COLLECTION_OF_OBJECT.get(str(related.get("type") or "").removeprefix("v1."))
+    if collection is None:
+        raise ObservationError(f"Stripe thin event {kind!r} names no known object")
+    deleted = kind.removeprefix("v1.") in DELETE_EVENTS
+    return Observation("stripe", collection, str(related["id"]), iso_to_ms(created), "webhook", synced_at,
+                       None, deleted, not deleted, reason=f"Stripe {kind} event" if deleted else None)
+
+
 def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Observation:
     """A GitHub issues / pull_request / issue_comment delivery → an observation.
 
-    Ids follow the source's key contract: `<owner>/<repo>#<number>` for issues and PRs (from the
-    delivery's `repository.full_name`), the comment `id` for comments. `transferred` (the issue moved to
-    another repository) is a delete here, like `deleted`.
+    Ids follow the source's key contract: `<repository id>#<number>` for issues and PRs (from the
+    delivery's `repository.id`: its `full_name` changes with a rename and matches in any case, the id
+    does not), the comment `id` for comments. `transferred` (the issue moved to another repository) is a
+    delete here, like `deleted`.
     """
     event = _lower(headers).get("x-github-event", "")
     if event not in _GITHUB_EVENTS:
@@ -87,10 +112,10 @@ def parse_github(body: bytes, headers: Mapping[str, str], synced_at: str) -> Obs
         raise ObservationError(f"GitHub {event} delivery lacks the object's identifier")
     version = iso_to_ms(obj["updated_at"])
     if collection != "issue_comment":
-        repo = (doc.get("repository") or {}).get("full_name")
-        if not isinstance(repo, str) or repo.count("/") != 1:
-            raise ObservationError(f"GitHub {event} delivery lacks repository.full_name")
-        ident = f"{repo}#{ident}"
+        repository_id = (doc.get("repository") or {}).get("id")
+        if not isinstance(repository_id, int) or isinstance(repository_id, bool) or not isinstance(ident, int):
+            raise ObservationError(f"GitHub {event} delivery lacks repository.id or an integer number")
+        ident = record_id(repository_id, ident)
     deleted = doc.get("action") in ("deleted", "transferred")
     reason = _github_delete_reason(event, doc) if deleted else None
     return Observation("github", collection, str(ident), version, "webhook", synced_at, obj, deleted, reason=reason)

@@ -13,8 +13,9 @@ def test_truth_versions_match_the_data_each_api_returns(client, sim):
     client.post("/_admin/mutate", json={"count": 30})
     github = client.get("/_admin/truth/github").json()
     for key, item in github["objects"]["issue"].items():
-        repo, _, number = key.rpartition("#")  # ids are owner/repo#number (numbers are per repository)
+        repo_id, _, number = key.rpartition("#")  # ids are <repository id>#number (numbers are per repository)
         assert item["data"]["number"] == int(number) and "pull_request" not in item["data"]
+        repo = client.get(f"/repositories/{repo_id}", headers=AUTH["github"]).json()["full_name"]
         assert item["data"]["repository_url"].endswith(f"/repos/{repo}")
     for item in github["objects"]["pull_request"].values():
         assert "head" in item["data"]
@@ -84,7 +85,7 @@ def test_delete_between_list_and_fetch(client, sim):
     client.post("/_admin/faults", json={"kind": "delete_between_list_and_fetch", "api": "github"})
     answer = client.get(f"/repos/apisync/demo/issues/{target['number']}")
     assert answer.status_code == 404
-    assert f"apisync/demo#{target['number']}" in sim.truth("github")["deleted"]["issue"]
+    assert f"7000001#{target['number']}" in sim.truth("github")["deleted"]["issue"]  # apisync/demo's id
 
 
 @pytest.mark.parametrize("kind, status", [("http_500", 500), ("malformed_json", 200)])

@@ -20,11 +20,11 @@ def walk(client, path, **params):
 def test_issue_pages_include_pull_requests_exactly_once(github, sim):
     items = walk(github, f"{BASE}/issues", state="all", per_page=25)
     truth = sim.truth("github")["objects"]
-    numbers = [f"apisync/demo#{i['number']}" for i in items]
-    mine = [k for k in list(truth["issue"]) + list(truth["pull_request"]) if k.startswith("apisync/demo#")]
+    numbers = [f"7000001#{i['number']}" for i in items]  # truth ids: <repository id>#number (apisync/demo)
+    mine = [k for k in list(truth["issue"]) + list(truth["pull_request"]) if k.startswith("7000001#")]
     assert sorted(numbers) == sorted(mine)
-    prs = {f"apisync/demo#{i['number']}" for i in items if "pull_request" in i}
-    assert prs == {k for k in truth["pull_request"] if k.startswith("apisync/demo#")}
+    prs = {f"7000001#{i['number']}" for i in items if "pull_request" in i}
+    assert prs == {k for k in truth["pull_request"] if k.startswith("7000001#")}
 
 
 def test_default_per_page_is_30_and_is_clamped_to_100(github, sim):

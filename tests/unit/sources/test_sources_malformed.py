@@ -14,7 +14,12 @@ DATE = {"Date": "Thu, 26 Nov 2026 14:53:32 GMT"}
 
 
 def client_answering(body) -> ApiClient:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body, headers=DATE))
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/repos/a/b":  # the GitHub source looks its repository up before listing
+            return httpx.Response(200, json={"id": 1, "full_name": "a/b"}, headers=DATE)
+        return httpx.Response(200, json=body, headers=DATE)
+
+    transport = httpx.MockTransport(answer)
     return ApiClient("test", "http://api.test", None, transport=transport, max_retries=0, sleep=lambda s: None)
 
 

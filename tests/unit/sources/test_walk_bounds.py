@@ -54,7 +54,7 @@ class FakeGitHub:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path, params = request.url.path, dict(request.url.params)
         if path == "/repos/o/r":
-            return self._answer({"full_name": "o/r"})
+            return self._answer({"id": 1, "full_name": "o/r"})
         rows = self.pulls if path.endswith("/pulls") else self.issues
         if "since" in params:
             rows = [r for r in rows if iso_to_ms(r["updated_at"]) >= iso_to_ms(params["since"])]
@@ -94,7 +94,7 @@ def test_github_prs_newest_first_burst_of_three_times_the_memory_skips_none(boun
     seen = _emitted(batches)
     size = _checkpoint_bytes(batches)
     print(f"github PRs newest first: burst {len(burst)}, memory {bound}, emitted {len(seen)}, checkpoint {size} B")
-    assert {f"o/r#{pr['number']}" for pr in burst} <= set(seen)
+    assert {f"1#{pr['number']}" for pr in burst} <= set(seen)
     # the next poll starts at the newest PR and still re-reads nothing it must not skip
     again = list(source.incremental(client, "pull_request", batches[-1].cursor))
     assert iso_to_ms(batches[-1].cursor["repos"]["o/r"]["since"]) == max(iso_to_ms(p["updated_at"]) for p in burst)
@@ -120,7 +120,7 @@ def test_github_issues_sweep_in_creation_order_skips_none(bound):
     seen = _emitted(batches)
     size = _checkpoint_bytes(batches)
     print(f"github issues swept: burst {len(issues)}, memory {bound}, emitted {len(seen)}, checkpoint {size} B")
-    assert {f"o/r#{i['number']}" for i in issues} <= set(seen)
+    assert {f"1#{i['number']}" for i in issues} <= set(seen)
 
 
 @pytest.mark.parametrize("bound", BOUNDS)
@@ -136,7 +136,7 @@ def test_github_issues_a_crash_mid_sweep_resumes_where_nothing_unread_is_skipped
     seen = _emitted(before_crash + resumed)
     size = _checkpoint_bytes(before_crash + resumed)
     print(f"github sweep crash: resumed at {before_crash[-1].cursor['repos']['o/r']['since']}, checkpoint {size} B")
-    assert {f"o/r#{i['number']}" for i in issues} <= set(seen)
+    assert {f"1#{i['number']}" for i in issues} <= set(seen)
 
 
 # ---- Salesforce --------------------------------------------------------------------------------------

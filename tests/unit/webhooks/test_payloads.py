@@ -51,11 +51,11 @@ def test_github_deliveries():
     repo = {"full_name": "apisync/demo", "id": 7000001}
     obs = parse_webhook("github", orjson.dumps({"action": "edited", "issue": issue, "repository": repo}),
                         {"X-GitHub-Event": "issues"})
-    assert (obs.key, obs.version, obs.deleted) == ("github.issue.apisync/demo#7", 1_795_704_812_000, False)
-    assert obs.key.split(".", 2)[2] == "apisync/demo#7"  # ids may hold '/', '#' (and '.'): split at most twice
+    assert (obs.key, obs.version, obs.deleted) == ("github.issue.7000001#7", 1_795_704_812_000, False)
+    assert obs.key.split(".", 2)[2] == "7000001#7"  # ids may hold '/', '#' (and '.'): split at most twice
     moved = parse_webhook("github", orjson.dumps({"action": "transferred", "issue": issue, "repository": repo}),
                           {"X-GitHub-Event": "issues"})
-    assert (moved.key, moved.deleted) == ("github.issue.apisync/demo#7", True)  # gone from this repository
+    assert (moved.key, moved.deleted) == ("github.issue.7000001#7", True)  # gone from this repository
     assert moved.reason == "transferred to another repository"  # the delivery did not say where
     changes = {"new_issue": {"number": 31}, "new_repository": {"full_name": "apisync/tools"}}
     moved = parse_webhook("github", orjson.dumps({"action": "transferred", "issue": issue, "repository": repo,
@@ -67,9 +67,9 @@ def test_github_deliveries():
     assert (obs.key, obs.deleted) == ("github.issue_comment.555", True)
     pull = {**issue, "number": 8}
     obs = parse_webhook("github", orjson.dumps({"action": "closed", "pull_request": pull,
-                                                "repository": {"full_name": "apisync/tools"}}),
+                                                "repository": {"full_name": "apisync/tools", "id": 7000002}}),
                         {"X-GitHub-Event": "pull_request"})
-    assert obs.key == "github.pull_request.apisync/tools#8"
+    assert obs.key == "github.pull_request.7000002#8"
 
 
 def test_salesforce_delivery():
@@ -95,7 +95,7 @@ def test_salesforce_delivery():
     ("github", orjson.dumps({"issue": {"number": 1, "updated_at": "soon"}}), {"X-GitHub-Event": "issues"},
      "ISO 8601"),
     ("github", orjson.dumps({"issue": {"number": 1, "updated_at": "2026-11-26T14:53:32Z"}}),
-     {"X-GitHub-Event": "issues"}, "repository.full_name"),
+     {"X-GitHub-Event": "issues"}, "repository.id"),
     ("salesforce", orjson.dumps({"type": "account.updated", "data": {"Id": "1"}}), {}, "sobject"),
     ("jira", b"{}", {}, "no webhooks for api"),
 ])

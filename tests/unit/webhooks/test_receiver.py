@@ -70,7 +70,7 @@ def test_valid_stripe_delivery_is_stored_raw_with_headers():
 def test_github_and_salesforce_keys():
     producer = RecordingProducer()
     body = orjson.dumps({"action": "opened", "issue": {"number": 3, "updated_at": "2026-11-26T14:53:32Z"},
-                         "repository": {"full_name": "apisync/demo"}})
+                         "repository": {"full_name": "apisync/demo", "id": 7000001}})
     answer = client(producer).post("/webhooks/github", content=body, headers={
         "X-Hub-Signature-256": sign_github("gh", body), "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-1"})
     assert answer.status_code == 200
@@ -78,7 +78,7 @@ def test_github_and_salesforce_keys():
     answer = client(producer).post("/webhooks/github", content=ping, headers={
         "X-Hub-Signature-256": sign_github("gh", ping), "X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-2"})
     assert answer.status_code == 200
-    assert [m[1] for m in producer.stored] == ["github.issue.apisync/demo#3", "d-2"]
+    assert [m[1] for m in producer.stored] == ["github.issue.7000001#3", "d-2"]
 
 
 @pytest.mark.parametrize("headers, now, status", [
