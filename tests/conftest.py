@@ -38,7 +38,8 @@ def kafka_cluster(stack_dir):
     if os.environ.get("APISYNC_KAFKA_BOOTSTRAP"):
         yield None
         return
-    cluster = KafkaCluster(stack_dir / "kafka").start()
+    # Start-up waits are generous: a JVM on a loaded 2-core machine can take minutes; a stuck one still fails.
+    cluster = KafkaCluster(stack_dir / "kafka").start(timeout=300)
     yield cluster
     gc.collect()  # free clients nobody holds any more, before their broker goes away (less reconnect noise)
     cluster.stop()
@@ -67,12 +68,13 @@ def _external_or_local(variable: str, start):
 
 @pytest.fixture(scope="session")
 def redis_url(stack_dir):
-    yield from _external_or_local("APISYNC_REDIS_URL", lambda: RedisServer(stack_dir / "redis").start())
+    yield from _external_or_local("APISYNC_REDIS_URL", lambda: RedisServer(stack_dir / "redis").start(timeout=120))
 
 
 @pytest.fixture(scope="session")
 def simulator_url(stack_dir):
-    yield from _external_or_local("APISYNC_SIMULATOR_URL", lambda: SimulatorServer(stack_dir / "simulator").start())
+    yield from _external_or_local("APISYNC_SIMULATOR_URL",
+                                  lambda: SimulatorServer(stack_dir / "simulator").start(timeout=180))
 
 
 @pytest.fixture
@@ -116,13 +118,13 @@ def clean_slate(kafka_config, redis_url, simulator_url):
     return reset
 
 
-def _wait_for_deletion(admin, names, timeout: float = 30.0) -> None:
+def _wait_for_deletion(admin, names, timeout: float = 180.0) -> None:
+    """Until the broker lists none of `names`; a test must not start on the previous test's topics."""
     import time
 
     deadline = time.monotonic() + timeout
-    while names and time.monotonic() < deadline:
-        if not set(names) & set(admin.list_topics(timeout=10).topics):
-            return
+    while names and set(names) & set(admin.list_topics(timeout=10).topics):
+        assert time.monotonic() < deadline, f"topics not deleted within {timeout:.0f}s: {names}"
         time.sleep(0.2)
 
 

@@ -44,6 +44,7 @@ class _Pending:
     message: WebhookMessage = field(compare=False)
     attempt: int = field(compare=False, default=1)
     generation: int = field(compare=False, default=0)
+    weight: int = field(compare=False, default=1)  # submitted messages it carries (a merged batch: several)
 
 
 def signed_headers(message: WebhookMessage, secrets: list[str], now: int, url: str = "",
@@ -89,6 +90,11 @@ class WebhookDispatcher:
         self.stats: dict[str, dict[str, int]] = {}
         self._generation = 0
         self.log: list[dict[str, Any]] = []
+        # Per stats key, messages submitted since the last reset and those finished (delivered or given up):
+        # their difference tells a test that the dispatcher is done, instead of a guess that it went quiet.
+        self._counts = threading.Lock()
+        self._submitted: dict[str, int] = {}
+        self._finished: dict[str, int] = {}
 
     def submit(self, messages: list[WebhookMessage]) -> None:
         """Queue messages for their API's configured URL (dropped if none is set)."""
@@ -96,7 +102,9 @@ class WebhookDispatcher:
         for message in messages:
             url = _url_for(message, config)
             if url:
-                self._inbox.put((self._generation, url, message))
+                with self._counts:
+                    self._inbox.put((self._generation, url, message))
+                    self._submitted[_stats_key(message)] = self._submitted.get(_stats_key(message), 0) + 1
         if messages and self._thread is None:
             self.start()
 
@@ -115,11 +123,24 @@ class WebhookDispatcher:
 
     def clear(self) -> None:
         """Drop everything pending (admin reset): queued and scheduled messages of older generations."""
-        self._generation += 1
+        with self._counts:
+            self._generation += 1
+            self._submitted, self._finished = {}, {}
         while not self._inbox.empty():
             self._inbox.get_nowait()
         self.stats = {}
         self.log = []
+
+    def pending(self) -> dict[str, int]:
+        """Per stats key, messages submitted since the last reset that are neither delivered nor given up."""
+        with self._counts:
+            return {key: n - self._finished.get(key, 0) for key, n in self._submitted.items()}
+
+    def _finish(self, item: _Pending) -> None:
+        with self._counts:
+            if item.generation == self._generation:
+                key = _stats_key(item.message)
+                self._finished[key] = self._finished.get(key, 0) + item.weight
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -149,9 +170,10 @@ class WebhookDispatcher:
             except queue.Empty:
                 return
 
-    def _push(self, url: str, message: WebhookMessage, due: float, attempt: int, generation: int) -> None:
+    def _push(self, url: str, message: WebhookMessage, due: float, attempt: int, generation: int,
+              weight: int = 1) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Pending(due, self._seq, url, message, attempt, generation))
+        heapq.heappush(self._heap, _Pending(due, self._seq, url, message, attempt, generation, weight))
 
     def _deliver(self, item: _Pending, chaos: dict[str, Any]) -> None:
         if item.generation != self._generation:
@@ -162,7 +184,10 @@ class WebhookDispatcher:
             ok = self._post(item) or ok
         if not ok and item.attempt < int(chaos.get("max_attempts") or 1):
             backoff = float(chaos.get("retry_base_s") or 0.2) * (2 ** (item.attempt - 1))
-            self._push(item.url, item.message, self._wall() + backoff, item.attempt + 1, item.generation)
+            self._push(item.url, item.message, self._wall() + backoff, item.attempt + 1, item.generation,
+                       item.weight)
+        else:
+            self._finish(item)
 
     def _batch_outbound(self, batch: list[_Pending]) -> list[_Pending]:
         """Due Outbound Messaging notifications merged into SOAP messages of at most max_batch."""
@@ -177,7 +202,8 @@ class WebhookDispatcher:
             body = salesforce_outbound.envelope(config["organization_id"], "https://apisync-sim.my.salesforce.com",
                                                 [item.message.body.decode() for item in group])
             message = WebhookMessage("salesforce", body, "outbound_batch", group[0].message.delivery_id)
-            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation))
+            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation,
+                                   sum(item.weight for item in group)))
         return [item for item in batch if item.message.event != "outbound"] + merged
 
     @staticmethod
@@ -191,7 +217,8 @@ class WebhookDispatcher:
             group = events[start:start + HUBSPOT_MAX_BATCH]
             body = b"[" + b",".join(item.message.body for item in group) + b"]"
             message = WebhookMessage("hubspot", body, "hubspot_batch", group[0].message.delivery_id)
-            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation))
+            merged.append(_Pending(group[0].due, group[0].seq, group[0].url, message, 1, group[0].generation,
+                                   sum(item.weight for item in group)))
         return [item for item in batch if item.message.event != "hubspot_event"] + merged
 
     def _post(self, item: _Pending) -> bool:
@@ -231,6 +258,11 @@ class WebhookDispatcher:
                          "event": item.message.event, "attempt": item.attempt, "status": status})
         del self.log[:-1000]
         return ok
+
+
+def _stats_key(message: WebhookMessage) -> str:
+    """Outbound Messaging counts apart from Salesforce's other webhooks, as in `stats`."""
+    return "salesforce_outbound" if message.event in ("outbound", "outbound_batch") else message.api
 
 
 def _url_for(message: WebhookMessage, config: dict[str, Any]) -> str | None:

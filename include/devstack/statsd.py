@@ -10,7 +10,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
+
+_MARKER = "devstack.statsd.drained:"  # what drain() sends itself: no StatsD line (name:value|type) looks like it
 
 
 class StatsdListener:
@@ -22,6 +25,7 @@ class StatsdListener:
         self._sock.settimeout(0.2)
         self.host, self.port = self._sock.getsockname()
         self.lines: list[str] = []
+        self._markers: set[str] = set()  # drain()'s own packets, kept out of `lines`
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._thread = threading.Thread(target=self._receive, name="statsd-listener", daemon=True)
         self._thread.start()
@@ -34,21 +38,28 @@ class StatsdListener:
                 continue
             except OSError:
                 return
+            lines = [line for line in packet.decode("utf-8", "replace").splitlines() if line]
             with self._lock:
-                self.lines += [line for line in packet.decode("utf-8", "replace").splitlines() if line]
+                self._markers.update(line for line in lines if line.startswith(_MARKER))
+                self.lines += [line for line in lines if not line.startswith(_MARKER)]
 
-    def drain(self, quiet_s: float = 0.5, max_s: float = 10.0) -> list[str]:
-        """Wait until no packet arrived for `quiet_s` (UDP is asynchronous); the lines so far."""
-        deadline, seen = time.monotonic() + max_s, -1
-        while time.monotonic() < deadline:
+    def drain(self, max_s: float = 120.0) -> list[str]:
+        """The lines of every packet sent before this call; call it once the senders are done.
+
+        UDP is asynchronous: a packet sent is in this socket's queue, not yet read. A marker sent now
+        queues behind all of them, so once it is read, so are they (a quiet spell would only guess).
+        """
+        marker = f"{_MARKER}{uuid.uuid4().hex}"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(marker.encode(), (self.host, self.port))
+        deadline = time.monotonic() + max_s
+        while True:
             with self._lock:
-                count = len(self.lines)
-            if count == seen:
-                break
-            seen = count
-            time.sleep(quiet_s)
-        with self._lock:
-            return list(self.lines)
+                if marker in self._markers:
+                    return list(self.lines)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the StatsD listener read nothing for {max_s:.0f}s")
+            time.sleep(0.01)
 
     def _parsed(self, kind: str) -> list[tuple[str, float]]:
         with self._lock:

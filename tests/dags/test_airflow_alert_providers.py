@@ -95,7 +95,8 @@ def webhook_server():
 def test_an_alert_reaches_a_local_smtp_server_through_the_provider_notifier(monkeypatch, smtp_server, sender,
                                                                            expected_from):
     set_conn(monkeypatch, "smtp_alerts", conn_type="smtp", host="127.0.0.1", port=smtp_server.port,
-             extra={"from_email": "airflow@apisync.test", "disable_ssl": True, "disable_tls": True, "timeout": 5})
+             # the socket timeout only has to outlast a loaded machine's local SMTP exchange
+             extra={"from_email": "airflow@apisync.test", "disable_ssl": True, "disable_tls": True, "timeout": 60})
     env = {"APISYNC_ALERT_SMTP_CONN_ID": "smtp_alerts",
            "APISYNC_ALERT_EMAIL_TO": "ops@apisync.test, oncall@apisync.test"}
     if sender:

@@ -32,7 +32,7 @@ def test_metrics_go_to_the_statsd_server_airflow_is_configured_with(monkeypatch,
         metrics.incr("apisync.backfill.stripe.customer.records", 23, tags)
         metrics.gauge("apisync.backfill.stripe.customer.lag", 4.5, tags)
         metrics.timing("apisync.backfill.stripe.customer.rate_limit_wait", 250.0, tags)
-        sink.drain(quiet_s=0.2)
+        sink.drain()
     assert sink.counters() == {"airflow.apisync.backfill.stripe.customer.records": 123}
     assert sink.gauges() == {"airflow.apisync.backfill.stripe.customer.lag": 4.5}
     assert sink.timings() == {"airflow.apisync.backfill.stripe.customer.rate_limit_wait": [250.0]}

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 import orjson
+from confluent_kafka import Consumer, TopicPartition
 
-from apisync.kafka.reader import read_topic
+from apisync.kafka.reader import read_topic, reader_config
 from apisync.normalizer import open_normalizer, refetch_options
 from apisync.settings import ApiSettings, SyncSettings
 from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
 from devstack.airflow import SIMULATOR_TOKENS
+
+# How long a wait for a condition may take before the run counts as stuck: generous, because a loaded
+# 2-core machine is slow, and a condition that holds ends the wait at once.
+PATIENCE_S = 180.0
+
+
+def wait_for(condition, what: str, patience_s: float = PATIENCE_S, every_s: float = 0.25):
+    """Poll `condition()` until it returns something truthy, and return that; fail naming `what` only
+    once `patience_s` passed (a stuck run, not a slow one)."""
+    deadline = time.monotonic() + patience_s
+    while not (outcome := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {patience_s:.0f}s"
+        time.sleep(every_s)
+    return outcome
 
 
 def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: str, rate: float = 200,
@@ -23,7 +39,7 @@ def settings_for(api: str, kafka_config: dict, redis_url: str, simulator_url: st
 
 def changes(kafka_config: dict, api: str) -> list[dict]:
     """Every committed observation on `<api>.changes`, in offset order per partition."""
-    return [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{api}.changes", timeout=60)]
+    return [orjson.loads(m.value()) for m in settled_read(kafka_config, f"{api}.changes")]
 
 
 def newest_per_key(observations: list[dict]) -> dict[str, dict]:
@@ -37,8 +53,9 @@ def newest_per_key(observations: list[dict]) -> dict[str, dict]:
 
 
 def normalize_until_consumed(api: str, kafka_config: dict, redis_client, expected: int,
-                             settings: SyncSettings | None = None, **options) -> int:
-    """Run one normalizer until it consumed `expected` messages (or 60 one-second rounds); returns the count.
+                             settings: SyncSettings | None = None, patience_s: float = PATIENCE_S,
+                             **options) -> int:
+    """Run one normalizer until it consumed `expected` messages (or `patience_s` passed); returns the count.
 
     With `settings` it re-fetches thin webhooks and equal-version ties from the API, as in production.
     """
@@ -47,11 +64,9 @@ def normalize_until_consumed(api: str, kafka_config: dict, redis_client, expecte
             options.update(refetch_options(api, kafka_config, settings.redis_url, settings.api, stack))
         normalizer = open_normalizer(api, kafka_config, redis_client, poll_timeout=0.5, **options)
         stack.callback(normalizer.close)
-        consumed = 0
-        for _ in range(60):
+        consumed, deadline = 0, time.monotonic() + patience_s
+        while consumed < expected and time.monotonic() < deadline:
             consumed += normalizer.run(max_seconds=1.0).consumed
-            if consumed >= expected:
-                break
     return consumed
 
 
@@ -93,23 +108,32 @@ def live_mismatches(api: str, collections, newest: dict[str, dict | None], groun
     return problems
 
 
-def settled_read(kafka_config: dict, topic: str, quiet_s: float = 1.0, max_s: float = 20.0) -> list:
-    """The topic read to its end once two reads `quiet_s` apart agree.
+def settled_read(kafka_config: dict, topic: str) -> list:
+    """The topic read to its end once every transaction written to it is settled.
 
     A transaction's commit returns before its markers reach every partition, so a read_committed read
-    right after a normalizer finished can stop short of the last stable offset for a moment.
+    right after a normalizer finished can stop short; it is whole once each partition's last stable
+    offset has reached its high watermark (a transaction left open by a killed writer is aborted by the
+    broker at its timeout, so this always comes).
     """
-    import time
+    wait_for(lambda: transactions_settled(kafka_config, topic), f"{topic}: every transaction settled")
+    return read_topic(kafka_config, topic, timeout=60)
 
-    messages = read_topic(kafka_config, topic, timeout=60)
-    deadline = time.monotonic() + max_s
-    while time.monotonic() < deadline:
-        time.sleep(quiet_s)
-        again = read_topic(kafka_config, topic, timeout=60)
-        if len(again) == len(messages):
-            return again
-        messages = again
-    return messages
+
+def transactions_settled(kafka_config: dict, topic: str) -> bool:
+    """Whether no partition of `topic` has an open or unsettled transaction (last stable offset = high watermark)."""
+    return _ends(kafka_config, topic, "read_committed") == _ends(kafka_config, topic, "read_uncommitted")
+
+
+def _ends(kafka_config: dict, topic: str, isolation: str) -> list[int]:
+    """Each partition's end as a consumer with `isolation` sees it: read_committed asks for the last
+    stable offset, read_uncommitted for the high watermark."""
+    consumer = Consumer(reader_config(kafka_config, isolation))
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions]
+    finally:
+        consumer.close()
 
 
 def history(kafka_config: dict, topic: str) -> dict[str, list[tuple[dict | None, int, int]]]:
@@ -155,21 +179,21 @@ def duplicate_event_ids(events: dict[str, list]) -> list[str]:
 
 
 def normalize_until_idle(api: str, kafka_config: dict, redis_url: str, settings: SyncSettings | None = None,
-                         quiet_rounds: int = 2, max_rounds: int = 120) -> int:
-    """Run one normalizer until it owns partitions and found nothing new for `quiet_rounds` seconds."""
+                         patience_s: float = PATIENCE_S) -> int:
+    """Run one normalizer until it owns partitions and has read every one to its end (what is committed
+    there now); returns how many messages it consumed. Call it once the writers are done."""
     import redis
 
     with contextlib.ExitStack() as stack:
         options = refetch_options(api, kafka_config, redis_url, settings.api, stack) if settings else {}
         normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), poll_timeout=0.5, **options)
         stack.callback(normalizer.close)
-        consumed, idle = 0, 0
-        for _ in range(max_rounds):
-            stats = normalizer.run(max_seconds=1.0)
-            consumed += stats.consumed
-            idle = idle + 1 if stats.consumed == 0 and normalizer.assignment() else 0
-            if idle >= quiet_rounds:
-                break
+        consumed, deadline = 0, time.monotonic() + patience_s
+        # End-of-partition notices decide "caught up", not a quiet spell: a loaded machine can take
+        # seconds to hand out partitions or answer a first fetch without anything being done.
+        while not normalizer.caught_up():
+            assert time.monotonic() < deadline, f"{api}: the normalizer did not catch up within {patience_s:.0f}s"
+            consumed += normalizer.run(max_seconds=1.0, stop_when_idle=True).consumed
     return consumed
 
 
@@ -192,7 +216,7 @@ def normalize_all_and_check(api: str, kafka_config: dict, redis_url: str, settin
     the simulator's truth and no event id repeats; returns the events topic's history."""
     import redis
 
-    stored = len(read_topic(kafka_config, f"{api}.changes", timeout=60))
+    stored = len(settled_read(kafka_config, f"{api}.changes"))
     consumed = 0
     for _ in range(3):  # a fresh broker's group coordinator can take a while to hand out partitions
         consumed += normalize_until_consumed(api, kafka_config, redis.Redis.from_url(redis_url), stored - consumed,
@@ -228,10 +252,9 @@ def namespaced_receiver(api: str, kafka_config: dict, **webhook_settings):
 
 
 @contextlib.contextmanager
-def served(app, timeout: float = 20.0):
+def served(app, timeout: float = 120.0):
     """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL."""
     import threading
-    import time
 
     import uvicorn
 
@@ -251,18 +274,15 @@ def served(app, timeout: float = 20.0):
         thread.join(10)
 
 
-def wait_until_webhooks_settle(sim: httpx.Client, api: str = "stripe", quiet_polls: int = 6) -> None:
-    """Until the simulator's delivery attempts for `api` stop growing (retries included)."""
-    import time
+def wait_until_webhooks_delivered(sim: httpx.Client, api: str = "stripe") -> dict:
+    """Until every webhook the simulator queued for `api` since its last reset is delivered (or given up
+    after its attempts); returns the delivery counts. The simulator's own count decides, not a quiet spell:
+    a retry's backoff or a slow receiver can pause deliveries for longer than any fixed spell."""
+    def finished():
+        stats = sim.get("/_admin/stats").json()
+        return stats["webhooks"].get(api, {"delivered": 0}) if stats["webhooks_pending"].get(api, 0) == 0 else None
 
-    last, stable = -1, 0
-    for _ in range(240):
-        attempts = sim.get("/_admin/stats").json()["webhooks"].get(api, {}).get("attempts", 0)
-        stable = stable + 1 if attempts == last else 0
-        if stable >= quiet_polls:
-            return
-        last = attempts
-        time.sleep(0.25)
+    return wait_for(finished, f"the simulator's {api} webhooks delivered")
 
 
 STRIPE_AUTH = {"Authorization": f"Bearer {SIMULATOR_TOKENS['stripe']}"}
@@ -282,6 +302,5 @@ def stripe_events(sim: httpx.Client) -> list[dict]:
 
 def settle_stripe_events(sim: httpx.Client) -> None:
     """Wait until every event created so far is visible in /v1/events (the simulator lags like Stripe)."""
-    import time
-
+    # Each event's delay is drawn from [0, lag] on the simulator's clock: once `lag` has passed, all are visible.
     time.sleep(float(sim.get("/_admin/config").json()["stripe_events_lag_s"]) + 1.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sync_helpers import live_mismatches, truth
+from sync_helpers import live_mismatches, settled_read, truth
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
@@ -61,7 +61,7 @@ def api(airflow):
 def records_by_key(kafka_bootstrap: str, api_name: str) -> dict[str, dict | None]:
     """The latest `<api>.records` value per key (None = tombstone), as a compacted reader sees it."""
     latest: dict[str, dict | None] = {}
-    for msg in read_topic({"bootstrap.servers": kafka_bootstrap}, f"{api_name}.records", timeout=60):
+    for msg in settled_read({"bootstrap.servers": kafka_bootstrap}, f"{api_name}.records"):
         latest[msg.key().decode()] = orjson.loads(msg.value()) if msg.value() is not None else None
     return latest
 
@@ -121,8 +121,8 @@ def test_incremental_syncs_backfilled_collections_and_skips_the_rest(api, clean_
                       "incremental[2]": "skipped", "incremental[3]": "skipped"}
     skipped_log = rest.task_log(api, "stripe_incremental", run_id, "incremental", map_index=1)
     assert "skipping incremental sync, the backfill has not finished yet" in skipped_log
-    polled = {orjson.loads(m.value())["id"] for m in read_topic({"bootstrap.servers": kafka_bootstrap},
-                                                                 "stripe.changes", timeout=60)
+    polled = {orjson.loads(m.value())["id"] for m in settled_read({"bootstrap.servers": kafka_bootstrap},
+                                                                   "stripe.changes")
               if orjson.loads(m.value())["source"] == "poll"}
     assert {m["id"] for m in changed} <= polled
 

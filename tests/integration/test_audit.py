@@ -23,6 +23,7 @@ from sync_helpers import (
     normalize_until_consumed,
     record_problems,
     settings_for,
+    settled_read,
     truth,
 )
 
@@ -40,7 +41,7 @@ COLLECTION = "customer"
 
 def _normalize(kafka_config, redis_url, settings, already: int = 0) -> int:
     """Normalize what stripe.changes gained since `already` (re-fetching ties, as in production)."""
-    total = len(read_topic(kafka_config, "stripe.changes", timeout=60))
+    total = len(settled_read(kafka_config, "stripe.changes"))
     normalize_until_consumed("stripe", kafka_config, redis.Redis.from_url(redis_url), total - already,
                              settings=settings)
     return total

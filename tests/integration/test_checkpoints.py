@@ -6,12 +6,12 @@ import uuid
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
+from sync_helpers import settled_read
 
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value, transactional_id
 from apisync.cli import main
 from apisync.kafka.admin import ensure
 from apisync.kafka.producer import Outgoing, TransactionError
-from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import CHECKPOINTS_TOPIC, Layout, checkpoints_topic
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_committed_page_makes_data_and_checkpoint_visible_together(kafka_config,
 
     writer.write_page(page(data, 1), key, checkpoint_value({"starting_after": "cus_1_4"}, pages=1))
 
-    keys = sorted(m.key().decode() for m in read_topic(kafka_config, data))
+    keys = sorted(m.key().decode() for m in settled_read(kafka_config, data))
     assert keys == [f"stripe.customer.cus_1_{i}" for i in range(5)]
     loaded = CheckpointStore(kafka_config, topic=cursors).load(key)
     assert (loaded["cursor"], loaded["pages"], loaded["done"]) == ({"starting_after": "cus_1_4"}, 1, False)
@@ -63,11 +63,11 @@ def test_aborted_page_leaves_neither_data_nor_checkpoint(kafka_config, topics):
 
     store = CheckpointStore(kafka_config, topic=cursors)
     assert store.load(key)["cursor"] == {"since": "2026-11-01T00:00:00Z"}
-    assert {orjson.loads(m.value())["page"] for m in read_topic(kafka_config, data)} == {1}
+    assert {orjson.loads(m.value())["page"] for m in settled_read(kafka_config, data)} == {1}
     # The same writer goes on after an abort: the retried page commits.
     writer.write_page(page(data, 2), key, checkpoint_value({"since": "2026-11-02T00:00:00Z"}, pages=2))
     assert store.load(key)["cursor"] == {"since": "2026-11-02T00:00:00Z"}
-    assert len(read_topic(kafka_config, data)) == 10
+    assert len(settled_read(kafka_config, data)) == 10
 
 
 def test_reset_forgets_one_key_and_load_all_filters_by_prefix(kafka_config, topics):
@@ -111,4 +111,4 @@ def test_restarted_worker_fences_the_old_one_for_the_same_job(kafka_config, topi
         zombie.write_page(page(data, 9), key, checkpoint_value({"next": "/q/99"}, pages=9))
 
     assert CheckpointStore(kafka_config, topic=cursors).load(key)["cursor"] == {"next": "/q/2"}
-    assert {orjson.loads(m.value())["page"] for m in read_topic(kafka_config, data)} == {1}
+    assert {orjson.loads(m.value())["page"] for m in settled_read(kafka_config, data)} == {1}

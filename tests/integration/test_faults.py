@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 import redis
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from sync_helpers import (
     duplicate_event_ids,
@@ -33,9 +34,11 @@ from sync_helpers import (
     served,
     settings_for,
     settle_stripe_events,
+    settled_read,
     stripe_events,
     truth,
-    wait_until_webhooks_settle,
+    wait_for,
+    wait_until_webhooks_delivered,
 )
 
 from api_simulator.signing import stripe_signature
@@ -207,10 +210,14 @@ def test_a_zombie_normalizer_cannot_roll_its_successor_back(stack, clean_slate):
                               env={**stack.env, "APISYNC_FAILPOINTS": "normalizer.consumed=stop@2"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(15)  # the zombie-to-be commits its first batch
+        # The zombie-to-be commits everything so far (or, had a first fetch split it, stops at the rest).
+        wait_for(lambda: _stopped(zombie.pid) or _group_consumed_everything(stack, "stripe.changes"),
+                 "the zombie's first batch committed")
         _poll_a_round(stack)  # its second batch: it stops right after consuming it, before the fence
-        _wait_until_stopped(zombie.pid, 60)
-        time.sleep(12)  # past session.timeout.ms (10 s): the group takes the zombie's partitions away
+        wait_for(lambda: _stopped(zombie.pid), "the zombie reaching its failpoint")
+        # Past session.timeout.ms (10 s) the group takes the zombie's partitions away; were it slower,
+        # the successor's join would just wait for it (catch_up waits until the successor owns them all).
+        time.sleep(12)
         _poll_a_round(stack)
         stack.catch_up()  # the successor claims the partitions (new owner epochs) and commits both rounds
         os.kill(zombie.pid, signal.SIGCONT)  # the zombie wakes with its old batch and old positions
@@ -247,6 +254,19 @@ def test_redis_losing_the_ledger_mid_run_is_rebuilt_before_anything_is_accepted(
     stack.verdict("Redis loses the ledger mid-run", "FLUSHDB under a running normalizer, every observation replayed")
 
 
+def _group_consumed_everything(stack: Stack, topic: str) -> bool:
+    """Whether the normalizer group's committed offsets are past every message now on `topic`."""
+    ends: dict[int, int] = {}
+    for msg in read_topic(stack.kafka_config, topic, timeout=60):
+        ends[msg.partition()] = msg.offset() + 1
+    consumer = Consumer({**stack.kafka_config, "group.id": f"apisync.normalizer.{stack.api}"})  # never joins
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in ends], timeout=30)
+    finally:
+        consumer.close()
+    return all(tp.offset >= ends[tp.partition] for tp in committed)
+
+
 def _wait_for_records(stack: Stack, minimum: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while len(read_topic(stack.kafka_config, "stripe.records", timeout=60)) < minimum:
@@ -278,7 +298,7 @@ def test_sigkill_of_the_webhook_receiver_loses_no_delivery(stack, point):
         assert receiver.wait(timeout=60) == KILLED  # died at the failpoint, mid-delivery
         stack.output.append(receiver.stdout.read())
         receiver = _start_receiver(env, port, "")  # back; the simulator retries what was not answered
-        wait_until_webhooks_settle(stack.sim, quiet_polls=8)
+        wait_until_webhooks_delivered(stack.sim)
     finally:
         stack.sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}}})
         receiver.kill()
@@ -291,7 +311,7 @@ def _start_receiver(env: dict, port: int, failpoints: str) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "apisync.webhooks", "--port", str(port)],
                                env={**env, "APISYNC_FAILPOINTS": failpoints}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a Python process importing FastAPI and Kafka: slow on a loaded machine
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/webhooks/health", timeout=1).status_code == 200:
@@ -370,7 +390,8 @@ def _backfill_across_an_outage(stack: Stack, node: Callable[[], int], cluster: K
     backfill = subprocess.Popen([sys.executable, "-m", "apisync", "sync", "backfill", "stripe", *COLLECTIONS],
                                 env={**stack.env, "APISYNC_FAILPOINTS": ""}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)  # a page or two in
+    # A page or two in (the slow fault keeps the rest of the walk running for seconds after that).
+    wait_for(lambda: read_topic(stack.kafka_config, "stripe.changes", timeout=60), "the backfill's first page")
     victim = node()
     cluster.stop_node(victim, kill=True)
     time.sleep(down_s)
@@ -437,7 +458,7 @@ def _poll_a_round(stack: Stack) -> None:
 def _replay_old_observations(stack: Stack) -> None:
     """Every observation so far arrives again (a replayed page, a late webhook retry): none may change a record."""
     producer = Producer(stack.kafka_config)
-    for msg in read_topic(stack.kafka_config, "stripe.changes", timeout=60):
+    for msg in settled_read(stack.kafka_config, "stripe.changes"):
         producer.send(Outgoing("stripe.changes", msg.key().decode(), msg.value()))
     producer.flush()
     producer.close()
@@ -449,11 +470,6 @@ def _killed_then_resumed(stack: Stack, job: str, armed: str, expect: int) -> Non
         stack.job(job)
 
 
-def _wait_until_stopped(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        if state == "T":
-            return
-        time.sleep(0.2)
-    raise AssertionError("the zombie never reached its failpoint")
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, state T)."""
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "T"

@@ -26,7 +26,9 @@ from sync_helpers import (
     normalize_until_consumed,
     record_problems,
     settings_for,
+    settled_read,
     truth,
+    wait_until_webhooks_delivered,
 )
 
 from apisync.apis import build_source
@@ -90,7 +92,7 @@ def test_a_backfill_past_the_search_cap_killed_and_resumed_equals_truth(
         run_backfill(settings, "contact", source=_DiesAfter(source, 30))  # 6,000 contacts in, then dead
     resumed = run_backfill(settings, "contact", source=source)
     assert resumed.pages < 30, f"the resumed run walked {resumed.pages} pages: it started over"
-    assert len(read_topic(kafka_config, "hubspot.changes", timeout=60)) == live
+    assert len(settled_read(kafka_config, "hubspot.changes")) == live
     _normalize_and_check(kafka_config, redis_url, simulator_url, settings, ("contact",))
 
 
@@ -131,7 +133,7 @@ def test_webhooks_batched_thin_shuffled_duplicated_end_as_truth(
         for m in sim.post("/_admin/mutate", json={"api": "hubspot", "count": 3}).json()["mutations"]:
             touched.add(f"hubspot.{m['collection']}.{m['id']}")
         sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
-    delivered = _wait_for_deliveries(sim)
+    delivered = wait_until_webhooks_delivered(sim, "hubspot")["delivered"]
     stored = len(read_topic(kafka_config, f"{ns}hubspot.webhooks"))
     assert stored >= 45 > delivered, "events were not batched"
     settings = _settings(kafka_config, redis_url, simulator_url)
@@ -150,19 +152,6 @@ def test_webhooks_batched_thin_shuffled_duplicated_end_as_truth(
             assert (past[-1][0]["version"], past[-1][0]["data"]) == (expected["version"], expected["data"]), key
     assert record_problems("hubspot", (), records, ground) == []  # versions never backwards
     assert duplicate_event_ids(history(kafka_config, f"{ns}hubspot.events")) == []
-
-
-def _wait_for_deliveries(sim, timeout: float = 30.0) -> int:
-    """HubSpot delivery count once it stops changing."""
-    deadline, last, stable = time.monotonic() + timeout, -1, 0
-    while time.monotonic() < deadline:
-        delivered = sim.get("/_admin/stats").json()["webhooks"].get("hubspot", {}).get("delivered", 0)
-        stable = stable + 1 if delivered == last and delivered else 0
-        if stable >= 4:
-            return delivered
-        last = delivered
-        time.sleep(0.25)
-    return last
 
 
 def test_a_silent_deal_stage_change_fires_dealstage_changed(

@@ -6,6 +6,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from sync_helpers import settled_read
 
 from apisync.kafka.partitioning import partition_for
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
@@ -33,7 +34,7 @@ def test_values_keys_and_headers_arrive_as_sent(kafka_config, make_topic):
     producer.produce(topic, "stripe.customer.cus_3", None)
     producer.flush()
 
-    got = {m.key().decode(): (m.value(), m.headers(), m.partition()) for m in read_topic(kafka_config, topic)}
+    got = {m.key().decode(): (m.value(), m.headers(), m.partition()) for m in settled_read(kafka_config, topic)}
     assert got == {
         "stripe.customer.cus_1": (orjson.dumps({"id": "cus_1", "n": 1}), [("source", b"poll")],
                                   partition_for("stripe.customer.cus_1", 6)),
@@ -74,7 +75,7 @@ def test_transaction_commits_all_or_nothing(kafka_config, make_topic):
     with producer.transaction():
         producer.produce(topic, "d", {"page": 3})
 
-    seen = sorted((m.key(), orjson.loads(m.value())["page"]) for m in read_topic(kafka_config, topic))
+    seen = sorted((m.key(), orjson.loads(m.value())["page"]) for m in settled_read(kafka_config, topic))
     assert seen == [(b"a", 1), (b"b", 1), (b"d", 3)]
     uncommitted = {m.key() for m in read_topic(kafka_config, topic, isolation="read_uncommitted")}
     assert b"c" in uncommitted  # proves the aborted message really reached the broker
@@ -88,7 +89,7 @@ def test_second_worker_with_same_transactional_id_fences_the_zombie(kafka_config
     with pytest.raises(TransactionError, match="fenced"), zombie.transaction():
         zombie.produce(topic, "late", {"from": "zombie"})
 
-    assert read_topic(kafka_config, topic) == []
+    assert settled_read(kafka_config, topic) == []
 
 
 def test_consumed_offsets_commit_with_the_transaction_or_not_at_all(kafka_config, make_topic):
@@ -119,5 +120,5 @@ def test_consumed_offsets_commit_with_the_transaction_or_not_at_all(kafka_config
         copy(batch)
 
     assert consumer.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 2
-    assert [m.key() for m in read_topic(kafka_config, sink)] == [b"k0", b"k1"]
+    assert [m.key() for m in settled_read(kafka_config, sink)] == [b"k0", b"k1"]
     consumer.close()

@@ -72,11 +72,12 @@ def _produce_garbage(kafka_config: dict) -> None:
 
 
 def _normalize_cli(kafka_config: dict, redis_url: str, statsd_env: dict) -> str:
-    """`python -m apisync normalize stripe` for a bounded time, configured like a deployment: env only."""
+    """`python -m apisync normalize stripe --until-idle` (an asset-triggered run), configured like a deployment:
+    env only. Until idle, not for a fixed time: a loaded machine may need long to start and join the group."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APISYNC_", "AIRFLOW__METRICS__"))}
     env.update(PYTHONPATH=str(ROOT / "include"), APISYNC_KAFKA_BOOTSTRAP=kafka_config["bootstrap.servers"],
                APISYNC_REDIS_URL=redis_url, **statsd_env)
-    done = subprocess.run([sys.executable, "-m", "apisync", "normalize", "stripe", "--max-seconds", "8"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "apisync", "normalize", "stripe", "--until-idle"],
+                          env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sync_helpers import served
+from sync_helpers import served, settled_read, transactions_settled, wait_for
 
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
@@ -28,7 +28,9 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_follow_secret"
-DEADLINE_S = 60.0  # generous: the process joins the group and the simulator delivers within seconds
+# Generous: the process joins the group and the simulator delivers within seconds, but a loaded 2-core
+# machine can stretch that many times over; only a stuck run reaches it.
+DEADLINE_S = 120.0
 
 
 @pytest.fixture
@@ -80,13 +82,13 @@ def _start(env: dict, log: Path) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen, log: Path) -> int:
-    """SIGTERM, then the exit code (a process still alive after 30 s is killed and fails the test)."""
+    """SIGTERM, then the exit code (a process still alive after DEADLINE_S is killed and fails the test)."""
     process.send_signal(signal.SIGTERM)
     try:
-        return process.wait(timeout=30)
+        return process.wait(timeout=DEADLINE_S)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail(f"the follower ignored SIGTERM for 30 s:\n{log.read_text()[-3000:]}")
+        pytest.fail(f"the follower ignored SIGTERM for {DEADLINE_S:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def _mutate(sim: httpx.Client) -> str:
@@ -161,7 +163,7 @@ def test_follow_normalizes_webhooks_until_sigterm_and_loses_nothing_across_a_res
         _wait_for_truth(kafka_config, sim, second, follower, log)
     finally:
         assert _stop(follower, log) == 0, log.read_text()[-3000:]
-    events = [orjson.loads(m.value()) for m in read_topic(kafka_config, "stripe.events", timeout=30)]
+    events = [orjson.loads(m.value()) for m in settled_read(kafka_config, "stripe.events")]
     assert {e["key"] for e in events} >= {first, second}
     assert len({e["event_id"] for e in events}) == len(events)  # the restart re-emitted nothing
 
@@ -176,8 +178,6 @@ def test_until_idle_normalizes_what_is_waiting_and_then_exits(stack, kafka_confi
                           timeout=DEADLINE_S * 2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "consumed=" in done.stdout and "consumed=0," not in done.stdout, done.stdout
-    # a commit returns before its markers reach every partition: give a read_committed reader a moment
-    deadline = time.monotonic() + 20
-    while not all(_matches_truth(kafka_config, sim, key) for key in keys) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    # a commit returns before its markers reach every partition: read once they have
+    wait_for(lambda: transactions_settled(kafka_config, "stripe.records"), "stripe.records settled", DEADLINE_S)
     assert all(_matches_truth(kafka_config, sim, key) for key in keys), done.stdout + done.stderr[-3000:]

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import threading
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from sync_helpers import PATIENCE_S, settled_read
 
 from apisync import normalizer as normalizer_module
 from apisync.events import Observation, event_id
@@ -21,7 +23,6 @@ from apisync.fence import LedgerUnavailable, VersionFence, pack_deflate
 from apisync.http import RetriableError
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
-from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
 from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
@@ -59,15 +60,14 @@ def produce(kafka_config, topic, items):
     producer.flush()
 
 
-def drain(kafka_config, ns, redis_client, ledger, expected, limit_s=60.0, **options):
-    """Run a normalizer until it consumed `expected` messages."""
+def drain(kafka_config, ns, redis_client, ledger, expected, **options):
+    """Run a normalizer until it consumed `expected` messages (a stuck one fails after PATIENCE_S)."""
     normalizer = open_normalizer("stripe", kafka_config, redis_client, namespace=ns, ledger_prefix=ledger,
                                  poll_timeout=0.5, **options)
-    consumed, rounds = 0, 0
+    consumed, deadline = 0, time.monotonic() + PATIENCE_S
     try:
-        while consumed < expected and rounds < limit_s:
+        while consumed < expected and time.monotonic() < deadline:
             consumed += normalizer.run(max_seconds=1.0).consumed
-            rounds += 1
     finally:
         normalizer.close()
     assert consumed == expected
@@ -76,7 +76,7 @@ def drain(kafka_config, ns, redis_client, ledger, expected, limit_s=60.0, **opti
 
 def records_by_key(kafka_config, ns):
     by_key = defaultdict(list)
-    for msg in read_topic(kafka_config, f"{ns}stripe.records"):
+    for msg in settled_read(kafka_config, f"{ns}stripe.records"):
         value = orjson.loads(msg.value()) if msg.value() is not None else None
         by_key[msg.key().decode()].append((msg.partition(), msg.offset(), value, dict(msg.headers() or [])))
     return by_key
@@ -84,7 +84,7 @@ def records_by_key(kafka_config, ns):
 
 def events_list(kafka_config, ns):
     return [(m.key().decode(), m.partition(), orjson.loads(m.value()))
-            for m in read_topic(kafka_config, f"{ns}stripe.events")]
+            for m in settled_read(kafka_config, f"{ns}stripe.events")]
 
 
 @pytest.fixture()
@@ -158,9 +158,9 @@ def test_delete_gives_one_deleted_event_and_a_tombstone(kafka_config, redis_clie
     assert history[-1][3]["apisync-version"] == str(BASE_MS + 5000).encode()
     kinds = [e["type"] for k, _p, e in events_list(kafka_config, ns) if k == key]
     assert kinds == ["created", "deleted"]
-    secondary = read_topic(kafka_config, f"{ns}stripe.customer.deleted")
+    secondary = settled_read(kafka_config, f"{ns}stripe.customer.deleted")
     assert [orjson.loads(m.value())["record"]["data"]["email"] for m in secondary] == ["x@y.z"]
-    assert [m.value() for m in read_topic(kafka_config, f"{ns}stripe.customer")][-1] is None
+    assert [m.value() for m in settled_read(kafka_config, f"{ns}stripe.customer")][-1] is None
 
 
 def test_rule_events_and_secondary_topics(kafka_config, redis_client, ledger):
@@ -171,9 +171,10 @@ def test_rule_events_and_secondary_topics(kafka_config, redis_client, ledger):
              for i, a in enumerate(amounts)]
     produce(kafka_config, f"{ns}stripe.changes", items)
     drain(kafka_config, ns, redis_client, ledger, len(items))
-    crossed = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.invoice.amount_due_crossed_1000")]
+    crossed_topic = f"{ns}stripe.invoice.amount_due_crossed_1000"
+    crossed = [orjson.loads(m.value()) for m in settled_read(kafka_config, crossed_topic)]
     assert [e["record"]["data"]["amount_due"] for e in crossed] == [1500, 1200]
-    updated = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.invoice.updated")]
+    updated = [orjson.loads(m.value()) for m in settled_read(kafka_config, f"{ns}stripe.invoice.updated")]
     assert updated[0]["changes"] == {"amount_due": [500, 1500]}
 
 
@@ -185,7 +186,7 @@ def test_malformed_observations_go_to_the_dlq_and_the_rest_flows(kafka_config, r
     produce(kafka_config, f"{ns}stripe.changes", items)
     produce(kafka_config, f"{ns}stripe.webhooks", [("d1", b'{"type": "invoice.updated"}')])
     drain(kafka_config, ns, redis_client, ledger, 4)
-    dead = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.dlq")]
+    dead = [orjson.loads(m.value()) for m in settled_read(kafka_config, f"{ns}stripe.dlq")]
     reasons = sorted(d["reason"] for d in dead)
     assert len(dead) == 3
     assert any("not JSON" in r for r in reasons) and any("widget" in r for r in reasons)
@@ -256,7 +257,7 @@ def test_a_thin_webhook_whose_refetch_fails_transiently_is_retried_not_dead_lett
 
     drain(kafka_config, ns, redis_client, ledger, 1, refetch=refetch)
     assert calls == ["stripe.invoice.in_1"] * 2  # the batch was read again, not given up
-    assert read_topic(kafka_config, f"{ns}stripe.dlq") == []
+    assert settled_read(kafka_config, f"{ns}stripe.dlq") == []
     assert records_by_key(kafka_config, ns)["stripe.invoice.in_1"][-1][2]["data"] == {"id": "in_1", "status": "paid"}
 
 
@@ -340,19 +341,18 @@ def test_a_stalled_redis_aborts_batches_in_bounded_time_and_loses_nothing(
     pid = _local_redis_pid(redis_client)
     with opened_normalizer("stripe", kafka_config, f"{redis_url}?socket_timeout=1", namespace=ns,
                            ledger_prefix=ledger, poll_timeout=0.5) as normalizer:
-        consumed = 0
-        for _round in range(60):  # owns its partitions and committed the first ten
+        consumed, deadline = 0, time.monotonic() + PATIENCE_S
+        while consumed < 10 and time.monotonic() < deadline:  # owns its partitions and committed the first ten
             consumed += normalizer.run(max_seconds=1.0).consumed
-            if consumed == 10:
-                break
         assert consumed == 10
         produce(kafka_config, f"{ns}stripe.changes", messages[10:])
         os.kill(pid, signal.SIGSTOP)
-        guard = threading.Timer(40, os.kill, (pid, signal.SIGCONT))  # with no timeout: wake it, end the run
+        # Three 1 s socket timeouts in a row take seconds; the run's bound only catches a hang.
+        guard = threading.Timer(120, os.kill, (pid, signal.SIGCONT))  # with no timeout: wake it, end the run
         guard.start()
         try:
             with pytest.raises(LedgerUnavailable, match="the Redis ledger did not answer"):
-                normalizer.run(max_seconds=30)
+                normalizer.run(max_seconds=100)
         finally:
             guard.cancel()
             os.kill(pid, signal.SIGCONT)

@@ -7,10 +7,10 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaException
+from sync_helpers import settled_read
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer, TransactionError
-from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import consumer_config, open_normalizer
 from apisync.rules import rule_event_types
@@ -18,6 +18,7 @@ from apisync.rules import rule_event_types
 pytestmark = pytest.mark.integration
 
 BASE_MS = 1_795_704_812_000
+PATIENCE_S = 180.0  # only a stuck run waits this long, however loaded the machine is
 
 
 def namespace(kafka_config, partitions=3):
@@ -39,7 +40,7 @@ def test_a_zombie_with_a_batch_in_hand_is_fenced_and_its_fence_writes_roll_back(
                                                       "data": {"id": f"cus_{n}"}})
     producer.flush()
     zombie = open_normalizer("stripe", kafka_config, client, namespace=ns, ledger_prefix=ledger)
-    batch, deadline = [], time.monotonic() + 30
+    batch, deadline = [], time.monotonic() + PATIENCE_S
     while len(batch) < 6 and time.monotonic() < deadline:
         batch += [m for m in zombie._consumer.consume(10, 0.5) if m.error() is None]
     assert len(batch) == 6
@@ -54,18 +55,16 @@ def test_a_zombie_with_a_batch_in_hand_is_fenced_and_its_fence_writes_roll_back(
             zombie.close()
         except KafkaException:
             pass  # a fenced static member may not leave cleanly
-    consumed = 0
+    consumed, deadline = 0, time.monotonic() + PATIENCE_S
     try:
-        for _ in range(30):
+        while consumed < 6 and time.monotonic() < deadline:
             consumed += successor.run(max_seconds=1.0).consumed
-            if consumed >= 6:
-                break
     finally:
         successor.close()
-    events = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}stripe.events")]
+    events = [orjson.loads(m.value()) for m in settled_read(kafka_config, f"{ns}stripe.events")]
     assert sorted((e["key"], e["type"]) for e in events) == [(f"stripe.customer.cus_{n}", "created")
                                                             for n in range(6)]
-    assert len(read_topic(kafka_config, f"{ns}stripe.records")) == 6
+    assert len(settled_read(kafka_config, f"{ns}stripe.records")) == 6
 
 
 def test_range_assignment_keeps_partition_n_of_both_inputs_on_one_member(kafka_config):
@@ -74,7 +73,7 @@ def test_range_assignment_keeps_partition_n_of_both_inputs_on_one_member(kafka_c
     try:
         for member in members:
             member.subscribe([f"{ns}stripe.changes", f"{ns}stripe.webhooks"])
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + PATIENCE_S
         while time.monotonic() < deadline:
             for member in members:
                 member.poll(0.2)

@@ -19,12 +19,12 @@ from sync_helpers import (
     record_problems,
     served,
     settings_for,
-    wait_until_webhooks_settle,
+    settled_read,
+    wait_until_webhooks_delivered,
 )
 
 from apisync.kafka.partitioning import partition_for
 from apisync.kafka.producer import Producer
-from apisync.kafka.reader import read_topic
 from apisync.sync import run_backfill, run_incremental
 from apisync.webhooks.receiver import WebhookSettings, create_app
 
@@ -60,7 +60,7 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
         mutate_a_little()
     for collection in COLLECTIONS:
         run_incremental(settings, collection)
-    wait_until_webhooks_settle(sim)
+    wait_until_webhooks_delivered(sim)
     sim.post("/_admin/config", json={"webhooks": {"stripe": {"url": None}},
                                      "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
 
@@ -75,6 +75,6 @@ def test_three_paths_on_the_same_keys_converge(clean_slate, kafka_config, redis_
 
 
 def _normalize_everything(kafka_config, redis_url) -> None:
-    expected = sum(len(read_topic(kafka_config, f"stripe.{t}")) for t in ("changes", "webhooks"))
+    expected = sum(len(settled_read(kafka_config, f"stripe.{t}")) for t in ("changes", "webhooks"))
     assert normalize_until_consumed("stripe", kafka_config, redis.Redis.from_url(redis_url), expected) == expected
 

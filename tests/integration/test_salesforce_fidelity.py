@@ -28,6 +28,7 @@ from sync_helpers import (
     record_problems,
     settings_for,
     truth,
+    wait_until_webhooks_delivered,
 )
 
 from apisync.kafka.reader import read_topic
@@ -150,7 +151,10 @@ def test_outbound_messages_batched_duplicated_shuffled_end_as_truth(
                                                   "kinds": ["create", "update"]}).json()["mutations"]:
             touched.add(f"salesforce.{m['collection']}.{m['id']}")
         sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
-    stats = _wait_for_soap(sim)
+    # Transactions still open (late commits, if configured) commit now and push their notifications.
+    lag_s = sim.get("/_admin/config").json()["salesforce_late_commits"]["lag_s"]
+    sim.post("/_admin/clock", json={"advance_s": lag_s + 1}).raise_for_status()
+    stats = wait_until_webhooks_delivered(sim, "salesforce_outbound")
     stored = len(read_topic(kafka_config, f"{ns}salesforce.webhooks"))
     assert stored >= 30 > stats["delivered"], "notifications were not batched"
     ledger = f"test:ledger:{uuid.uuid4().hex}"
@@ -165,19 +169,6 @@ def test_outbound_messages_batched_duplicated_shuffled_end_as_truth(
         assert (past[-1][0]["version"], past[-1][0]["data"]) == (expected["version"], expected["data"]), key
     assert record_problems("salesforce", (), records, ground) == []  # versions never backwards
     assert duplicate_event_ids(history(kafka_config, f"{ns}salesforce.events")) == []
-
-
-def _wait_for_soap(sim, timeout: float = 30.0) -> dict:
-    """Outbound Messaging delivery counts once they stop changing."""
-    deadline, last, stable = time.monotonic() + timeout, None, 0
-    while time.monotonic() < deadline:
-        counts = sim.get("/_admin/stats").json()["webhooks"].get("salesforce_outbound", {})
-        stable = stable + 1 if counts == last and counts.get("delivered") else 0
-        if stable >= 4:
-            return counts
-        last = counts
-        time.sleep(0.25)
-    return last or {}
 
 
 def _soap(org: str, extra: str = "") -> bytes:

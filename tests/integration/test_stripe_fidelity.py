@@ -27,13 +27,13 @@ from sync_helpers import (
     record_problems,
     settings_for,
     settle_stripe_events,
+    settled_read,
     stripe_events,
     truth,
 )
 
 from apisync.checkpoints import CheckpointStore
 from apisync.kafka.producer import Outgoing, Producer
-from apisync.kafka.reader import read_topic
 from apisync.sync import run_backfill, run_incremental, run_reconcile
 
 pytestmark = pytest.mark.integration
@@ -230,7 +230,7 @@ def _delete(sim: httpx.Client, resource: str, object_id: str) -> None:
 
 
 def _changes(kafka_config) -> list[dict]:
-    return [orjson.loads(m.value()) for m in read_topic(kafka_config, "stripe.changes", timeout=60)]
+    return [orjson.loads(m.value()) for m in settled_read(kafka_config, "stripe.changes")]
 
 
 _consumed: dict[str, int] = {}  # what the normalizer group consumed so far, per test
@@ -239,7 +239,7 @@ _consumed: dict[str, int] = {}  # what the normalizer group consumed so far, per
 def _assert_records_equal_truth(kafka_config, redis_url, settings, collections, ground=None) -> None:
     """Normalize everything (re-fetching like production), then compare records and events with the truth."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
-    total = sum(len(read_topic(kafka_config, f"stripe.{t}", timeout=60)) for t in ("changes", "webhooks"))
+    total = sum(len(settled_read(kafka_config, f"stripe.{t}")) for t in ("changes", "webhooks"))
     client = redis.Redis.from_url(redis_url)
     pending = total - _consumed.get(test, 0)
     assert normalize_until_consumed("stripe", kafka_config, client, pending, settings=settings) == pending

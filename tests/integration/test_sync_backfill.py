@@ -50,13 +50,14 @@ def test_incremental_refuses_to_start_before_the_backfill(clean_slate, kafka_con
 
 def test_backfill_killed_halfway_resumes_from_its_checkpoint(clean_slate, kafka_config, redis_url, simulator_url):
     clean_slate(seed=5, objects=450)  # 5 pages of 100 customers
-    # Every page takes a second, so the kill lands mid-run.
+    # Every page takes 3 s, so the kill lands mid-run: once two pages are committed, the last two pages
+    # still need at least 6 s, far more than noticing the checkpoint and sending SIGKILL takes.
     httpx.post(f"{simulator_url}/_admin/faults",
-               json={"kind": "slow", "api": "stripe", "path_prefix": "/v1/customers", "count": None, "delay_s": 1.0})
+               json={"kind": "slow", "api": "stripe", "path_prefix": "/v1/customers", "count": None, "delay_s": 3.0})
     store = CheckpointStore(kafka_config)
     first = _start_backfill_process(kafka_config, redis_url, simulator_url)
     try:
-        _wait_for(lambda: (store.load("stripe.backfill.customer") or {}).get("pages", 0) >= 2, 60)
+        _wait_for(lambda: (store.load("stripe.backfill.customer") or {}).get("pages", 0) >= 2, 180)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 import redis
-from sync_helpers import normalize_until_consumed, settings_for
+from sync_helpers import normalize_until_consumed, settings_for, settled_read
 
 from apisync.kafka.reader import read_topic
 from apisync.sync import TooManyDeletes, run_backfill, run_reconcile
@@ -16,14 +16,14 @@ pytestmark = pytest.mark.integration
 
 def _normalize(kafka_config, redis_url, already: int = 0) -> int:
     """Run the normalizer until it consumed what github.changes gained since `already`; returns the total."""
-    total = len(read_topic(kafka_config, "github.changes"))
+    total = len(settled_read(kafka_config, "github.changes"))
     normalize_until_consumed("github", kafka_config, redis.Redis.from_url(redis_url), total - already)
     return total
 
 
 def _tombstoned(kafka_config) -> set[str]:
     last = {}
-    for msg in read_topic(kafka_config, "github.records"):
+    for msg in settled_read(kafka_config, "github.records"):
         last[msg.key().decode()] = msg.value()
     return {key for key, value in last.items() if value is None}
 
@@ -45,7 +45,7 @@ def test_reconcile_turns_unseen_deletes_into_tombstones(clean_slate, kafka_confi
     run_reconcile(settings, "issue", dry_run=False, max_delete_share=0.2)
     _normalize(kafka_config, redis_url, already=seen)
     assert _tombstoned(kafka_config) == {f"github.issue.{i}" for i in gone}
-    events = [orjson.loads(m.value()) for m in read_topic(kafka_config, "github.events")]
+    events = [orjson.loads(m.value()) for m in settled_read(kafka_config, "github.events")]
     assert sorted(e["key"] for e in events if e["type"] == "deleted") == sorted(f"github.issue.{i}" for i in gone)
 
 

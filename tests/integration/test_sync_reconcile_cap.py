@@ -5,16 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 import redis
-from sync_helpers import history, normalize_until_consumed, settings_for, truth
+from sync_helpers import history, normalize_until_consumed, settings_for, settled_read, truth
 
-from apisync.kafka.reader import read_topic
 from apisync.sync import TooManyDeletes, run_backfill, run_reconcile
 
 pytestmark = pytest.mark.integration
 
 
 def _normalize(kafka_config, redis_url, settings, already: int = 0) -> int:
-    total = len(read_topic(kafka_config, "stripe.changes", timeout=60))
+    total = len(settled_read(kafka_config, "stripe.changes"))
     normalize_until_consumed("stripe", kafka_config, redis.Redis.from_url(redis_url), total - already,
                              settings=settings)
     return total

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 import redis
-from sync_helpers import normalize_until_consumed, served
+from sync_helpers import normalize_until_consumed, served, settled_read, wait_until_webhooks_delivered
 
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
@@ -59,7 +59,7 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
             sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
         # Salesforce's open transactions (the simulator's default: a tenth commit 3 s late) commit now
         sim.post("/_admin/clock", json={"advance_s": 5}).raise_for_status()
-        delivered = _wait_for_deliveries(sim, api, 40)
+        delivered = wait_until_webhooks_delivered(sim, api)["delivered"]
     finally:
         sim.post("/_admin/config", json={"webhooks": {api: {"url": None}},
                                          "webhook_chaos": {"shuffle": False, "duplicate_rate": 0.0}})
@@ -73,7 +73,7 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
 
     truth = sim.get(f"/_admin/truth/{api}").json()
     history = defaultdict(list)
-    for msg in read_topic(kafka_config, f"{ns}{api}.records"):
+    for msg in settled_read(kafka_config, f"{ns}{api}.records"):
         value = orjson.loads(msg.value()) if msg.value() is not None else None
         history[msg.key().decode()].append((value, dict(msg.headers())))
     assert set(history) == set(touched), f"records differ from the touched objects: {set(history) ^ set(touched)}"
@@ -87,20 +87,7 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
             assert (last["version"], last["data"]) == (expected["version"], expected["data"]), key
         versions = [int(h["apisync-version"]) for _v, h in history[key]]
         assert versions == sorted(versions), f"{key} went backwards: {versions}"
-    events = [orjson.loads(m.value()) for m in read_topic(kafka_config, f"{ns}{api}.events")]
+    events = [orjson.loads(m.value()) for m in settled_read(kafka_config, f"{ns}{api}.events")]
     ids = [e["event_id"] for e in events]
     assert len(ids) == len(set(ids))
 
-
-def _wait_for_deliveries(sim: httpx.Client, api: str, expected: int, timeout: float = 30.0) -> int:
-    """Wait until the simulator delivered at least `expected` webhooks and then went quiet."""
-    deadline, last, stable = time.monotonic() + timeout, -1, 0
-    while time.monotonic() < deadline:
-        counts = sim.get("/_admin/stats").json()["webhooks"].get(api, {})
-        delivered = counts.get("delivered", 0)
-        stable = stable + 1 if delivered == last else 0
-        if delivered >= expected and stable >= 4:
-            return delivered
-        last = delivered
-        time.sleep(0.25)
-    return last

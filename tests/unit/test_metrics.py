@@ -61,7 +61,7 @@ def test_statsd_metrics_reach_a_statsd_server():
         metrics.incr("apisync.normalizer.stripe.consumed", 7, {"api": "stripe"})
         metrics.gauge("apisync.normalizer.stripe.customer.lag", 2.5)
         metrics.timing("apisync.ratelimit.stripe.backfill.wait", 40.0)
-        sink.drain(quiet_s=0.2)
+        sink.drain()
         assert sink.counters() == {"apisync.normalizer.stripe.consumed": 7}
         assert sink.gauges() == {"apisync.normalizer.stripe.customer.lag": 2.5}
         assert sink.timings() == {"apisync.ratelimit.stripe.backfill.wait": [40.0]}
