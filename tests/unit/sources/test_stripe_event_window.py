@@ -78,7 +78,7 @@ def test_a_burst_of_3x_the_bound_skips_no_event_and_keeps_the_checkpoint_bounded
 
 
 def test_30k_events_in_one_settle_window_keep_every_checkpoint_flat():
-    """The burst that used to push one checkpoint past Kafka's 1 MB limit: 30,000 events in one minute."""
+    """30,000 events in one minute, enough to push an unbounded checkpoint past Kafka's 1 MB limit."""
     sim = StripeSim(objects=200)
     source = StripeSource()
     runs = Runs(EventWindow(sim.now_s()).to_cursor())
