@@ -67,7 +67,7 @@ from apisync.fence import (
 from apisync.http import RetriableError
 from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
-from apisync.ledger import ensure_ledger
+from apisync.ledger import ensure_ledger, normalizer_group
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.refetch_outcomes import GuardedRefetch, RefetchPostponed, RefetchRefused
 from apisync.refetch_plan import DEFAULT_MAX_REQUESTS, Wanted, coalesced, cut, representative, request_bound
@@ -210,7 +210,7 @@ def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "
     """Consumer settings for the normalizer group of one api."""
     base = {k: v for k, v in kafka_config.items() if not k.startswith(("transactional.", "acks", "enable.idem",
                                                                         "linger", "compression", "partitioner"))}
-    return {**FETCH_DEFAULTS, **base, "group.id": f"{namespace}apisync.normalizer.{api}",
+    return {**FETCH_DEFAULTS, **base, "group.id": normalizer_group(api, namespace),
             "group.instance.id": f"{namespace}normalizer-{api}-{instance}",
             "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range", "session.timeout.ms": 10000,

@@ -157,6 +157,19 @@ def test_a_ledger_realignment_loses_to_a_normalizer_that_wrote_the_key_meanwhile
     client.delete(fence.ledger_key(key))
 
 
+def test_a_realigned_key_is_named_in_the_ledger_key_set(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    fence = VersionFence(client, prefix="apisync:test-realign-keyset")
+    key = "stripe.customer.cus_unknown"
+    client.delete(fence.ledger_key(key), fence.keyset_key("stripe"))
+    probe = LedgerProbe(client, fence, {})
+    live = Observation("stripe", "customer", "cus_unknown", 1000, "audit", "", {"id": "cus_unknown"})
+    assert probe.realign(key, None, live)  # the ledger did not know the key: the audit writes it
+    # the partial-loss check compares the key set with the keys Redis holds: an unnamed key's loss goes unseen
+    assert client.sismember(fence.keyset_key("stripe"), key)
+    client.delete(fence.ledger_key(key), fence.keyset_key("stripe"))
+
+
 def _record_grants(monkeypatch) -> list[tuple[str, str, float]]:
     """(account, lane, Redis time) of every grant of the shared limiters, from this process's threads."""
     grants: list[tuple[str, str, float]] = []

@@ -153,6 +153,8 @@ class LedgerProbe:
                     return False
                 pipe.multi()
                 pipe.set(ledger_key, orjson.dumps([entry]))
+                # the key set must name every ledger key, or a later partial loss of this one goes unseen
+                pipe.sadd(self._fence.keyset_key(target.api), record_key)
                 pipe.execute()
             except WatchError:  # a normalizer wrote the key meanwhile: its state stands
                 return False
