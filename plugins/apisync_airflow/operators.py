@@ -41,6 +41,15 @@ def as_optional_str(value: Any) -> str | None:
     return None if text in ("", "None", "null") else text
 
 
+def keep_partial_summary(context: Any, exc: Exception) -> None:
+    """A run that synced what answered, then failed for the rest (IncompleteRun), still stores its summary as
+    the task's XCom: what was synced and which parts were refused stay visible in the UI beside the error."""
+    summary = getattr(exc, "summary", None)
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if summary is not None and hasattr(summary, "as_dict") and hasattr(ti, "xcom_push"):
+        ti.xcom_push(key="return_value", value=summary.as_dict())
+
+
 class _KafkaRedisOperator(BaseOperator):
     """Shared connection handling: Kafka config and Redis URL from their Airflow connections."""
 
@@ -84,7 +93,11 @@ class _SyncOperator(_KafkaRedisOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         label = f"{self.api} {self.job} of {self.collection}"
         with airflow_errors(label):
-            summary = self.run(self.sync_settings())
+            try:
+                summary = self.run(self.sync_settings())
+            except Exception as exc:
+                keep_partial_summary(context, exc)
+                raise
         result = summary.as_dict()
         log.info("%s finished: %s", label, summary_line(result))
         return result

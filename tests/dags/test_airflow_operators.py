@@ -95,6 +95,26 @@ def test_missing_connection_is_fatal(monkeypatch, connections, engine):
     assert engine.calls == []
 
 
+def test_an_incomplete_run_keeps_its_summary_as_the_xcom_and_is_retried(connections, engine):
+    from apisync.sync.progress import IncompleteRun, RunSummary, incomplete
+
+    summary = RunSummary("github", "issue", "incremental", records=40)
+    engine.script["incremental"] = incomplete(summary, ["acme/gone: 404 Not Found"])
+    pushed = {}
+
+    class TaskInstance:
+        try_number = 1
+
+        def xcom_push(self, key, value):
+            pushed[key] = value
+
+    op = SyncChangesToKafkaOperator(task_id="i", api="github", collection="issue")
+    with pytest.raises(IncompleteRun, match="acme/gone"):  # not fatal: Airflow retries it
+        op.execute({"ti": TaskInstance()})
+    assert pushed["return_value"]["records"] == 40
+    assert pushed["return_value"]["unavailable"] == ["acme/gone: 404 Not Found"]
+
+
 def test_reconcile_defaults_to_a_capped_dry_run(connections, engine):
     ReconcileDeletesToKafkaOperator(task_id="r", api="stripe", collection="charge",
                                     max_delete_share="0.1").execute({})
