@@ -4,8 +4,11 @@ The connections are those of the official providers, read the way each provider 
 (`kafka`: the provider's `KafkaBaseHook` builds the client config, with SASL/SSL settings, allowed
 callbacks and managed OAuth), Redis (`redis`: the Redis provider's fields), Stripe (`http`: the HTTP
 provider's host/schema/port), GitHub (`github`: token and optional Enterprise URL), Salesforce
-(`salesforce`: see salesforce_connection.py). apisync's own options (rate limits, `repos`, ...) are
-JSON extras: these providers' forms cannot take fields from a plugin, and the extra stays editable.
+(`salesforce`: see salesforce_connection.py). apisync's own connection types (`apisync_<api>`, one per
+registered API, forms in connection_forms.py) store apisync's options (rate limits, `repos`, ...) as
+named form fields; on the official types they are JSON extras. The HTTP provider's `proxies`, `cert`
+and `verify` extras are refused with the environment variable that does the job instead (httpx honours
+HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE), never ignored.
 
 Connections are read through the Task SDK (`BaseHook.get_connection`), only when a hook method is
 called, i.e. inside `execute`, never at DAG-parse time. The `*_from` functions do the translation
@@ -22,6 +25,9 @@ from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import BaseHook
 
+from apisync_airflow.connection_forms import coerce, connection_type
+from apisync_airflow.provider_info import api_hook_class_name
+
 # Keys of an API connection's extra that configure apisync rather than the source.
 _API_EXTRA_RESERVED = ("rate_per_s", "burst", "webhook_secrets")
 # The GitHub provider's App-authentication extras: credentials, never passed on as source options.
@@ -33,6 +39,42 @@ _REDIS_SSL_ARGS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_keyfile", "ssl_certfile
 
 class ConnectionConfigError(ValueError):
     """A connection lacks something apisync needs; the message names the connection and the field."""
+
+
+# The HTTP provider's transport extras apisync's client cannot take: each refused with what works instead.
+_UNSUPPORTED_HTTP_EXTRAS = {
+    "proxies": "set HTTPS_PROXY / HTTP_PROXY / NO_PROXY in the workers' environment (httpx reads them)",
+    "cert": "client certificates are not supported",
+    "verify": "certificate checks stay on; for a private CA set SSL_CERT_FILE in the workers' environment",
+}
+
+
+def refuse_unsupported_http_extras(conn_id: str, extra: Mapping[str, Any]) -> None:
+    """Raise ConnectionConfigError for a transport extra that would otherwise be silently ignored."""
+    for name, instead in _UNSUPPORTED_HTTP_EXTRAS.items():
+        if name == "verify" and extra.get(name) in (None, True, "true", "True"):
+            continue
+        if extra.get(name) not in (None, "", {}):
+            raise ConnectionConfigError(f"connection {conn_id!r}: extra {name!r} is not supported: {instead}")
+
+
+def plain_extra(conn: Any, api: str) -> dict[str, Any]:
+    """The extra with the UI's `extra__<conn type>__` prefixes removed and form fields in their types."""
+    extra = dict(conn.extra_dejson or {})
+    prefix = f"extra__{conn.conn_type}__"
+    plain = {key.removeprefix(prefix): value for key, value in extra.items()}
+    try:
+        return coerce(api, plain)
+    except ValueError as exc:
+        raise ConnectionConfigError(f"connection {conn.conn_id!r}: a form field has the wrong type: {exc}") from None
+
+
+def _with_plain_extra(conn: Any, api: str) -> Any:
+    """A read-only view of the connection whose extra_dejson is plain_extra (what the builders read)."""
+    from types import SimpleNamespace
+
+    fields = ("conn_id", "conn_type", "host", "schema", "port", "login", "password")
+    return SimpleNamespace(**{f: getattr(conn, f, None) for f in fields}, extra_dejson=plain_extra(conn, api))
 
 
 def _flag(value: Any) -> bool:
@@ -82,6 +124,8 @@ def api_settings_from(conn: Any, api: str):
     """ApiSettings for one API: base URL from host, token from password, options from extra."""
     from apisync.settings import ApiSettings
 
+    conn = _with_plain_extra(conn, api)
+    refuse_unsupported_http_extras(conn.conn_id, conn.extra_dejson)
     if api == "salesforce":
         from apisync_airflow.salesforce_connection import salesforce_settings_from
 
@@ -90,7 +134,7 @@ def api_settings_from(conn: Any, api: str):
         except (ValueError, OSError) as exc:
             raise ConnectionConfigError(f"connection {conn.conn_id!r}: {exc}") from None
     extra = dict(conn.extra_dejson or {})
-    is_github_type = api == "github" and conn.conn_type == "github"
+    is_github_type = api == "github" and conn.conn_type in ("github", connection_type("github"))
     if not conn.password:
         hint = (" (GitHub App authentication is not supported: installation tokens expire within a sync)"
                 if is_github_type and any(k in extra for k in _GITHUB_APP_EXTRAS) else "")
@@ -143,16 +187,65 @@ class RedisUrlHook(RedisHook):
 
 
 class ApiConnectionHook(BaseHook):
-    """Third-party API connection (`<api>_default`: http, github or salesforce type) → ApiSettings."""
+    """Third-party API connection (`<api>_default`: apisync_<api>, http, github or salesforce type) → ApiSettings."""
 
     conn_name_attr = "api_conn_id"
     hook_name = "apisync API"
+    api = ""  # each API's connection type has a subclass naming it (api_hook_class)
 
-    def __init__(self, api: str, api_conn_id: str | None = None) -> None:
-        super().__init__()
-        self.api = api
-        self.api_conn_id = api_conn_id or f"{api}_default"
+    def __init__(self, api: str | None = None, api_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api = api or self.api
+        self.api_conn_id = api_conn_id or f"{self.api}_default"
 
     def get_settings(self):
         """ApiSettings (the token stays inside it; it is never logged)."""
         return api_settings_from(self.get_connection(self.api_conn_id), self.api)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: one cheap authenticated call to the API, and a line saying how it went."""
+        try:
+            return True, probe_api(self.get_settings(), _redis_url_or_none())
+        except Exception as exc:  # the button shows the reason; the error types are the library's own
+            return False, f"{self.api_conn_id}: {type(exc).__name__}: {exc}"
+
+
+def probe_api(settings: Any, redis_url: str | None = None, transport: Any = None) -> str:
+    """List the first page of the API's first collection (auth included, no retries); raise if refused."""
+    from apisync.apis import build_source, spec_for
+    from apisync.http import ApiClient, auth_for
+
+    source = build_source(settings)
+    collection = next(iter(source.collections))
+    auth = auth_for(settings.api, settings.token, settings.oauth, base_url=settings.base_url, redis_url=redis_url)
+    with ApiClient(settings.api, settings.base_url, auth, transport=transport, max_retries=0,
+                   headers=getattr(source, "headers", None), signals=spec_for(settings.api).signals) as client:
+        next(iter(source.list_ids(client, collection)), None)
+    return f"{settings.api}: authenticated at {settings.base_url}, listed {collection}"
+
+
+def _redis_url_or_none() -> str | None:
+    # A rotating refresh token's newest link lives in Redis: a test must use it, or it would break the chain.
+    try:
+        return RedisUrlHook("redis_default").get_url()
+    except Exception:  # no Redis connection where the test runs: tokens that do not rotate still work
+        return None
+
+
+def api_hook_class(api: str) -> type[ApiConnectionHook]:
+    """The hook of the `apisync_<api>` connection type (Airflow builds it with `api_conn_id=` only)."""
+    return type(api_hook_class_name(api), (ApiConnectionHook,), {
+        "__module__": __name__, "__doc__": f"`{connection_type(api)}` connection → {api} ApiSettings.",
+        "api": api, "conn_type": connection_type(api), "default_conn_name": f"{api}_default",
+        "hook_name": f"apisync {api}"})
+
+
+def __getattr__(name: str) -> type[ApiConnectionHook]:
+    """`<Api>ApiHook` for every registered API, built on first use (the provider info names them)."""
+    from apisync.catalog import APIS
+
+    for api in APIS:
+        if api_hook_class_name(api) == name:
+            globals()[name] = api_hook_class(api)
+            return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`python -m apisync ...`: a dispatcher to small command functions.
+"""`apisync ...` (or `python -m apisync ...`): a dispatcher to small command functions.
 
 Each command group (`kafka`: topics and cursors; `sync`: backfill, incremental, reconcile, audit;
 `normalize`: the normalizer and the ledger) adds its sub-parsers through COMMAND_GROUPS and sets
@@ -12,28 +12,32 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from apisync._version import __version__
 from apisync.checkpoints import CheckpointError
+from apisync.cli.airflow import add_airflow
 from apisync.cli.common import DEFAULT_BOOTSTRAP, common_options, kafka_config
 from apisync.cli.kafka import add_cursor, add_topics
 from apisync.cli.normalize import add_normalize
 from apisync.cli.sync import add_audit, add_sync
 from apisync.http import ApiError
 from apisync.kafka.admin import TopicAdminError
+from apisync.kafka.connect import KafkaAuthenticationError
 from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
 from apisync.kafka.reader import TopicReadError
 from apisync.normalizer import NormalizerSetupError
 from apisync.sync import TooManyDeletes
 
 OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
-                   TransactionError, ApiError, TooManyDeletes, NormalizerSetupError)
+                   TransactionError, ApiError, TooManyDeletes, NormalizerSetupError, KafkaAuthenticationError)
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_audit,
-                                                                        add_normalize]
+                                                                        add_normalize, add_airflow]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m apisync", description="apisync operator commands",
+    parser = argparse.ArgumentParser(prog="apisync", description="apisync operator commands",
                                      parents=[common_options()])
+    parser.add_argument("--version", action="version", version=f"apisync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add_group in COMMAND_GROUPS:
         add_group(sub)

@@ -22,6 +22,9 @@ def common_options() -> argparse.ArgumentParser:
     # SUPPRESS: a sub-command without --bootstrap must not overwrite one given before it.
     common.add_argument("--bootstrap", default=argparse.SUPPRESS,
                         help=f"Kafka bootstrap servers (env APISYNC_KAFKA_BOOTSTRAP, default {DEFAULT_BOOTSTRAP})")
+    common.add_argument("--kafka-config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="full Kafka client config, JSON or properties: SASL, TLS, OAuth (env APISYNC_KAFKA_CONFIG;"
+                             " APISYNC_KAFKA_<SETTING> variables override it, e.g. APISYNC_KAFKA_SASL_PASSWORD)")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds to wait for Kafka per call (default {DEFAULT_TIMEOUT_S:.0f})")
     return common
@@ -33,9 +36,11 @@ def timeout(args: argparse.Namespace) -> float:
 
 
 def kafka_config(args: argparse.Namespace) -> dict:
-    """Client config from --bootstrap, else APISYNC_KAFKA_BOOTSTRAP, else the local default."""
-    bootstrap = getattr(args, "bootstrap", None) or os.environ.get("APISYNC_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
-    return {"bootstrap.servers": bootstrap}
+    """Client config from --kafka-config (or APISYNC_KAFKA_CONFIG), APISYNC_KAFKA_* and --bootstrap, layered."""
+    from apisync.kafka.config_loader import load_kafka_config
+
+    return load_kafka_config(getattr(args, "kafka_config", None), bootstrap=getattr(args, "bootstrap", None),
+                             default_bootstrap=DEFAULT_BOOTSTRAP)
 
 
 def redis_url() -> str:
