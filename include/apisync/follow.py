@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from apisync.kafka.config_loader import describe
 from apisync.metrics import NULL_METRICS, Metrics
 from apisync.normalizer import DEFAULT_BATCH_SIZE, NormalizerStats, opened_normalizer
 
@@ -54,8 +55,8 @@ def follow(api: str, kafka_config: Mapping[str, Any], redis_url: str, stop: thre
     total = NormalizerStats()
     with opened_normalizer(api, kafka_config, redis_url, instance=instance, api_settings=api_settings,
                            batch_size=batch_size, metrics=metrics) as normalizer:
-        log.info("normalizer %s: following %s.changes and %s.webhooks as instance %s; SIGTERM or Ctrl-C stops it",
-                 api, api, api, instance)
+        log.info("normalizer %s: following %s.changes and %s.webhooks as instance %s on %s; SIGTERM or Ctrl-C "
+                 "stops it", api, api, api, instance, describe(kafka_config))
         while not stop.is_set():
             if heartbeat is not None:
                 heartbeat.touch()

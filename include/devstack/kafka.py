@@ -3,8 +3,10 @@
 One node (broker + controller) by default; three for replication and failover tests. With `sasl_users`
 each node also listens on a SASL_PLAINTEXT listener (mechanism PLAIN, those users and passwords,
 loopback only) beside its PLAINTEXT one, which stays for the controller and inter-broker traffic;
-clients that should authenticate connect to `sasl_bootstrap`. Off by default: the default stack is
-unchanged.
+clients that should authenticate connect to `sasl_bootstrap`. With `tls=True` as well, each node also
+listens on SASL_SSL (mechanism SCRAM-SHA-512, the same users, a certificate from a CA made at start-up
+by `devstack.tls`): clients connect to `sasl_ssl_bootstrap` and trust `ca_file`. Off by default: the
+default stack is unchanged.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 from devstack.errors import StackError
 from devstack.paths import RESOURCES, cache_dir
 from devstack.process import ManagedProcess, free_port, port_open, wait_until
+from devstack.tls import TlsFiles, make_tls_files
 
 KAFKA_VERSION = "4.1.1"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
 _POM = RESOURCES / "kafka" / "pom.xml"
 _LOG4J = RESOURCES / "kafka" / "log4j2.properties"
 
@@ -68,21 +72,27 @@ class _Node:
     controller_port: int
     data_dir: Path
     sasl_port: int | None = None
+    sasl_ssl_port: int | None = None
 
 
 class KafkaCluster:
     """A KRaft cluster of `size` combined broker+controller nodes on loopback."""
 
     def __init__(self, state: Path, size: int = 1, heap: str = "512m", ports: list[int] | None = None,
-                 sasl_users: dict[str, str] | None = None, properties: dict[str, object] | None = None) -> None:
+                 sasl_users: dict[str, str] | None = None, properties: dict[str, object] | None = None,
+                 tls: bool = False) -> None:
         self.state = state
         self.properties = dict(properties or {})  # overrides of the broker properties below
         self.size = size
         self.heap = heap
         self.sasl_users = dict(sasl_users or {})
+        if tls and not self.sasl_users:
+            raise StackError("tls=True needs sasl_users: the TLS listener is SASL_SSL")
+        self.tls: TlsFiles | None = make_tls_files(state / "tls") if tls else None
         ports = ports or [free_port() for _ in range(size)]
         self.nodes = [_Node(i + 1, ports[i], free_port(), state / f"node-{i + 1}",
-                            free_port() if self.sasl_users else None) for i in range(size)]
+                            free_port() if self.sasl_users else None, free_port() if tls else None)
+                      for i in range(size)]
         self.processes: dict[int, ManagedProcess] = {}
 
     @property
@@ -96,6 +106,20 @@ class KafkaCluster:
             raise StackError("this cluster was started without sasl_users: it has no SASL listener")
         return ",".join(f"127.0.0.1:{n.sasl_port}" for n in self.nodes)
 
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """The SASL_SSL (SCRAM-SHA-512) listeners; only with `tls=True`."""
+        if self.tls is None:
+            raise StackError("this cluster was started without tls=True: it has no SASL_SSL listener")
+        return ",".join(f"127.0.0.1:{n.sasl_ssl_port}" for n in self.nodes)
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the SASL_SSL listeners' certificate (clients' `ssl.ca.location`)."""
+        if self.tls is None:
+            raise StackError("this cluster was started without tls=True: it has no CA")
+        return self.tls.ca_file
+
     def start(self, timeout: float = 120.0) -> KafkaCluster:
         libs = resolve_libs()
         cluster_id = self._cluster_id()
@@ -106,7 +130,20 @@ class KafkaCluster:
             self.start_node(node.node_id, wait=False)
         wait_until(lambda: self._brokers_up() == self.size, timeout, f"Kafka ({self.bootstrap})",
                    next(iter(self.processes.values())))
+        if self.tls is not None:
+            self._add_scram_users()
         return self
+
+    def _add_scram_users(self) -> None:
+        """SCRAM credentials for `sasl_users`, stored by the cluster itself (over the PLAINTEXT listener)."""
+        from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+        upserts = [UserScramCredentialUpsertion(name, info, password.encode())
+                   for name, password in self.sasl_users.items()]
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result(timeout=60)
 
     def start_node(self, node_id: int, wait: bool = True) -> None:
         """(Re)start one node; used for broker-restart tests."""
@@ -188,19 +225,38 @@ class KafkaCluster:
         path.write_text(text)
 
     def _sasl_properties(self, node: _Node) -> dict[str, str]:
-        """A SASL_PLAINTEXT listener with PLAIN and a JAAS user list; PLAINTEXT stays inter-broker."""
+        """A SASL_PLAINTEXT listener with PLAIN and a JAAS user list (and with TLS a SASL_SSL one with SCRAM);
+        PLAINTEXT stays inter-broker."""
         for name, password in self.sasl_users.items():
             if not name.isidentifier() or '"' in password or "\\" in password:
                 raise StackError(f"SASL user {name!r}: names must be identifiers, passwords without quotes")
         users = " ".join(f'user_{name}="{password}"' for name, password in self.sasl_users.items())
-        return {
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port},"
-                         f"SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port},SASL_PLAINTEXT://127.0.0.1:{node.sasl_port}",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        client = {"SASL_PLAINTEXT": node.sasl_port}
+        if self.tls is not None:
+            client["SASL_SSL"] = node.sasl_ssl_port
+        extra = "".join(f",{name}://127.0.0.1:{port}" for name, port in client.items())
+        props = {
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}{extra}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}{extra}",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+                                              + "".join(f",{name}:{name}" for name in client),
             "sasl.enabled.mechanisms": "PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config":
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        }
+        if self.tls is not None:
+            props.update(self._sasl_ssl_properties())
+        return props
+
+    def _sasl_ssl_properties(self) -> dict[str, str]:
+        """SCRAM-SHA-512 over TLS; the broker's key and certificate chain from one PEM file."""
+        mechanism = SCRAM_MECHANISM.lower()
+        return {
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            f"listener.name.sasl_ssl.{mechanism}.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.tls.server_keystore),
         }
 
     def _brokers_up(self) -> int:

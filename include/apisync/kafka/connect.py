@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from apisync.kafka.producer import _SECRET_WORDS, client_config
+from apisync.kafka.producer import client_config, is_secret_key
 
 log = logging.getLogger("apisync.kafka")
 _AUTH_CODES = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
@@ -60,6 +60,6 @@ def authentication_message(conf: Mapping[str, Any], reason: str) -> str:
             f"{mechanism}{who}): {said.splitlines()[0] if said else 'authentication failed'}; "
             "check the Kafka connection's credentials")
     for key, value in conf.items():
-        if isinstance(value, str) and len(value) >= 3 and any(word in key.lower() for word in _SECRET_WORDS):
+        if isinstance(value, str) and len(value) >= 3 and is_secret_key(key):
             line = line.replace(value, "***")
     return line

@@ -26,7 +26,9 @@ DEFAULTS = {"linger.ms": 20, "compression.type": "lz4"}
 # the normalizer's time). on_delivery callbacks of a transactional producer therefore see failures only.
 TRANSACTIONAL_DEFAULTS = {"delivery.report.only.error": True}
 POLL_EVERY = 500  # serve delivery reports every so many messages (flush serves the rest)
-_SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "credential")
+# Settings whose values are secrets: passwords, keys, tokens, and sasl.oauthbearer.config, which may carry a
+# client secret (e.g. "clientSecret=...").
+_SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "ssl_key", "credential", "oauthbearer.config")
 
 Headers = Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None
 
@@ -61,9 +63,14 @@ class _Failure:
     reason: str
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a client setting's value is a secret (never logged or shown)."""
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
 def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config with secret values masked, safe to log."""
-    return {k: ("***" if any(word in k.lower() for word in _SECRET_WORDS) else v) for k, v in config.items()}
+    return {k: ("***" if is_secret_key(k) else v) for k, v in config.items()}
 
 
 def client_config(config: Mapping[str, Any]) -> dict[str, Any]:
