@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.providers.apache.kafka.triggers.msg_queue import KafkaMessageQueueTrigger
 from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -29,13 +28,12 @@ from apisync_airflow.operators import (
     SyncChangesToKafkaOperator,
 )
 from apisync_airflow.pools import normalizer_pool, sync_pool
+from apisync_airflow.watchers import watch_trigger
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 MIN_RETRIES = 2
 CLUSTER = "apisync"  # logical Kafka cluster name in asset URIs (the real bootstrap is a run-time secret)
 ASSETS, NONE = "assets", "none"  # the normalize schedules that are not cron expressions
-# Called by the watcher's trigger for each message, in the triggerer (plugins/ is on its sys.path).
-ANNOUNCE_FUNCTION = "apisync_airflow.watchers.announce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +102,9 @@ def topic_asset(topic: str, watch_conn_id: str | None = None) -> Asset:
     """
     if watch_conn_id is None:
         return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka")
-    # The provider's message-queue trigger, resolved to its AwaitMessageTrigger: it consumes with the
-    # connection's own group (never the normalizer's), fires one event per message and commits past it.
-    trigger = KafkaMessageQueueTrigger(topics=[topic], kafka_config_id=watch_conn_id,
-                                       apply_function=ANNOUNCE_FUNCTION)
+    # One shared consumer in the connection's own group (never the normalizer's), one event per message,
+    # each offset committed only after its asset event is saved (apisync_airflow.watchers).
+    trigger = watch_trigger(topic, watch_conn_id)
     return Asset(name=topic, uri=f"kafka://{CLUSTER}/{topic}", group="kafka",
                  watchers=[AssetWatcher(name=f"{topic}.watcher", trigger=trigger)])
 
@@ -279,3 +276,11 @@ def api_dags(api: str, defaults: DagDefaults | None = None) -> dict[str, DAG]:
     dags = (backfill_dag(api, defaults), incremental_dag(api, defaults), normalize_dag(api, defaults),
             reconcile_dag(api, defaults), audit_dag(api, defaults))
     return {dag.dag_id: dag for dag in dags}
+
+
+def all_dags(defaults: DagDefaults | None = None) -> dict[str, DAG]:
+    """Every apisync DAG by dag_id: each registered API's five and `kafka_topics` (a dags/ file's whole job)."""
+    defaults = defaults or DagDefaults.from_env()
+    dags = {dag_id: dag for api in APIS for dag_id, dag in api_dags(api, defaults).items()}
+    dags["kafka_topics"] = topics_dag(defaults)
+    return dags

@@ -1,4 +1,4 @@
-"""`<api>_normalize` is scheduled on its input topics as Assets watched by the Kafka provider's trigger.
+"""`<api>_normalize` is scheduled on its input topics as Assets watched by the Kafka provider's shared-stream trigger.
 
 Parsing builds the watchers' triggers but never connects: the trigger consumes in the triggerer.
 """
@@ -11,11 +11,12 @@ from types import SimpleNamespace
 import pytest
 
 from apisync.catalog import APIS
-from apisync_airflow.factory import ANNOUNCE_FUNCTION, DagDefaults, api_dags
+from apisync_airflow.factory import DagDefaults, api_dags
 from apisync_airflow.operators import NormalizeChangesOperator
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "apisync_apis.py"
-TRIGGER = "airflow.providers.apache.kafka.triggers.await_message.AwaitMessageTrigger"
+TRIGGER = "apisync_airflow.watchers.KafkaAnnounceTrigger"
+ANNOUNCE_FUNCTION = "apisync_airflow.watchers.announce"
 
 
 class KafkaAtParseTime(RuntimeError):
@@ -62,7 +63,6 @@ def test_normalize_is_scheduled_on_both_input_topics_with_kafka_watchers(api):
         assert classpath == TRIGGER
         # its own connection, hence its own consumer group: committing there never moves the normalizer
         assert (kwargs["topics"], kwargs["kafka_config_id"]) == ([topic], "kafka_watch")
-        assert kwargs["apply_function"] == ANNOUNCE_FUNCTION
     task = dag.get_task("normalize")
     assert task.max_seconds is None  # until idle, never a fixed time
     assert task.pool == f"apisync_{api}_normalizer"
