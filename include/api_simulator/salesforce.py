@@ -7,6 +7,7 @@ from itertools import count
 import orjson
 from starlette.routing import Route
 
+from .ids import salesforce_id
 from .responses import ApiError, get_sim, json_response
 from .salesforce_model import FIELDS, VERSION
 from .soql import Query, SoqlError, parse
@@ -32,7 +33,8 @@ class Cursors:
 
     def open(self, records: list[bytes]) -> str:
         """Store a result and return its locator id."""
-        locator = f"01g{next(self._ids):015d}"
+        # A query locator is an 18-character id; its 5-digit serial wraps, far beyond the `keep` open ones.
+        locator = salesforce_id("01g", next(self._ids) % 100_000)
         self._open[locator] = records
         while len(self._open) > self._keep:
             self._open.popitem(last=False)

@@ -32,7 +32,7 @@ FIELDS = {
     "Opportunity": ("Id", "IsDeleted", "AccountId", "Name", "StageName", "Amount", "CloseDate", "Probability",
                     "IsClosed", "IsWon") + AUDIT,
 }
-USER_ID = "0055g00000Apisync"[:15] + "AAA"
+USER_ID = "0055g00000ApisyAAB"  # 15 characters and their case-safe suffix
 STAGES = (("Prospecting", 10), ("Qualification", 20), ("Proposal/Price Quote", 75), ("Negotiation/Review", 90),
           ("Closed Won", 100), ("Closed Lost", 0))
 CITIES = (("Paris", "France"), ("Berlin", "Germany"), ("Austin", "USA"), ("Osaka", "Japan"), ("Lagos", "Nigeria"))

@@ -40,8 +40,9 @@ from .responses import get_sim, json_response
 
 TOKEN_PATH = "/services/oauth2/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ORG_ID = "00D5g000004ApisAAA"  # the simulated org (18 chars, like OrganizationId in Outbound Messages)
-USER_ID = "0055g00000ApisyAAA"
+# 18-character ids end with their case-safe suffix (a bit per capital letter of each 5-character chunk)
+ORG_ID = "00D5g000004ApisEAC"  # the simulated org (18 chars, like OrganizationId in Outbound Messages)
+USER_ID = "0055g00000ApisyAAB"
 AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 
 
@@ -60,7 +61,8 @@ class Sessions:
 
     def issue(self) -> str:
         """A new session id shaped like Salesforce's (`<org id>!<opaque>`)."""
-        token = f"{ORG_ID[:15]}!AQ{secrets.token_urlsafe(30)}"
+        # a session id is the org's 15-character id, "!", then letters, digits, dots and underscores
+        token = f"{ORG_ID[:15]}!AQ{secrets.token_urlsafe(30).replace('-', '.')}"
         self._issued[token] = self._now()
         self.granted += 1
         return token

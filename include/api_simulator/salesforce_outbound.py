@@ -8,13 +8,19 @@ urn:sobject.enterprise.soap.sforce.com; null fields as `xsi:nil="true"`). A deli
 the listener answers `<Ack>true</Ack>` ("Building a Listener"); otherwise Salesforce resends the
 same message with the same notification ids ("Understanding Notifications": retried for up to 24 h,
 notifications may arrive out of order or more than once). Rules fire on create and edit only.
+
+The org posts to the endpoint URL exactly as the admin typed it (`salesforce_outbound.url`), a secret
+path segment included: that URL is the one secret a message can carry, since it is unsigned and its
+OrganizationId is no secret ("Considerations for Security", SOAP API Developer Guide,
+https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm).
+Anyone can build the same SOAP with `envelope` and `notification` (tests forge messages with them).
 """
 from __future__ import annotations
 
 import re
 from xml.sax.saxutils import escape
 
-ACTION_ID = "04k5g000000ApisAAA"
+ACTION_ID = "04k5g000000ApisAAC"  # 15 characters and their case-safe suffix
 _ACK = re.compile(rb"<(?:[\w.-]+:)?Ack>\s*true\s*</(?:[\w.-]+:)?Ack>")
 _ENVELOPE = ('<?xml version="1.0" encoding="UTF-8"?>\n'
              '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '

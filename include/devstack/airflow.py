@@ -23,6 +23,8 @@ DEMO_WEBHOOK_SECRETS = {
     "github": "apisync-demo-github-secret",
     "salesforce": "whsec_YXBpc3luYy1kZW1vLXNhbGVzZm9yY2Uta2V5LTMyYg==",
 }
+# The demo's Outbound Messaging path secret: the last segment of the endpoint URL the simulated org posts to.
+DEMO_OUTBOUND_SECRET = "apisync-demo-outbound-path-secret"
 
 
 # The simulator's default credentials, one per API it serves (api_simulator.config.Credentials).
@@ -95,7 +97,8 @@ def salesforce_connection(simulator_url: str) -> dict:
         "consumer_secret": SIMULATOR_SALESFORCE_APP["client_secret"],
         "refresh_token": SIMULATOR_SALESFORCE_APP["refresh_token"],
         "organization_id": SIMULATOR_SALESFORCE_APP["organization_id"],
-        "webhook_secrets": [DEMO_WEBHOOK_SECRETS["salesforce"]], "rate_per_s": 20}}
+        "webhook_secrets": [DEMO_WEBHOOK_SECRETS["salesforce"]], "rate_per_s": 20,
+        "outbound_message_secrets": [DEMO_OUTBOUND_SECRET]}}
 
 
 class AirflowStandalone:

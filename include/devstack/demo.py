@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
-from devstack.airflow import ADMIN_USER, AirflowStandalone, connection_env, demo_apis, demo_webhook_secret
+from devstack.airflow import (
+    ADMIN_USER,
+    DEMO_OUTBOUND_SECRET,
+    AirflowStandalone,
+    connection_env,
+    demo_apis,
+    demo_webhook_secret,
+)
 from devstack.kafka import KafkaCluster
 from devstack.normalizers import FollowNormalizers
 from devstack.paths import state_dir
@@ -75,8 +82,8 @@ def _point_webhooks_at(simulator_url: str, airflow_url: str) -> None:
 
     hooks = {api: {"url": f"{airflow_url}{WEBHOOK_PATH}/{api}", "secrets": [demo_webhook_secret(api)]}
              for api in demo_apis()}
-    # Salesforce pushes Outbound Messages (SOAP) to their own receiver path, beside the JSON webhooks
-    outbound = {"url": f"{airflow_url}{WEBHOOK_PATH}/salesforce/outbound-messages"}
+    # Salesforce pushes Outbound Messages (SOAP) to their own receiver path, its secret as the last segment
+    outbound = {"url": f"{airflow_url}{WEBHOOK_PATH}/salesforce/outbound-messages/{DEMO_OUTBOUND_SECRET}"}
     httpx.post(f"{simulator_url}/_admin/config", json={"webhooks": hooks, "mutation_rate_per_s": 1.0,
                                                        "salesforce_outbound": outbound}, timeout=10)
     say(f"simulator webhooks -> {airflow_url}{WEBHOOK_PATH}/<api>, mutating 1 object/s")

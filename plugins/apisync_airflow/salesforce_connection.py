@@ -27,7 +27,7 @@ from apisync.settings import ApiSettings, OAuthSettings
 
 # Extras that are credentials: they go into OAuthSettings (never repr'd), never into `extra`.
 SECRET_EXTRAS = ("consumer_secret", "private_key", "private_key_file_path", "refresh_token", "security_token")
-_RESERVED = ("rate_per_s", "burst", "webhook_secrets", *SECRET_EXTRAS)
+_RESERVED = ("rate_per_s", "burst", "webhook_secrets", "outbound_message_secrets", *SECRET_EXTRAS)
 
 
 def provider_field(extra: dict[str, Any], name: str) -> Any:

@@ -1,11 +1,16 @@
 """The webhook receiver as the api-server sees it: settings from env, producer built on first request.
 
-Kafka config: `AIRFLOW_CONN_KAFKA_DEFAULT` (JSON or URI form; its extra is the client config), else
-`APISYNC_KAFKA_BOOTSTRAP`. Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus
+Kafka config: the `kafka_default` connection, built by the Kafka provider's hook exactly as for tasks
+and the triggerer (any secrets backend, SASL/TLS settings, allowlisted callbacks, Amazon MSK IAM and
+Google Managed Kafka token callbacks), read on the first webhook; without that connection
+`APISYNC_KAFKA_CONFIG` / `APISYNC_KAFKA_*` (see apisync.kafka.config_loader).
+Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus
 the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. Salesforce organisations whose
 Outbound Messages are accepted: `APISYNC_SALESFORCE_ORG_IDS`, plus the Salesforce connection's
-`organization_id` extra (the official provider's field). Reading env instead of the
-metadata DB keeps the api-server plugin free of DB access and importable with no Kafka around.
+`organization_id` extra (the official provider's field). The path secrets of the Outbound Messaging
+endpoint (`.../outbound-messages/<secret>`): `APISYNC_SALESFORCE_OUTBOUND_SECRETS`, plus the Salesforce
+connection's `outbound_message_secrets` extra (a list, or comma-separated). Reading env and
+contacting Kafka only on the first webhook keep the plugin importable with no Kafka or database around.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from apisync.catalog import APIS
 log = logging.getLogger("apisync.webhooks")
 
 
+KAFKA_CONN_ID = "kafka_default"
+
+
 class WebhookConfigError(RuntimeError):
     """The receiver has no usable Kafka config."""
 
@@ -40,20 +48,26 @@ def _conn_extra(raw: str) -> dict[str, Any]:
     return {key: values[-1] for key, values in query.items()}
 
 
-def kafka_config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """The client config the receiver produces with."""
-    raw = env.get("AIRFLOW_CONN_KAFKA_DEFAULT", "")
-    if raw:
+def receiver_kafka_config(env: Mapping[str, str], conn_id: str = KAFKA_CONN_ID) -> dict[str, Any]:
+    """The client config the receiver produces with: the Kafka connection as the provider builds it, else
+    APISYNC_KAFKA_CONFIG / APISYNC_KAFKA_* (a connection that exists but is unusable is an error, not skipped)."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from apisync.kafka.config_loader import KafkaConfigError, describe, load_kafka_config
+    from apisync_airflow.hooks import ConnectionConfigError, KafkaConfigHook
+
+    try:
+        config, source = KafkaConfigHook(conn_id).get_config(), f"connection {conn_id!r}"
+    except AirflowNotFoundException:
         try:
-            extra = _conn_extra(raw)
-        except (ValueError, AttributeError):
-            raise WebhookConfigError("AIRFLOW_CONN_KAFKA_DEFAULT is neither connection JSON nor a URI") from None
-        if str(extra.get("bootstrap.servers") or "").strip():
-            return extra
-    bootstrap = env.get("APISYNC_KAFKA_BOOTSTRAP", "").strip()
-    if bootstrap:
-        return {"bootstrap.servers": bootstrap}
-    raise WebhookConfigError("no Kafka for webhooks: set AIRFLOW_CONN_KAFKA_DEFAULT or APISYNC_KAFKA_BOOTSTRAP")
+            config, source = load_kafka_config(env=env), "APISYNC_KAFKA_* environment"
+        except KafkaConfigError as exc:
+            raise WebhookConfigError(f"no Kafka for webhooks: define the {conn_id!r} connection "
+                                     f"or set APISYNC_KAFKA_CONFIG / APISYNC_KAFKA_BOOTSTRAP ({exc})") from None
+    except ConnectionConfigError as exc:
+        raise WebhookConfigError(str(exc)) from None
+    log.info("apisync webhook receiver: producing to %s, from the %s", describe(config), source)
+    return config
 
 
 def connection_secrets(env: Mapping[str, str], apis: tuple[str, ...] = APIS) -> dict[str, tuple[str, ...]]:
@@ -81,7 +95,21 @@ def webhook_settings_from_env(env: Mapping[str, str]):
     merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *extra)))
               for api, extra in connection_secrets(env).items()}
     orgs = tuple(dict.fromkeys((*settings.organization_ids, *connection_org_ids(env))))
-    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, organization_ids=orgs)
+    outbound = tuple(dict.fromkeys((*settings.outbound_secrets, *connection_outbound_secrets(env))))
+    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, organization_ids=orgs,
+                               outbound_secrets=outbound)
+
+
+def connection_outbound_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`outbound_message_secrets` of the Salesforce connection's extra (`AIRFLOW_CONN_SALESFORCE_DEFAULT`)."""
+    from apisync_airflow.hooks import webhook_secrets_from
+
+    raw = env.get("AIRFLOW_CONN_SALESFORCE_DEFAULT", "")
+    try:
+        extra = _conn_extra(raw) if raw else {}
+    except (ValueError, AttributeError):
+        return ()
+    return webhook_secrets_from({"webhook_secrets": extra.get("outbound_message_secrets")})
 
 
 def connection_org_ids(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -138,5 +166,5 @@ def create_webhook_app(env: Mapping[str, str] | None = None, producer_factory: C
     log.info("apisync webhook receiver: endpoints for %s", ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
     from apisync_airflow.metrics import AirflowStatsMetrics
 
-    return create_app(settings, LazyProducer(lambda: {**PRODUCER_DEFAULTS, **kafka_config_from_env(env)},
+    return create_app(settings, LazyProducer(lambda: {**PRODUCER_DEFAULTS, **receiver_kafka_config(env)},
                                              producer_factory), AirflowStatsMetrics())

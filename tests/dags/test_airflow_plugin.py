@@ -16,7 +16,7 @@ from apisync_airflow.webhook_app import (
     LazyProducer,
     WebhookConfigError,
     create_webhook_app,
-    kafka_config_from_env,
+    receiver_kafka_config,
     webhook_settings_from_env,
 )
 
@@ -83,9 +83,10 @@ def mounted(env: dict, factory=RecordingProducer) -> tuple[TestClient, list]:
     return TestClient(server), built
 
 
-def test_signed_github_webhook_is_stored_raw_under_apisync_prefix():
-    env = {"AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "k:9092"}}),
-           "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http",
+def test_signed_github_webhook_is_stored_raw_under_apisync_prefix(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT",
+                       json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "k:9092"}}))
+    env = {"AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http",
                                                       "extra": {"webhook_secrets": [GITHUB_SECRET]}})}
     client, built = mounted(env)
     assert built == []  # nothing built before the first webhook
@@ -111,7 +112,8 @@ def test_rejected_webhooks_produce_nothing(api, headers, status):
     assert all(not p.sent for p in built)
 
 
-def test_no_kafka_config_answers_503_so_the_provider_retries():
+def test_no_kafka_config_answers_503_so_the_provider_retries(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
     client, _ = mounted({"APISYNC_WEBHOOK_SECRETS_GITHUB": GITHUB_SECRET})
     body = b"{}"
     answer = client.post("/apisync/webhooks/github", content=body,
@@ -119,20 +121,54 @@ def test_no_kafka_config_answers_503_so_the_provider_retries():
     assert answer.status_code == 503
 
 
-@pytest.mark.parametrize("env, bootstrap", [
-    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": {"bootstrap.servers": "a:1"}}'}, "a:1"),
-    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka", "extra": "{\\"bootstrap.servers\\": \\"b:2\\"}"}'}, "b:2"),
-    ({"AIRFLOW_CONN_KAFKA_DEFAULT": "kafka://?__extra__=%7B%22bootstrap.servers%22%3A+%22c%3A3%22%7D"}, "c:3"),
-    ({"AIRFLOW_CONN_KAFKA_DEFAULT": '{"conn_type": "kafka"}', "APISYNC_KAFKA_BOOTSTRAP": "d:4"}, "d:4"),
-    ({"APISYNC_KAFKA_BOOTSTRAP": "e:5"}, "e:5"),
+def oauth_token(_config: str) -> tuple[str, float]:
+    """A token callback for the connection's `oauth_cb` (allowlisted in the test)."""
+    return "token", 0.0
+
+
+def kafka_connection(monkeypatch, extra) -> None:
+    """`kafka_default` as the Kafka provider's connection, from the environment secrets backend."""
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps({"conn_type": "kafka", "extra": extra}))
+
+
+@pytest.mark.parametrize("extra", [
+    {"bootstrap.servers": "a:1"},
+    json.dumps({"bootstrap.servers": "a:1"}),  # the extra as a JSON string, as the UI stores it
 ])
-def test_kafka_config_from_env(env, bootstrap):
-    assert kafka_config_from_env(env)["bootstrap.servers"] == bootstrap
+def test_receiver_kafka_config_is_the_connection_as_the_provider_builds_it(monkeypatch, extra):
+    kafka_connection(monkeypatch, extra)
+    assert receiver_kafka_config({"APISYNC_KAFKA_BOOTSTRAP": "not:used"})["bootstrap.servers"] == "a:1"
 
 
-def test_kafka_config_missing_says_what_to_set():
-    with pytest.raises(WebhookConfigError, match="AIRFLOW_CONN_KAFKA_DEFAULT or APISYNC_KAFKA_BOOTSTRAP"):
-        kafka_config_from_env({})
+def test_receiver_kafka_config_resolves_the_providers_allowlisted_callbacks(monkeypatch):
+    path = f"{__name__}.oauth_token"
+    monkeypatch.setenv("AIRFLOW__APACHE_KAFKA__CALLBACK_ALLOWLIST", path)
+    kafka_connection(monkeypatch, {"bootstrap.servers": "a:1", "security.protocol": "SASL_SSL",
+                                   "sasl.mechanisms": "OAUTHBEARER", "oauth_cb": path})
+    assert receiver_kafka_config({})["oauth_cb"] is oauth_token
+
+
+def test_receiver_kafka_config_refuses_a_callback_outside_the_allowlist(monkeypatch):
+    monkeypatch.delenv("AIRFLOW__APACHE_KAFKA__CALLBACK_ALLOWLIST", raising=False)
+    kafka_connection(monkeypatch, {"bootstrap.servers": "a:1", "oauth_cb": "os.system"})
+    with pytest.raises(WebhookConfigError, match="Refusing to resolve Kafka callback"):
+        receiver_kafka_config({})
+
+
+def test_receiver_kafka_config_without_the_connection_reads_the_apisync_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
+    (tmp_path / "kafka.json").write_text(json.dumps({"bootstrap.servers": "f:1", "security.protocol": "SASL_SSL"}))
+    config = receiver_kafka_config({"APISYNC_KAFKA_CONFIG": str(tmp_path / "kafka.json"),
+                                    "APISYNC_KAFKA_SASL_PASSWORD": "pw"})
+    assert (config["bootstrap.servers"], config["security.protocol"], config["sasl.password"]) == \
+        ("f:1", "SASL_SSL", "pw")
+    assert receiver_kafka_config({"APISYNC_KAFKA_BOOTSTRAP": "e:5"}) == {"bootstrap.servers": "e:5"}
+
+
+def test_kafka_config_missing_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
+    with pytest.raises(WebhookConfigError, match="define the 'kafka_default' connection or set APISYNC_KAFKA_CONFIG"):
+        receiver_kafka_config({})
 
 
 def test_secrets_from_env_and_connection_are_merged_without_duplicates():

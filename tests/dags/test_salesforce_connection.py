@@ -75,6 +75,16 @@ def test_the_receiver_accepts_the_connections_organization():
     assert webhook_settings_from_env(env).organization_ids == ("00DOTHER0000001", "00D5g000004ApisAAA")
 
 
+@pytest.mark.parametrize("listed", [["om-path-secret", " "], "om-path-secret, "])
+def test_the_outbound_messaging_path_secret_comes_from_the_connection_and_the_env(listed):
+    conn = {"conn_type": "salesforce", "extra": {"instance_url": INSTANCE, "consumer_key": "ck",
+                                                 "consumer_secret": SECRET, "outbound_message_secrets": listed}}
+    env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_OUTBOUND_SECRETS": "env-secret"}
+    assert webhook_settings_from_env(env).outbound_secrets == ("env-secret", "om-path-secret")
+    settings = api_settings_from(sf(extra=conn["extra"]), "salesforce")
+    assert "outbound_message_secrets" not in settings.extra and "om-path-secret" not in repr(settings)
+
+
 def test_every_connection_type_the_demo_uses_has_an_installed_provider_with_a_ui_form():
     """The UI offers a form only for connection types an installed provider registers (issue 13)."""
     import json

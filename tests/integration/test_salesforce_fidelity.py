@@ -5,7 +5,10 @@ end, equals the simulator's truth; no event id twice; no version backwards.
   with each OAuth flow (refresh token, client credentials, JWT bearer);
 - a long transaction commits its row 5 minutes after its SystemModstamp;
 - Outbound Messaging (SOAP, batched, duplicated, shuffled) ends as records equal to truth;
-- a forged (foreign organisation) or malformed SOAP message is refused and nothing is produced.
+- a forged (foreign organisation) or malformed SOAP message is refused and nothing is produced;
+- an Outbound Message posted without the endpoint URL's path secret is refused, the org's own is stored;
+- a forged notification stamped far in the future never freezes its record: it is re-fetched, and the
+  real update after it lands.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from sync_helpers import (
     wait_until_webhooks_delivered,
 )
 
+from api_simulator import salesforce_outbound
+from api_simulator.salesforce_model import FIELDS
 from apisync.kafka.reader import read_topic
 from apisync.settings import OAuthSettings
 from apisync.sync import run_backfill, run_incremental
@@ -39,7 +44,8 @@ from devstack.airflow import SIMULATOR_SALESFORCE_APP as APP
 pytestmark = pytest.mark.integration
 COLLECTIONS = ("account", "contact", "opportunity")
 ORG = APP["organization_id"]
-OM_PATH = "/webhooks/salesforce/outbound-messages"
+PATH_SECRET = "c2ltdWxhdGVkLW9yZy1lbmRwb2ludA"
+OM_PATH = f"/webhooks/salesforce/outbound-messages/{PATH_SECRET}"
 
 
 @pytest.fixture
@@ -131,10 +137,18 @@ def test_a_transaction_committed_five_minutes_late_is_not_lost(
     _normalize_and_check(kafka_config, redis_url, simulator_url, settings)
 
 
+def _server_clock(simulator_url: str):
+    """The simulated org's clock (wall time plus what tests advanced it by): the receiver's clock, as the
+    real receiver's and Salesforce's clocks agree."""
+    return lambda: httpx.get(f"{simulator_url}/_admin/clock", timeout=10).json()["now"]
+
+
 @pytest.fixture()
-def receiver(kafka_config):
-    """The real receiver in a fresh namespace, accepting the simulator's org (a 15-char id matches too)."""
-    with namespaced_receiver("salesforce", kafka_config, organization_ids=(ORG[:15],)) as (ns, base):
+def receiver(kafka_config, simulator_url):
+    """The real receiver in a fresh namespace, accepting the simulator's org (a 15-char id matches too)
+    on the endpoint URL holding PATH_SECRET."""
+    with namespaced_receiver("salesforce", kafka_config, organization_ids=(ORG[:15],),
+                             outbound_secrets=(PATH_SECRET,), clock=_server_clock(simulator_url)) as (ns, base):
         yield ns, base
 
 
@@ -201,3 +215,65 @@ def test_a_forged_or_malformed_soap_message_is_refused_and_nothing_produced(
     stored = read_topic(kafka_config, f"{ns}salesforce.webhooks", timeout=30)
     assert [m.key() for m in stored] == [b"salesforce.account.0015g0000000001AAA"]
     assert b"SessionId" not in stored[0].value() and ORG.encode() in stored[0].value()
+
+
+@pytest.mark.parametrize("path", ["/webhooks/salesforce/outbound-messages",
+                                  "/webhooks/salesforce/outbound-messages/a-guessed-secret"])
+def test_an_outbound_message_without_the_path_secret_is_refused_the_orgs_own_is_stored(
+        sim, kafka_config, receiver, path):
+    ns, base = receiver
+    sim.post("/_admin/reset", json={"seed": 15, "objects": 2}).raise_for_status()
+    answer = httpx.post(base + path, content=_soap(ORG), headers=salesforce_outbound.HEADERS, timeout=30)
+    assert answer.status_code == 401 and b"path secret" in answer.content and b"Ack" not in answer.content
+    sim.post("/_admin/config", json={"salesforce_outbound": {"url": base + OM_PATH}}).raise_for_status()
+    created = sim.post("/_admin/mutate", json={"api": "salesforce", "count": 1, "kinds": ["create"],
+                                               "collection": "account"}).json()["mutations"][0]
+    assert wait_until_webhooks_delivered(sim, "salesforce_outbound")["delivered"] >= 1
+    stored = read_topic(kafka_config, f"{ns}salesforce.webhooks", timeout=30)
+    assert [m.key().decode() for m in stored] == [f"salesforce.account.{created['id']}"]
+
+
+def _forged_notification(row: dict, index: int) -> str:
+    """What anyone who learnt the endpoint URL can send: a real account, other content, a far-future stamp."""
+    forged = {**row, "Name": "Forged Holdings", "SystemModstamp": "2099-01-01T00:00:00.000+0000"}
+    return salesforce_outbound.notification(forged, f"04l5g00000Forg{index:02d}AAA", FIELDS["Account"])
+
+
+def _normalize(kafka_config, redis_url, simulator_url, ns: str, ledger: str, expected: int) -> None:
+    settings = settings_for("salesforce", kafka_config, redis_url, simulator_url)  # re-fetches, as deployed
+    consumed = normalize_until_consumed("salesforce", kafka_config, redis.Redis.from_url(redis_url), expected,
+                                        settings, namespace=ns, ledger_prefix=ledger)
+    assert consumed == expected
+
+
+def _accounts_equal_truth(kafka_config, simulator_url, ns: str) -> None:
+    records, ground = history(kafka_config, f"{ns}salesforce.records"), truth(simulator_url, "salesforce")
+    accounts = ground["objects"]["account"]
+    assert set(records) == {f"salesforce.account.{ident}" for ident in accounts}
+    for ident, expected in accounts.items():
+        latest = records[f"salesforce.account.{ident}"][-1][0]
+        assert (latest["version"], latest["data"]) == (expected["version"], expected["data"]), ident
+
+
+def test_a_forged_far_future_stamp_never_freezes_a_record(sim, kafka_config, redis_url, simulator_url, receiver):
+    ns, base = receiver
+    ledger = f"test:ledger:{uuid.uuid4().hex}"
+    sim.post("/_admin/reset", json={"seed": 16, "objects": 3}).raise_for_status()
+    accounts = truth(simulator_url, "salesforce")["objects"]["account"]
+    forged = salesforce_outbound.envelope(ORG, "https://apisync-sim.my.salesforce.com", [
+        _forged_notification(entry["data"], i) for i, entry in enumerate(accounts.values())])
+    answer = httpx.post(base + OM_PATH, content=forged, headers=salesforce_outbound.HEADERS, timeout=30)
+    assert salesforce_outbound.acknowledged(answer.status_code, answer.content)  # stored: its content is judged later
+    _normalize(kafka_config, redis_url, simulator_url, ns, ledger, expected=len(accounts))
+    _accounts_equal_truth(kafka_config, simulator_url, ns)  # re-fetched: the API's content and version
+    # then the org's own update of one of them, pushed with its real stamp, lands
+    sim.post("/_admin/config", json={"salesforce_outbound": {"url": base + OM_PATH},
+                                     "salesforce_late_commits": {"share": 0.0}}).raise_for_status()
+    sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
+    updated = sim.post("/_admin/mutate", json={"api": "salesforce", "count": 1, "kinds": ["update"],
+                                               "collection": "account"}).json()["mutations"][0]
+    wait_until_webhooks_delivered(sim, "salesforce_outbound")
+    _normalize(kafka_config, redis_url, simulator_url, ns, ledger, expected=1)
+    _accounts_equal_truth(kafka_config, simulator_url, ns)
+    latest = history(kafka_config, f"{ns}salesforce.records")[f"salesforce.account.{updated['id']}"][-1][0]
+    assert (latest["version"], latest["source"]) == (updated["version"], "webhook")

@@ -12,11 +12,32 @@ The receiver splits a message into single-notification documents so the normaliz
 one-message-one-observation contract, and drops `SessionId` on the way: it is a live Salesforce
 session and must not be stored in Kafka. A SOAP message must not contain a DTD (SOAP 1.1, §3), so a
 body declaring one is refused before parsing (no entity expansion).
+
+Who sent it ("Considerations for Security", SOAP API Developer Guide,
+https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm):
+a message is unsigned and `OrganizationId` is no secret, so Salesforce asks the listener to make sure no
+third party can post while pretending to be Salesforce: accept only Salesforce's IP ranges (Help article
+000321501; that proves Salesforce sent it, not which org), validate the Salesforce client certificate at
+the TLS layer (the TLS terminator's job, in front of the receiver), and check the organisation. The one
+secret an Outbound Message can carry is its endpoint URL, so the receiver requires a secret path segment
+(`path_secret_matches`), optionally an IP allow-list (`sender_allowed`), besides the organisation.
+"Send Session ID" stays off: the session is not needed.
+
+What it says is still not trusted beyond the server's clock: a pushed `SystemModstamp` later than the
+receiving server's clock (its `apisync-received-at` header, else the normalizer's) plus
+`MAX_CLOCK_SKEW_S` would outrank every real update of that record for as long as the clock takes to get
+there. Such a notification becomes thin: the object is re-fetched from the API and fenced at the version
+the API gives (`UNCONFIRMED_VERSION` never outranks it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from apisync.events import Observation, ObservationError, iso_to_ms
@@ -28,6 +49,17 @@ SOBJECT = "urn:sobject.enterprise.soap.sforce.com"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 MAX_NOTIFICATIONS = 100  # the WSDL's maxOccurs
 CONTENT_TYPE = "text/xml; charset=utf-8"
+RECEIVED_AT_HEADER = "apisync-received-at"  # the receiving server's clock, set by the receiver
+# How far a pushed SystemModstamp may run ahead of the receiving clock: two NTP-synced servers stay far
+# closer, and an honest stamp is never later than the moment Salesforce sends it.
+MAX_CLOCK_SKEW_S = 300
+# The version of a notification whose stamp is not trusted: below any real stamp, so the re-fetched
+# object keeps the API's own version (`refetch.refreshed` keeps the higher one). A re-fetch that finds
+# the object gone yields a delete at this version, which the fence finds stale: deletes are left to
+# polling and reconcile, as for every Outbound Message (rules fire on create and edit only).
+UNCONFIRMED_VERSION = 0
+
+log = logging.getLogger("apisync.webhooks")
 
 for _prefix, _uri in (("soapenv", SOAP_ENV), ("", OUTBOUND), ("sf", SOBJECT), ("xsi", XSI)):
     ET.register_namespace(_prefix, _uri)
@@ -117,8 +149,9 @@ def single_notification_body(message: OutboundMessage, notification: Notificatio
     return ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
 
 
-def observation(body: bytes, synced_at: str) -> Observation:
-    """One stored single-notification message → an observation (thin unless every declared field is there)."""
+def observation(body: bytes, synced_at: str, headers: Mapping[str, str] | None = None) -> Observation:
+    """One stored single-notification message → an observation (thin unless every declared field is there
+    and its SystemModstamp is not later than the receiving clock allows)."""
     message = parse_envelope(body)
     if len(message.notifications) != 1:
         raise ObservationError("a stored Outbound Message must hold exactly one notification (the receiver splits)")
@@ -130,10 +163,71 @@ def observation(body: bytes, synced_at: str) -> Observation:
     if not values.get("SystemModstamp"):
         raise ObservationError("Outbound Message lacks SystemModstamp: add it to the message's fields")
     version = iso_to_ms(values["SystemModstamp"])
+    ceiling = clock_ceiling_ms(received_at(headers), synced_at)
+    if ceiling is None or version > ceiling:
+        log.warning("Salesforce Outbound Message for salesforce.%s.%s stamps SystemModstamp %r, past the "
+                    "receiving clock + %d s (or no clock known): re-fetching the object instead", collection,
+                    note.object_id, values["SystemModstamp"][:40], MAX_CLOCK_SKEW_S)
+        return Observation("salesforce", collection, note.object_id, UNCONFIRMED_VERSION, "webhook", synced_at,
+                           None, False, True)
     row = row_from_soap(collection, note.object_id, values)
     # Outbound Messages come from create/edit rules only (never deletes); a partial one is re-fetched
     return Observation("salesforce", collection, note.object_id, version, "webhook", synced_at, row,
                        False, row is None)
+
+
+def received_at(headers: Mapping[str, str] | None) -> str | None:
+    """The receiver's `apisync-received-at` header (any case), if the message has one."""
+    for name, value in (headers or {}).items():
+        if name.lower() == RECEIVED_AT_HEADER:
+            return value
+    return None
+
+
+def clock_ceiling_ms(received: str | None, synced_at: str) -> int | None:
+    """The latest SystemModstamp (ms) trusted: the receiving server's clock at receipt, else the
+    normalizer's, plus MAX_CLOCK_SKEW_S; None when neither time is readable (nothing is trusted then)."""
+    for moment in (received, synced_at):
+        try:
+            return iso_to_ms(moment) + MAX_CLOCK_SKEW_S * 1000
+        except ObservationError:
+            continue
+    return None
+
+
+def path_secret_matches(given: str, configured: Sequence[str]) -> bool:
+    """True if `given` is one of the configured path secrets; every one is compared, in constant time
+    over digests, so neither the timing nor the length of the answer says how close a guess came."""
+    digest = hashlib.sha256(given.encode()).digest()
+    found = False
+    for secret in configured:  # no short-circuit
+        found |= hmac.compare_digest(digest, hashlib.sha256(secret.encode()).digest())
+    return found and bool(given)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def allowed_networks(cidrs: Sequence[str]) -> tuple[Network, ...]:
+    """The allow-list's networks (e.g. Salesforce's published ranges); ValueError names a bad entry."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP network: {cidr!r}") from None
+    return tuple(networks)
+
+
+def sender_allowed(host: str | None, networks: Sequence[Network]) -> bool:
+    """True without an allow-list, else only for an address inside one of its networks."""
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:  # no peer address (e.g. a Unix socket): not provably from an allowed network
+        return False
+    return any(address in network for network in networks)
 
 
 def _values(sobject: ET.Element) -> dict[str, str | None]:

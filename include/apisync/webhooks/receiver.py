@@ -10,10 +10,14 @@ Schemes that sign the URL the provider called (HubSpot v3) get it from `public_u
 (`APISYNC_WEBHOOK_PUBLIC_URL`): behind a TLS-terminating proxy or load balancer the request the app sees
 has another scheme, host and port (and maybe path prefix) than the one the provider signed.
 
-`POST /webhooks/salesforce/outbound-messages` receives Salesforce Outbound Messaging (SOAP, see
-`outbound_messaging`): body size (413) → well-formed notifications (400) → OrganizationId one of the
-configured organisations (403) → one Kafka message per notification, all acknowledged (else 503)
-→ the SOAP `Ack`. Faults are SOAP Fault bodies; Salesforce retries anything it did not get an Ack for.
+`POST /webhooks/salesforce/outbound-messages/<secret>` receives Salesforce Outbound Messaging (SOAP, see
+`outbound_messaging`): endpoint configured, i.e. organisations and path secrets set (else 404) → sender
+address in the allow-list, when one is set (403) → path secret one of the configured ones (401; also
+without one) → body size (413) → well-formed notifications (400) → OrganizationId one of the configured
+organisations (403) → one Kafka message per notification, all acknowledged (else 503) → the SOAP `Ack`.
+Faults are SOAP Fault bodies; Salesforce retries anything it did not get an Ack for. The path secret is
+the only secret an Outbound Message can carry (its endpoint URL); `RedactPathSecret` keeps it out of
+the ASGI server's access log.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +72,11 @@ class WebhookSettings:
     topic_prefix: str = ""  # isolates test runs; production topics are plain `<api>.webhooks`
     # Salesforce organisations whose Outbound Messages are accepted (not secrets: an identity check)
     organization_ids: tuple[str, ...] = ()
+    # Path secrets of the Outbound Messaging endpoint (`.../outbound-messages/<secret>`), several during a
+    # rotation; without one the endpoint is off.
+    outbound_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Networks (CIDR) Outbound Messages may come from, e.g. Salesforce's published ranges; empty: any.
+    outbound_allowed_ips: tuple[str, ...] = ()
     # The receiver's root as the providers call it (e.g. https://hooks.example.com/airflow), for
     # signatures over the URL; empty: the URL of the request as it reached this process.
     public_url: str = ""
@@ -74,17 +84,26 @@ class WebhookSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebhookSettings:
         """APISYNC_WEBHOOK_SECRETS_<API>=s1,s2 (comma-separated), APISYNC_WEBHOOK_TOLERANCE_S, ..._MAX_BODY,
-        APISYNC_WEBHOOK_PUBLIC_URL."""
+        APISYNC_WEBHOOK_PUBLIC_URL, APISYNC_SALESFORCE_ORG_IDS, APISYNC_SALESFORCE_OUTBOUND_SECRETS and
+        APISYNC_SALESFORCE_OUTBOUND_ALLOWED_IPS (comma-separated)."""
         env = os.environ if env is None else env
         prefix = "APISYNC_WEBHOOK_SECRETS_"
         secrets = {k.removeprefix(prefix).lower(): tuple(s.strip() for s in v.split(",") if s.strip())
                    for k, v in env.items() if k.startswith(prefix)}
         tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
         max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
-        orgs = tuple(o.strip() for o in env.get("APISYNC_SALESFORCE_ORG_IDS", "").split(",") if o.strip())
+        orgs = _listed(env, "APISYNC_SALESFORCE_ORG_IDS")
         public_url = env.get("APISYNC_WEBHOOK_PUBLIC_URL", "").strip()
+        outbound = {"outbound_secrets": _listed(env, "APISYNC_SALESFORCE_OUTBOUND_SECRETS"),
+                    "outbound_allowed_ips": _listed(env, "APISYNC_SALESFORCE_OUTBOUND_ALLOWED_IPS")}
         return cls(secrets={k: v for k, v in secrets.items() if v}, tolerance_s=tolerance,
-                   max_body_bytes=max_body, **{"organization_ids": orgs, "public_url": public_url, **overrides})
+                   max_body_bytes=max_body,
+                   **{"organization_ids": orgs, "public_url": public_url, **outbound, **overrides})
+
+
+def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated variable's non-empty items."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
 def called_url(request: Request, public_url: str) -> str:
@@ -328,20 +347,65 @@ def _notification_items(message: om.OutboundMessage, received_at: str) -> list[t
     return items
 
 
+OUTBOUND_PATH = "/webhooks/salesforce/outbound-messages"
+
+
+class RedactPathSecret(logging.Filter):
+    """Masks the Outbound Messaging path secret in access-log lines (uvicorn passes the path as an arg)."""
+
+    _SECRET = re.compile(r"(/salesforce/outbound-messages/)[^/?\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._SECRET.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._SECRET.sub(r"\1***", record.msg)
+        return True
+
+
+def _redact_access_log() -> None:
+    """Install `RedactPathSecret` on the ASGI server's access logger, once."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactPathSecret) for f in access.filters):
+        access.addFilter(RedactPathSecret())
+
+
+def _outbound_refusal(request: Request, settings: WebhookSettings, networks: tuple) -> Response | None:
+    """The fault for a request not from a configured sender (endpoint, allow-list, path secret), else None."""
+    if not settings.organization_ids or not settings.outbound_secrets:
+        return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id "
+                           "and an outbound messaging path secret")
+    host = request.client.host if request.client else None
+    if not om.sender_allowed(host, networks):
+        log.warning("rejected Salesforce Outbound Message from %s: not in the allowed networks", host)
+        return _fault(403, "sender address is not in the allowed networks")
+    if not om.path_secret_matches(request.path_params.get("secret", ""), settings.outbound_secrets):
+        log.warning("rejected Salesforce Outbound Message from %s: the endpoint URL's path secret is missing "
+                    "or wrong", host)
+        return _fault(401, "the endpoint URL lacks the configured path secret")
+    return None
+
+
 def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: AckingSink,
                               counted: WebhookMetrics) -> None:
-    """POST /webhooks/salesforce/outbound-messages: SOAP in, one message per notification, Ack out."""
+    """POST /webhooks/salesforce/outbound-messages/<secret>: SOAP in, one message per notification, Ack out."""
+    networks = om.allowed_networks(settings.outbound_allowed_ips)
+    if settings.outbound_secrets:
+        _redact_access_log()
 
     async def receive_outbound(request: Request) -> Response:
         answer, stored = await _receive_outbound(request)
         counted.answered("salesforce", answer.status_code, stored)
         return answer
 
-    app.add_route("/webhooks/salesforce/outbound-messages", receive_outbound, methods=["POST"])
+    # Without a secret too: a URL that lacks it gets a fault that says so, not a bare 404.
+    app.add_route(OUTBOUND_PATH, receive_outbound, methods=["POST"])
+    app.add_route(OUTBOUND_PATH + "/{secret}", receive_outbound, methods=["POST"])
 
     async def _receive_outbound(request: Request) -> tuple[Response, int]:
-        if not settings.organization_ids:
-            return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id"), 0
+        refusal = _outbound_refusal(request, settings, networks)
+        if refusal is not None:
+            return refusal, 0
         try:
             message = om.parse_envelope(await read_limited(request, settings.max_body_bytes))
         except BodyTooLarge:
