@@ -1,4 +1,4 @@
-"""Admin API under /_admin: truth, mutate, silent mutations, config, faults, stats, reset, clock (no auth)."""
+"""Admin API under /_admin: truth, mutate, silent mutations, config, faults, stats, reset, seed, clock (no auth)."""
 from __future__ import annotations
 
 from typing import Any
@@ -116,18 +116,41 @@ async def stats(request):
 
 
 async def reset(request):
-    """POST /_admin/reset {"seed", "objects", "epoch"?}."""
+    """POST /_admin/reset {"seed", "objects", "epoch"?, "counts"?}: `counts` sets some collections' own
+    numbers, e.g. {"stripe": {"customer": 100000}} (a bulk seed, see StripeModel.seed)."""
     sim = get_sim(request)
     try:
         body = await _body(request)
         seed, objects = body.get("seed", sim.config.seed), body.get("objects", sim.config.objects)
+        counts = body.get("counts") or {}
         if not isinstance(seed, int) or not isinstance(objects, int) or objects < 0:
             return _bad("seed and objects must be integers (objects >= 0)")
-        sim.reset(seed, objects, body.get("epoch"))
+        if not isinstance(counts, dict):
+            return _bad('counts must map an api to its collections\' counts, e.g. {"stripe": {"customer": 100}}')
+        sim.reset(seed, objects, body.get("epoch"), counts)
     except ConfigError as exc:
         return _bad(str(exc))
     request.app.state.engine.rng.seed(f"engine:{seed}")
-    return json_response({"seed": seed, "objects": objects, "now": sim.clock.now()})
+    return json_response({"seed": seed, "objects": objects, "counts": counts, "now": sim.clock.now()})
+
+
+async def seed_aged(request):
+    """POST /_admin/seed {"api", "counts", "created_from", "created_to"}: add history created in that span of
+    server seconds, which must be older than the event retention (its events have aged out: none is
+    recorded, no webhook sent). Models a month nobody polled, with objects created early in it."""
+    sim = get_sim(request)
+    try:
+        body = await _body(request)
+        api, counts = body.get("api"), body.get("counts")
+        start, end = body.get("created_from"), body.get("created_to")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or start > end:
+            return _bad("created_from and created_to must be epoch seconds, created_from <= created_to")
+        if not isinstance(api, str) or not isinstance(counts, dict):
+            return _bad('api must name an api and counts map its collections to counts')
+        created = sim.seed_aged(api, counts, start, end)
+    except (ConfigError, ValueError) as exc:
+        return _bad(str(exc))
+    return json_response({"api": api, "created": created, "now": sim.clock.now()})
 
 
 async def clock(request):
@@ -188,5 +211,6 @@ routes = [
     Route("/_admin/faults", faults, methods=["GET", "POST", "DELETE"]),
     Route("/_admin/stats", stats),
     Route("/_admin/reset", reset, methods=["POST"]),
+    Route("/_admin/seed", seed_aged, methods=["POST"]),
     Route("/_admin/clock", clock, methods=["GET", "POST"]),
 ]

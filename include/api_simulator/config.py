@@ -67,6 +67,9 @@ def default_runtime() -> dict[str, Any]:
         "events_retention_days": 30,
         # Upper bound (s) of the random delay before a new Stripe event shows in /v1/events.
         "stripe_events_lag_s": 3.0,
+        # Share of Stripe customer and charge updates made through a sub-resource (discount, tax ID, dispute,
+        # refund) whose event names only the sub-resource (see stripe_subresources).
+        "stripe_subresource_share": 0.35,
         # The account's default Stripe API version; change it to simulate an account upgrade.
         "stripe_api_version": DEFAULT_VERSION,
         # Salesforce session timeout (Setup > Session Settings, default 2 hours), on the server clock.
@@ -78,7 +81,7 @@ def default_runtime() -> dict[str, Any]:
         # fidelity tests raise lag_s to 300 for the 5-minute transaction.
         "salesforce_late_commits": {"share": 0.1, "lag_s": 3},
         # Outbound Messaging (SOAP) deliveries of created/updated rows, beside the JSON webhooks.
-        "salesforce_outbound": {"url": None, "organization_id": "00D5g000004ApisAAA", "max_batch": 100},
+        "salesforce_outbound": {"url": None, "organization_id": "00D5g000004ApisEAC", "max_batch": 100},
         # Upper bound (s) of the random delay before a HubSpot change shows in CRM search (hubspot_search.py).
         "hubspot_search_lag_s": 1.0,
     }

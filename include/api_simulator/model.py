@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ class ApiModel:
 
     api = ""
     collections: tuple[str, ...] = ()
+    seeds_per_collection = False  # whether seed() takes per-collection counts and seed_aged() exists
     mutable: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, clock: Clock, seed: int) -> None:
@@ -77,11 +79,24 @@ class ApiModel:
         out, self.outbox = self.outbox, []
         return out
 
+    def seed_order(self, sizes: Mapping[str, int], first: str) -> list[str]:
+        """`sizes[collection]` creations per collection shuffled into one timeline; `first` leads (the
+        others may need one of it to exist, e.g. a customer to bill)."""
+        order = [collection for collection, size in sizes.items() for _ in range(size)]
+        self.rng.shuffle(order)
+        if first in order:
+            order.remove(first)
+            order.insert(0, first)
+        return order
+
     def seed_times(self, count: int, span_days: int = 45) -> list[int]:
         """Ascending whole-second times over the past `span_days`, with many same-second ties."""
         now = self.clock.now_s()
-        start = now - span_days * 86400
-        times = sorted(self.rng.randint(start, now - 120) for _ in range(count))
+        return self.times_between(count, now - span_days * 86400, now - 120)
+
+    def times_between(self, count: int, start: int, end: int) -> list[int]:
+        """Ascending whole-second times in [start, end], with many same-second ties."""
+        times = sorted(self.rng.randint(start, end) for _ in range(count))
         for i in range(1, len(times)):
             if self.rng.random() < 0.35:
                 times[i] = times[i - 1]  # ties are common upstream: make them common here

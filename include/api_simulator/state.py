@@ -1,10 +1,11 @@
 """The Simulator: one object holding clock, datasets, config, faults, limits, webhooks and stats."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .clock import Clock
-from .config import APIS, SimulatorConfig, default_runtime, merge_config
+from .config import APIS, ConfigError, SimulatorConfig, default_runtime, merge_config
 from .faults import Faults
 from .github_model import GitHubModel
 from .hubspot_model import HubSpotModel
@@ -34,8 +35,12 @@ class Simulator:
         self.models: dict[str, ApiModel] = {}
         self.reset(self.config.seed, self.config.objects)
 
-    def reset(self, seed: int, objects: int, epoch: float | None = None) -> None:
-        """Rebuild every dataset; clear faults, stats, counters and pending webhooks."""
+    def reset(self, seed: int, objects: int, epoch: float | None = None,
+              counts: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        """Rebuild every dataset (`objects` per collection, or `counts[api][collection]`); clear faults, stats,
+        counters and pending webhooks."""
+        counts = counts or {}
+        self._check_counts(counts)
         if epoch is not None:
             self.clock = Clock(start=epoch)
             self.limiter._now = self.clock.now
@@ -45,8 +50,11 @@ class Simulator:
             "salesforce": SalesforceModel(self.clock, seed, lambda: self.runtime),
             "hubspot": HubSpotModel(self.clock, seed, lambda: self.runtime),
         }
-        for model in self.models.values():
-            model.seed(objects)
+        for api, model in self.models.items():
+            if api in counts:
+                model.seed(objects, counts[api])
+            else:
+                model.seed(objects)
         self.faults.clear()
         self.limiter.reset()
         self.webhooks.clear()
@@ -54,6 +62,24 @@ class Simulator:
         self.sf_cursors = Cursors()
         self.sf_sessions = Sessions(lambda: self.clock.now(), lambda: self.runtime["salesforce_session_lifetime_s"],
                                     self.config.credentials.salesforce)
+
+    def seed_aged(self, api: str, counts: Mapping[str, int], start_s: int, end_s: int) -> int:
+        """Add history created in [start_s, end_s], older than the event retention, without any event;
+        returns how many objects were created."""
+        self._check_counts({api: counts})
+        return self.models[api].seed_aged(counts, start_s, end_s)
+
+    def _check_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Per-collection counts name an API seeded per collection, its collections, and integers >= 0."""
+        for api, sizes in counts.items():
+            model = self.models.get(api)
+            if model is None or not model.seeds_per_collection:
+                served = [name for name, each in self.models.items() if each.seeds_per_collection]
+                raise ConfigError(f"per-collection counts apply to {', '.join(served)} only, not {api!r}")
+            if not isinstance(sizes, Mapping) or any(
+                    name not in model.collections or isinstance(size, bool) or not isinstance(size, int) or size < 0
+                    for name, size in sizes.items()):
+                raise ConfigError(f"{api} counts must map {', '.join(model.collections)} to integers >= 0")
 
     def token_valid(self, api: str, token: str | None) -> bool:
         """Stripe, GitHub and HubSpot tokens never expire here; a Salesforce token is a session that does."""

@@ -31,6 +31,7 @@ from .clock import Clock
 from .ids import stripe_id
 from .model import WebhookMessage
 from .store import Collection, KeyFn
+from .stripe_subresources import subresource_url
 from .stripe_versions import render
 from .timefmt import iso_time
 
@@ -104,5 +105,11 @@ def thin_event(event: dict[str, Any], collection: str, obj: dict) -> dict[str, A
     return {"id": f"evt_65{event['id'].removeprefix('evt_')}", "object": "v2.core.event",
             "type": f"v1.{event['type']}", "created": iso_time(event["created"]), "livemode": event["livemode"],
             "context": None, "reason": {"type": "request", "request": {**event["request"]}},
-            "related_object": {"id": obj["id"], "type": obj["object"],
-                               "url": f"{RESOURCE_PATHS[collection]}/{obj['id']}"}}
+            "related_object": {"id": obj["id"], "type": obj["object"], "url": _url(collection, obj)}}
+
+
+def _url(collection: str, obj: dict) -> str:
+    """The related object's path: a synced collection's, or a sub-resource's (a dispute, a tax ID, ...)."""
+    if collection in RESOURCE_PATHS:
+        return f"{RESOURCE_PATHS[collection]}/{obj['id']}"
+    return subresource_url(collection, obj)

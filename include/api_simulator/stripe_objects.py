@@ -49,7 +49,7 @@ class StripeObjects:
     def _new_customer(self, oid: str, when: int, _customers: list[str]) -> dict:
         first, last = self.person()
         return {"id": oid, "object": "customer", "address": None, "balance": 0, "created": when,
-                "currency": "usd", "default_source": None, "delinquent": False,
+                "currency": "usd", "default_source": None, "delinquent": False, "discount": None,
                 "description": self.phrase(), "email": f"{first}.{last}@example.com".lower().replace(" ", ""),
                 "invoice_prefix": oid[4:12].upper(), "livemode": False, "metadata": {},
                 "name": f"{first} {last}", "phone": None, "preferred_locales": [], "shipping": None,
@@ -89,7 +89,7 @@ class StripeObjects:
         charge = {"id": oid, "object": "charge", "amount": amount, "amount_captured": amount,
                   "amount_refunded": 0, "captured": True, "currency": "usd",
                   "customer": self.rng.choice(customers), "created": when, "description": self.phrase(),
-                  "failure_code": None, "failure_message": None, "invoice": None, "livemode": False,
+                  "disputed": False, "failure_code": None, "failure_message": None, "invoice": None, "livemode": False,
                   "metadata": {}, "paid": True, "refunded": False, "status": "succeeded"}
         if kind == "uncaptured":  # authorized only (capture=false): paid, not yet captured
             charge.update(captured=False, amount_captured=0)

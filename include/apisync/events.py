@@ -27,6 +27,10 @@ class ObservationError(ValueError):
     """An observation that cannot be normalized (goes to the dead-letter topic)."""
 
 
+class NotSynced(ObservationError):
+    """A well-formed input about nothing apisync syncs (e.g. a refund of no charge): consumed, no dead letter."""
+
+
 @dataclass(slots=True)
 class Observation:
     """One sighting of an upstream object, as carried by `<api>.changes`. Treat it as immutable (make a

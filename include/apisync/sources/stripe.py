@@ -19,8 +19,9 @@ How Stripe really behaves, and what this module does about it:
   billing run's burst of events costs pages, never memory or a checkpoint beyond its bound.
 - Many event types change an object beyond created/updated/deleted; each collection subscribes to
   every type whose `data.object` is that object (https://docs.stripe.com/api/events/types), and
-  events are routed by `data.object.object`. `customer.subscription.deleted` means the subscription
-  *ended*: it stays retrievable with `status: canceled`, so it is an update, not a delete.
+  events are routed by `data.object.object`; sub-resource events (a dispute, a refund, a discount, a tax
+  ID, a card) re-fetch the parent they change (`stripe_subresources`). `customer.subscription.deleted`
+  means the subscription *ended*: it stays retrievable with `status: canceled`, so it is an update, not a delete.
 - Listed objects render in the request's `Stripe-Version` (else the account default), but event
   payloads in the version the event was created with (API reference, List all events). The source
   pins `Stripe-Version` on every request and re-fetches an object whose event was rendered in another
@@ -33,6 +34,7 @@ stamped in the same second as the listing win over it: that event is at least as
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ from apisync.sources.stripe_events import (
     walk_oldest_first,
 )
 from apisync.sources.stripe_lists import ListPage, ListPosition, walk_newest_first
+from apisync.sources.stripe_subresources import event_types_of, parent_of
 
 log = logging.getLogger("apisync.sources.stripe")
 
@@ -94,6 +97,9 @@ COLLECTIONS: dict[str, StripeCollection] = {
         tuple(f"charge.{kind}" for kind in (
             "captured", "expired", "failed", "pending", "refunded", "succeeded", "updated"))),
 }
+# Sub-resource events change the object too (`stripe_subresources`): each collection also reads those of its children.
+COLLECTIONS = {name: dataclasses.replace(spec, event_types=spec.event_types + event_types_of(name))
+               for name, spec in COLLECTIONS.items()}
 DELETE_EVENTS = frozenset(spec.delete_event for spec in COLLECTIONS.values() if spec.delete_event)
 COLLECTION_OF_OBJECT = {spec.object: name for name, spec in COLLECTIONS.items()}
 
@@ -245,25 +251,42 @@ class StripeSource:
         return message
 
     def _observations(self, client, collection: str, events: list[dict[str, Any]]) -> list[Observation]:
-        """Events of this collection's object → observations; other versions' payloads are re-fetched."""
+        """Events that change this collection's objects → observations. The object is re-fetched (once per
+        page) when the payload is in another API version, or is a sub-resource that changed its parent."""
         spec, out, refetched = COLLECTIONS[collection], [], {}
         for event in events:
             obj = require(event.get("data") or {}, "object", self.api, "/v1/events")
-            if not isinstance(obj, Mapping) or obj.get("object") != spec.object or not obj.get("id"):
-                continue  # e.g. charge.dispute.* carries a dispute: not this collection's object
+            target = self._target(collection, obj)
+            if target is None:
+                continue  # e.g. a subscription's discount, read by the subscription collection
+            object_id, stale = target
             created = int(require(event, "created", self.api, "/v1/events"))
-            deleted = event.get("type") == spec.delete_event
-            data: Mapping[str, Any] | None = obj
-            if not deleted and event.get("api_version") not in (None, self.api_version):
-                if obj["id"] not in refetched:
-                    fresh = self.fetch(client, collection, obj["id"])
-                    refetched[obj["id"]] = fresh.data if fresh else None
-                data = refetched[obj["id"]]
+            deleted = not stale and event.get("type") == spec.delete_event
+            data: Mapping[str, Any] | None = None if stale else obj
+            if stale or (not deleted and event.get("api_version") not in (None, self.api_version)):
+                if object_id not in refetched:
+                    fresh = self.fetch(client, collection, object_id)
+                    refetched[object_id] = fresh.data if fresh else None
+                data = refetched[object_id]
                 if data is None:
                     continue  # gone since: its delete event follows
-            out.append(self.factory.make(collection, obj["id"], created * 1000, data, source="poll", deleted=deleted,
+            out.append(self.factory.make(collection, object_id, created * 1000, data, source="poll", deleted=deleted,
                                          reason=f"Stripe {event['type']} event" if deleted else None))
         return out
+
+    @staticmethod
+    def _target(collection: str, obj: Any) -> tuple[str, bool] | None:
+        """(id of this collection's object the event changes, whether the payload is not that object), or None."""
+        if not isinstance(obj, Mapping):
+            return None
+        if obj.get("object") == COLLECTIONS[collection].object:
+            return (str(obj["id"]), False) if obj.get("id") else None
+        parent = parent_of(obj)
+        if parent is None or parent[0] != collection:
+            if parent is None:
+                log.debug("stripe %s: a %s event names no synced parent", collection, obj.get("object"))
+            return None
+        return parent[1], True
 
     def _listed(self, collection: str, obj: Any, version: int, source: str) -> Observation:
         object_id = require(obj, "id", self.api, COLLECTIONS[collection].path)

@@ -14,6 +14,11 @@ EMITTED = {
                 "invoice.voided", "invoice.marked_uncollectible", "invoice.updated", "invoice.deleted"},
     "charge": {"charge.succeeded", "charge.failed", "charge.pending", "charge.captured", "charge.expired",
                "charge.refunded", "charge.updated"},
+    # Sub-resources: the event carries the sub-resource, and the parent gets no event of its own.
+    "discount": {"customer.discount.created", "customer.discount.updated", "customer.discount.deleted"},
+    "tax_id": {"customer.tax_id.created"},
+    "dispute": {"charge.dispute.created"},
+    "refund": {"charge.refund.updated"},
 }
 
 
@@ -21,13 +26,15 @@ EMITTED = {
 def events(client, stripe, sim):
     """Every event after 1,500 mixed mutations (seeded, so the same each run)."""
     client.post("/_admin/mutate", json={"api": "stripe", "count": 1500}).raise_for_status()
+    # A discount is removed or switched only on a customer that has one: update a few customers often.
+    client.post("/_admin/mutate", json={"api": "stripe", "count": 200, "kinds": ["update"],
+                                        "collection": "customer"}).raise_for_status()
     settle(sim)
     return walk(stripe, "/v1/events", limit=100)
 
 
 def _collection(event):
-    return {"customer": "customer", "subscription": "subscription", "invoice": "invoice",
-            "charge": "charge"}[event["data"]["object"]["object"]]
+    return event["data"]["object"]["object"]
 
 
 def test_every_lifecycle_event_type_is_emitted(events):
@@ -57,6 +64,10 @@ CHECKS = {
     "customer.subscription.pending_update_applied":
         lambda o, p: o["items"]["data"][0]["quantity"] == p["pending_update"]["subscription_items"][0]["quantity"],
     "customer.subscription.deleted": lambda o, p: o["status"] == "canceled" and o["canceled_at"] == o["ended_at"],
+    "charge.dispute.created": lambda o, p: o["charge"].startswith("ch_") and o["status"] == "needs_response",
+    "charge.refund.updated": lambda o, p: o["charge"].startswith("ch_") and o["status"] == "failed",
+    "customer.discount.created": lambda o, p: o["customer"].startswith("cus_") and o["subscription"] is None,
+    "customer.tax_id.created": lambda o, p: o["customer"].startswith("cus_"),
 }
 
 

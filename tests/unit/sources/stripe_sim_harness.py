@@ -50,6 +50,9 @@ class StripeSim:
         self.sim = Simulator(SimulatorConfig(seed=seed, objects=objects), clock=Clock(time_fn=self.time))
         self.sim.update_config({"rate_limits": {"stripe": {"per_second": 1_000_000}}, "stripe_events_lag_s": lag_s})
         self.model = self.sim.models["stripe"]
+        # The walks are checked event by event against the object each carries; a sub-resource event
+        # carries no customer (its routing to the parent is tested in test_stripe_subresources).
+        self.model.subresource_share = 0.0
         self.http = TestClient(create_app(sim=self.sim), base_url="http://stripe.test")
         self.requests = 0
 
