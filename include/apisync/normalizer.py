@@ -23,9 +23,13 @@ fences the server's current state as authoritative at that version (without a re
 order decides). Ties are only found while fencing, inside the transaction: up to `inline_tie_requests`
 requests' worth are re-fetched there; more abort that transaction, are re-fetched outside it (the batch
 cut before the first tie past the bound) and the batch is judged again with their states. A re-fetch the
-API refuses (a fatal answer) dead-letters its messages; one that fails transiently aborts the batch,
-which is read again, until the same message failed `MAX_TRANSIENT_REFETCHES` batch attempts in a row:
-then it is dead-lettered (`apisync.refetch_outcomes`).
+API refuses (a fatal answer) dead-letters its messages; one that fails transiently is deferred: the
+message is written back to its own input topic (same key, same partition) in the batch's transaction
+with headers saying when it is due, and the batch commits past it, so nothing else waits for that
+object; past the give-up time it is dead-lettered (`apisync.refetch_outcomes`). A deferred message read
+before it is due is written back again unchanged (no request) when its batch has other work; a batch of
+nothing but such messages waits for the first to be due, at most `DEFER_WAIT_S`, and is otherwise
+sought back and read again, so a lone deferral neither spins nor holds other partitions for long.
 
 Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
 or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
@@ -51,7 +55,14 @@ import orjson
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from apisync import catalog
-from apisync.events import Observation, ObservationError, derive_events, observation_from_change, record_value
+from apisync.events import (
+    NotSynced,
+    Observation,
+    ObservationError,
+    derive_events,
+    observation_from_change,
+    record_value,
+)
 from apisync.failpoints import failpoint
 from apisync.fence import (
     LEDGER_PREFIX,
@@ -69,7 +80,15 @@ from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
 from apisync.ledger import ensure_ledger, normalizer_group
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
-from apisync.refetch_outcomes import GuardedRefetch, RefetchPostponed, RefetchRefused
+from apisync.refetch_outcomes import (
+    DeferPolicy,
+    Deferral,
+    GuardedRefetch,
+    RefetchDeferred,
+    RefetchRefused,
+    merged,
+    with_deferral,
+)
 from apisync.refetch_plan import DEFAULT_MAX_REQUESTS, Wanted, coalesced, cut, representative, request_bound
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.dispatch import parse_webhook
@@ -83,6 +102,9 @@ INLINE_TIE_REQUESTS = 2
 # whatever ties are still unknown inline (only ties that appeared after the previous round, which a
 # single owner per partition does not produce).
 TIE_ROUNDS = 2
+# Longest wait for a deferred message to be due when its batch holds nothing else; well below the consumer's
+# max.poll.interval.ms (300 s), short enough that messages arriving meanwhile wait little.
+DEFER_WAIT_S = 5.0
 FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, pipelined
 # Observations per transaction at most (~3.4 MB). Each batch pays fixed round trips (offsets, commit,
 # flush); 5,000 halves them per observation against 2,000, though the benchmark cannot tell the two
@@ -123,6 +145,7 @@ class NormalizerStats:
     events: int = 0
     dead_letters: int = 0
     aborted: int = 0
+    deferred: int = 0  # messages written back to be re-fetched later (a re-fetch failed transiently)
 
 
 @dataclass(slots=True)
@@ -134,6 +157,7 @@ class _Batch:
     consumed: int = 0  # messages this transaction commits (the batch may have been cut)
     out: list[tuple[str, bytes | None, bytes | None, list | None]] = field(default_factory=list)  # wire form
     dead: int = 0
+    deferred: int = 0
     # per collection: [records, events, the oldest synced_at among its accepted observations]
     tally: dict[str, list] = field(default_factory=dict)
 
@@ -156,16 +180,25 @@ class _Prepared:
 
     polled: Sequence[Any]  # every message polled; their first offsets are the partitions' start positions
     take: int  # the transaction consumes polled[:take]; the rest was sought back
-    # per webhook message index: its item, a dead letter's reason, or None (a later message of its key stands for it)
-    ready: dict[int, Item | str | None]
+    # per webhook (or deferred) message index: its item, a dead letter's reason, a deferral to write it back
+    # with, or None (a later message of its key stands for it)
+    ready: dict[int, Item | str | Deferral | None]
     requests: int = 0  # re-fetch requests made for this batch
-    tie_states: dict[SourcePosition, Observation | RefetchRefused] = field(default_factory=dict)
+    tie_states: dict[SourcePosition, Observation | RefetchRefused | RefetchDeferred] = field(default_factory=dict)
     final: bool = False  # the last judging round: unknown ties are settled inline
 
     @property
     def messages(self) -> Sequence[Any]:
         """What this transaction consumes."""
         return self.polled[:self.take]
+
+
+class _NothingDue(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A batch of deferred messages none of which is due yet: it was sought back, to be read again."""
+
+    def __init__(self, partitions: Iterable[tuple[str, int]]) -> None:
+        super().__init__("no deferred message of the batch is due yet")
+        self.partitions = list(partitions)
 
 
 class _TiesOutside(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -239,6 +272,8 @@ class Normalizer:
                  batch_size: int = DEFAULT_BATCH_SIZE, poll_timeout: float = 1.0, namespace: str = "",
                  webhook_options: Mapping[str, Any] | None = None,
                  recover_ledger: Callable[[], Any] | None = None,
+                 defer_policy: DeferPolicy | None = None, wall_clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, metrics: Metrics = NULL_METRICS) -> None:
         self.api = api
         self._metrics = NormalizerMetrics(metrics, api)
@@ -248,6 +283,9 @@ class Normalizer:
         self._refetch = None if refetch is None else GuardedRefetch(refetch)
         self._max_refetch_requests = None if max_refetch_requests is None else max(1, max_refetch_requests)
         self._inline_tie_requests = inline_tie_requests
+        # deferrals of transient re-fetch failures; their due times travel with the messages, so wall-clock
+        self._defer = DeferPolicy.from_env() if defer_policy is None else defer_policy
+        self._wall_clock, self._sleep = wall_clock, sleep
         self._version_warned = False  # the Stripe version mismatch is said once per run
         # Re-fetched states of keys whose thin messages a cut left for the next batch, with the polled
         # end offsets per partition they are newer than (see `_carry`).
@@ -288,9 +326,11 @@ class Normalizer:
                 self._metrics.committed(batch, batch.consumed, (self._clock() - started) * 1000)
                 stats = _add(stats, batch, batch.consumed)
                 self._failures = 0
-            except RefetchPostponed as exc:
-                # not one of the failures in a row that end the run: the message's own count bounds it
-                stats = self._aborted(stats, messages, exc)
+            except _NothingDue as held:
+                # only deferrals not yet due: those partitions count as read to their end
+                self._at_end.update(f"{t}:{p}" for t, p in held.partitions)
+                if stop_when_idle and self.caught_up():
+                    break
             except (TransactionError, DeliveryError, RetriableError, FencedOut, LedgerLost, LedgerUnavailable) as exc:
                 if isinstance(exc, LedgerLost) and self._recover_ledger is not None:
                     log.warning("normalizer %s: %s; rebuilding it before going on", self.api, exc)
@@ -417,25 +457,31 @@ class Normalizer:
             entry = ready[index] if index in ready else self._parsed(msg)
             if isinstance(entry, tuple):
                 pending.append(entry)
+            elif isinstance(entry, Deferral):
+                self._write_back(batch, msg, entry)
             elif entry is not None:
                 self._dead_letter(batch, msg, entry)
         return pending
 
-    def _parsed(self, msg: Any) -> Item | str:
-        """A message's observation and position, or why it is a dead letter."""
+    def _parsed(self, msg: Any) -> Item | str | None:
+        """A message's observation and position, why it is a dead letter, or None if it names nothing synced."""
         source = SourcePosition(msg.topic(), msg.partition(), msg.offset())
         try:
             return self._observe(msg), source
+        except NotSynced as exc:  # valid input about nothing synced: consumed without a record
+            log.debug("normalizer %s: %s", self.api, exc)
+            return None
         except Exception as exc:  # anything unusable is a dead letter, never a crash loop
             return str(exc) or type(exc).__name__
 
     def _prepare(self, messages: Sequence[Any]) -> _Prepared:
         """Parse the batch's webhooks and make its re-fetches, before any transaction: coalesced per key,
         the batch cut where they would pass `max_refetch_requests` (the rest sought back)."""
-        ready: dict[int, Item | str | None] = {}
+        ready: dict[int, Item | str | Deferral | None] = {}
+        self._hold_early(messages, ready)
         needs: list[tuple[int, Observation]] = []
         for index, msg in enumerate(messages):
-            if not msg.topic().endswith(".webhooks"):
+            if index in ready or not msg.topic().endswith(".webhooks"):
                 continue
             entry = ready[index] = self._parsed(msg)
             if isinstance(entry, tuple) and entry[0].thin:
@@ -454,6 +500,50 @@ class Normalizer:
             fetched = self._refetch_thin(prepared, coalesced((i, obs) for i, obs in fetch if i < prepared.take))
             self._carry(prepared, needs, fetched, carried)
         return prepared
+
+    def _hold_early(self, messages: Sequence[Any], ready: dict[int, Item | str | Deferral | None]) -> None:
+        """Deferred messages not due yet are written back unchanged (no request) when the batch has other
+        work; a batch of nothing else waits for the first to be due, at most DEFER_WAIT_S, and raises
+        _NothingDue (sought back) if none is due by then."""
+        early = self._not_due(messages)
+        if early and len(early) == len(messages):
+            first_due = min(deferral.not_before for deferral in early.values())
+            self._sleep(max(0.0, min(first_due - self._wall_clock(), DEFER_WAIT_S)))
+            early = self._not_due(messages)
+            if len(early) == len(messages):
+                at_end = [(t, p) for t, p in _spans(messages) if f"{t}:{p}" in self._at_end]
+                self._seek_back(messages)
+                raise _NothingDue(at_end)
+        if early:
+            log.debug("normalizer %s: %d deferred messages are not due yet; written back", self.api, len(early))
+        ready.update(early)
+
+    def _not_due(self, messages: Sequence[Any]) -> dict[int, Deferral]:
+        """The batch's deferred messages whose not-before time is still ahead, by batch index."""
+        now, early = self._wall_clock(), {}
+        for index, msg in enumerate(messages):
+            headers = msg.headers()
+            deferral = Deferral.of(headers) if headers else None
+            if deferral is not None and deferral.not_before > now:
+                early[index] = deferral
+        return early
+
+    def _deferral(self, messages: Iterable[Any], failure: RefetchDeferred, key: str) -> Deferral | RefetchRefused:
+        """The next deferral of an object's messages whose re-fetch failed transiently, or the dead
+        letter that ends deferring (past the give-up time); one log line either way."""
+        previous = merged(Deferral.of(msg.headers()) for msg in messages)
+        outcome = self._defer.after(previous, str(failure), self._wall_clock())
+        if isinstance(outcome, Deferral):
+            log.warning("normalizer %s: %s deferred (%d), due in %.0f s: %s", self.api, key, outcome.count,
+                        outcome.not_before - self._wall_clock(), failure)
+        return outcome
+
+    def _write_back(self, batch: _Batch, msg: Any, deferral: Deferral, key: str | None = None) -> None:
+        """A deferred message back to its own topic with its deferral headers: the same key, so the same
+        partition, in this batch's transaction (so it is neither lost nor doubled by a crash)."""
+        batch.out.append((msg.topic(), msg.key() or (key.encode() if key else None), msg.value(),
+                          with_deferral(msg.headers(), deferral)))
+        batch.deferred += 1
 
     @staticmethod
     def _covered(messages: Sequence[Any], carried: Mapping[str, tuple[Observation, dict]],
@@ -476,7 +566,7 @@ class Normalizer:
             ready[item.last] = (dataclasses.replace(state, version=max(state.version, newest)), ready[item.last][1])
 
     def _carry(self, prepared: _Prepared, needs: list[tuple[int, Observation]],
-               fetched: Mapping[str, Observation | RefetchRefused], carried: Mapping[str, tuple]) -> None:
+               fetched: Mapping[str, Observation | Exception], carried: Mapping[str, tuple]) -> None:
         """Keep the states of keys with thin messages in the cut-off rest, with the polled ends they cover:
         the rest was polled before those reads, so the next batch needs no new read for it. At most one
         entry per key of the batch."""
@@ -498,8 +588,9 @@ class Normalizer:
         prepared.take = at
         self._seek_back(prepared.polled[at:])
 
-    def _refetch_thin(self, prepared: _Prepared, wanted: Sequence[Wanted]) -> dict[str, Observation | RefetchRefused]:
-        """One read per key; its current state stands for the key's thin messages, fenced at the last."""
+    def _refetch_thin(self, prepared: _Prepared, wanted: Sequence[Wanted]) -> dict[str, Observation | Exception]:
+        """One read per key; its current state stands for the key's thin messages, fenced at the last. A
+        key whose read failed transiently is deferred: its newest message is written back for all of them."""
         ready = prepared.ready
         asks = [(representative([ready[i][0] for i in item.indexes]), [ready[i][1] for i in item.indexes])
                 for item in wanted]
@@ -507,8 +598,15 @@ class Normalizer:
         fetched = {}
         for item, outcome in zip(wanted, self._refetch.many(asks), strict=True):
             fetched[item.key] = outcome
+            if isinstance(outcome, RefetchDeferred):
+                outcome = self._deferral((prepared.messages[i] for i in item.indexes), outcome, item.key)
             if isinstance(outcome, RefetchRefused):
                 ready.update((i, str(outcome)) for i in item.indexes)
+                continue
+            if isinstance(outcome, Deferral):
+                newest = max(item.indexes, key=lambda i: ready[i][0].version)
+                ready.update((i, None) for i in item.indexes)
+                ready[newest] = outcome
                 continue
             ready.update((i, None) for i in item.indexes[:-1])
             ready[item.last] = (outcome, ready[item.last][1])
@@ -568,21 +666,31 @@ class Normalizer:
             if not prepared.final and self._refetch.requests(_per_collection(keys)) > self._inline_tie_requests:
                 raise _TiesOutside(unknown)
             self._fetch_ties(prepared, unknown)  # a few requests, or ties that appeared in the last round
-        settled, refused = [], []
+        settled, unsettled = [], []
         for obs, source in ties:
             state = known.get(source, obs)  # without a client, arrival order decides
-            if isinstance(state, RefetchRefused):
-                refused.append((source, str(state)))
+            if isinstance(state, Exception):
+                unsettled.append((obs, source, state))
             else:
                 settled.append((dataclasses.replace(state, version=max(state.version, obs.version)), source))
-        if refused:
-            by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in prepared.messages}
-            for source, reason in refused:
-                self._dead_letter(batch, by_source[source], reason)
+        if unsettled:
+            self._unsettled_ties(batch, unsettled, prepared)
         verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,
                                           epochs=self._epochs)
         for (obs, _source), verdict in zip(settled, verdicts, strict=True):
             self._emit(batch, obs, verdict)
+
+    def _unsettled_ties(self, batch: _Batch, ties: Sequence[tuple[Observation, SourcePosition, Exception]],
+                        prepared: _Prepared) -> None:
+        """Ties the API refused are dead letters; those whose re-fetch failed transiently are deferred."""
+        by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in prepared.messages}
+        for obs, source, failure in ties:
+            msg = by_source[source]
+            outcome = self._deferral([msg], failure, obs.key) if isinstance(failure, RefetchDeferred) else failure
+            if isinstance(outcome, Deferral):
+                self._write_back(batch, msg, outcome, obs.key)
+            else:
+                self._dead_letter(batch, msg, str(outcome))
 
     def _committed_offsets(self, spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
         """Kafka's committed offset of each partition of the batch: the broker's word once per assignment,
@@ -606,8 +714,6 @@ class Normalizer:
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._carried.clear()  # an optimisation only: the next owner reads again
-        if self._refetch is not None:
-            self._refetch.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
             self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
@@ -738,10 +844,10 @@ def _next_offsets(spans: Mapping[tuple[str, int], tuple[int, int]]) -> list[Topi
 
 def _add(stats: NormalizerStats, batch: _Batch | None, consumed: int) -> NormalizerStats:
     if batch is None:
-        return NormalizerStats(stats.batches, stats.consumed, stats.records, stats.events,
-                               stats.dead_letters, stats.aborted + 1)
+        return dataclasses.replace(stats, aborted=stats.aborted + 1)
     return NormalizerStats(stats.batches + 1, stats.consumed + consumed, stats.records + batch.records,
-                           stats.events + batch.events, stats.dead_letters + batch.dead, stats.aborted)
+                           stats.events + batch.events, stats.dead_letters + batch.dead, stats.aborted,
+                           stats.deferred + batch.deferred)
 
 
 class NormalizerSetupError(Exception):

@@ -1,13 +1,18 @@
-"""What the normalizer does when a re-fetch fails: a poison object is a dead letter, a hiccup a re-read.
+"""What the normalizer does when a re-fetch fails: a poison object is a dead letter, a hiccup a deferral.
 
 A re-fetch (a thin webhook, a payload in another API version, an equal-version tie) asks the API for one
 object. The HTTP edge (`apisync.http`) has already sorted its failure into fatal or retriable, after the
 client's own retries:
 - fatal (400, 403, 451...: the API will not give this object): the message is dead-lettered with the
   error as its reason and the partition moves on;
-- retriable (5xx, timeout, 429, a malformed body): the batch is aborted and read again; the message
-  that failed is counted, and after `MAX_TRANSIENT_REFETCHES` failed batch attempts in a row it is
-  dead-lettered too, so no object holds its partition forever;
+- retriable (5xx, timeout, 429, a malformed body) or `UnavailablePart` (a GitHub repository that
+  refuses for a while: its objects are neither refused for good nor known to be gone): the
+  object's outcome is `RefetchDeferred`. The normalizer writes the message back to its own input topic
+  (same key, so the same partition) inside the batch's transaction, with `Deferral` headers (how often
+  it was deferred, when it was first, why, and the time before which it is not tried again), and
+  commits past it: nothing else waits for it. `DeferPolicy.after` decides each time: defer again with a
+  growing delay, or, past `give_up_s` (APISYNC_REFETCH_GIVE_UP_S, 24 h by default) or `max_deferrals`,
+  a dead letter "gave up after N deferrals: <first reason>";
 - 401: the credential itself is refused, every re-fetch would fail alike, so the error stops the
   normalizer (dead-lettering every webhook would be worse than waiting for a new key).
 
@@ -20,70 +25,142 @@ refuses as a whole is asked again object by object, so each object's own answer 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from apisync.events import Observation
 from apisync.fence import SourcePosition
 from apisync.http import FatalError, RetriableError
+from apisync.sources.base import UnavailablePart
 
 Wanted = Sequence[tuple[Observation, Sequence[SourcePosition]]]  # objects, each with its messages' positions
+Headers = Sequence[tuple[str, bytes | None]] | None
 
 log = logging.getLogger("apisync.normalizer")
 
-# Batch attempts in a row in which one message's re-fetch failed transiently before it is dead-lettered;
-# each attempt is already the HTTP client's retries with backoff.
-MAX_TRANSIENT_REFETCHES = 3
 # Statuses that refuse the credential, not the object.
 CREDENTIAL_STATUSES = frozenset({401})
+GIVE_UP_ENV = "APISYNC_REFETCH_GIVE_UP_S"
+GIVE_UP_S = 24 * 3600.0  # a day of outages and 403s that lift is waited out; then a person looks
+# Deferral header names; a message without `DEFERRALS_HEADER` was never deferred.
+DEFERRALS_HEADER = "apisync-deferrals"
+NOT_BEFORE_HEADER = "apisync-not-before"
+FIRST_FAILED_HEADER = "apisync-first-failed-at"
+FIRST_REASON_HEADER = "apisync-first-failure"
+DEFERRAL_HEADERS = frozenset({DEFERRALS_HEADER, NOT_BEFORE_HEADER, FIRST_FAILED_HEADER, FIRST_REASON_HEADER})
+MAX_REASON_CHARS = 500  # a header, not a log: the API's whole error body does not travel with the message
 
 
 class RefetchRefused(Exception):
     """The API will not give this object: dead-letter its message (str() is the one-line reason)."""
 
 
-class RefetchPostponed(Exception):
-    """A re-fetch failed transiently: abort the batch and read it again."""
+class RefetchDeferred(Exception):
+    """A re-fetch failed transiently: write the message back to be tried later (str() is the reason)."""
+
+
+Outcome = Observation | RefetchRefused | RefetchDeferred
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """What a deferred message carries: deferrals so far, when and why it first failed, when it is due."""
+
+    count: int
+    first_failed_at: float  # epoch seconds: deferrals travel between processes, so wall-clock time
+    first_reason: str
+    not_before: float
+
+    @classmethod
+    def of(cls, headers: Headers) -> Deferral | None:
+        """The deferral a message's headers carry, or None for a message never deferred."""
+        found = {k: v.decode("utf-8", "replace") for k, v in headers or () if k in DEFERRAL_HEADERS and v is not None}
+        if DEFERRALS_HEADER not in found:
+            return None
+        try:
+            return cls(int(found[DEFERRALS_HEADER]), float(found.get(FIRST_FAILED_HEADER, 0)),
+                       found.get(FIRST_REASON_HEADER, ""), float(found.get(NOT_BEFORE_HEADER, 0)))
+        except ValueError:  # headers mangled on the way: defer as if for the first time, never drop it
+            return None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The headers that carry this deferral."""
+        return [(DEFERRALS_HEADER, str(self.count).encode()), (NOT_BEFORE_HEADER, f"{self.not_before:.3f}".encode()),
+                (FIRST_FAILED_HEADER, f"{self.first_failed_at:.3f}".encode()),
+                (FIRST_REASON_HEADER, self.first_reason.encode())]
+
+
+def with_deferral(headers: Headers, deferral: Deferral) -> list[tuple[str, bytes | None]]:
+    """A message's own headers (the receiver's, which the parser may read) with `deferral`'s in place of any older."""
+    return [(k, v) for k, v in headers or () if k not in DEFERRAL_HEADERS] + deferral.headers()
+
+
+def merged(deferrals: Iterable[Deferral | None]) -> Deferral | None:
+    """One object's deferral when several of its messages are deferred together: the most deferrals, the
+    earliest first failure (so the give-up clock never restarts), and the latest due time."""
+    known = [d for d in deferrals if d is not None]
+    if not known:
+        return None
+    first = min(known, key=lambda d: d.first_failed_at)
+    return Deferral(max(d.count for d in known), first.first_failed_at, first.first_reason,
+                    max(d.not_before for d in known))
+
+
+@dataclass(frozen=True, slots=True)
+class DeferPolicy:
+    """When a deferred message is tried again, and when deferring stops and it is dead-lettered."""
+
+    first_delay_s: float = 10.0
+    max_delay_s: float = 600.0  # a due deferral costs one request; ten minutes apart over a day is ~150
+    give_up_s: float = GIVE_UP_S
+    max_deferrals: int | None = None  # the time bound alone suffices; a count is for operators who want one
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeferPolicy:
+        """The default policy with `APISYNC_REFETCH_GIVE_UP_S` (seconds) applied when set."""
+        value = (os.environ if env is None else env).get(GIVE_UP_ENV)
+        return cls() if not value else cls(give_up_s=float(value))
+
+    def delay(self, count: int) -> float:
+        """Seconds before the `count`-th deferral is due: doubling from `first_delay_s`, capped."""
+        return min(self.max_delay_s, self.first_delay_s * 2 ** min(count - 1, 32))
+
+    def after(self, previous: Deferral | None, reason: str, now: float) -> Deferral | RefetchRefused:
+        """The next deferral of a message whose re-fetch failed transiently (`previous`: what it carried),
+        or the dead letter that ends deferring."""
+        if previous is None:
+            previous = Deferral(0, now, reason[:MAX_REASON_CHARS], now)
+        count = previous.count + 1
+        exhausted = self.max_deferrals is not None and previous.count >= self.max_deferrals
+        if exhausted or now - previous.first_failed_at >= self.give_up_s:
+            return RefetchRefused(f"gave up after {previous.count} deferrals: {previous.first_reason}")
+        return Deferral(count, previous.first_failed_at, previous.first_reason, now + self.delay(count))
 
 
 class GuardedRefetch:
-    """A re-fetch function whose failures are RefetchRefused or RefetchPostponed, counted per message."""
+    """A re-fetch function whose failures are RefetchRefused (dead letter) or RefetchDeferred (try later)."""
 
-    def __init__(self, refetch: Callable[[Observation], Observation],
-                 max_transient: int = MAX_TRANSIENT_REFETCHES) -> None:
-        self._refetch, self._max_transient = refetch, max_transient
+    def __init__(self, refetch: Callable[[Observation], Observation]) -> None:
+        self._refetch = refetch
         self._many = getattr(refetch, "many", None)
         # objects one request re-fetches: a list call's size, else 1
         self.per_call = max(1, int(getattr(refetch, "per_call", 1))) if callable(self._many) else 1
-        # Failed batch attempts per message still waiting for its re-fetch; an entry leaves when the
-        # message is settled or its partition is revoked, so at most one per aborted batch lingers.
-        self._transient: dict[SourcePosition, int] = {}
 
-    def __call__(self, obs: Observation, source: SourcePosition) -> Observation:
-        """The object as the API has it now, for the message at `source`."""
-        try:
-            fresh = self._refetch(obs)
-        except RetriableError as exc:
-            raise self._transient_failures([source], exc) from None
-        except FatalError as exc:
-            if exc.status in CREDENTIAL_STATUSES:
-                log.error("re-fetch: the API refuses the credential, so every re-fetch would fail; stopping: %s", exc)
-                raise
-            self._transient.pop(source, None)
-            raise RefetchRefused(f"re-fetch refused: {exc}") from None
-        self._transient.pop(source, None)
-        return fresh
+    def __call__(self, obs: Observation) -> Outcome:
+        """The object as the API has it now, or why it is not to be had (now or ever)."""
+        return self._chunk([obs])[0]
 
     def requests(self, objects_per_collection: Iterable[int]) -> int:
         """How many requests re-fetch this many objects per collection."""
         return sum(-(-count // self.per_call) for count in objects_per_collection)
 
-    def many(self, wanted: Wanted) -> list[Observation | RefetchRefused]:
+    def many(self, wanted: Wanted) -> list[Outcome]:
         """Each object as the API has it now, for the messages at its sources; an object the API refuses
-        (or that failed transiently too often) is a RefetchRefused in its slot, any other transient
-        failure raises RefetchPostponed."""
-        results: list[Observation | RefetchRefused | None] = [None] * len(wanted)
+        is a RefetchRefused in its slot, one that failed transiently a RefetchDeferred."""
+        results: list[Outcome | None] = [None] * len(wanted)
         for chunk in self._chunks(wanted):
-            for index, outcome in zip(chunk, self._chunk([wanted[i] for i in chunk]), strict=True):
+            for index, outcome in zip(chunk, self._chunk([wanted[i][0] for i in chunk]), strict=True):
                 results[index] = outcome
         return results  # type: ignore[return-value]
 
@@ -96,53 +173,19 @@ class GuardedRefetch:
             for start in range(0, len(indexes), self.per_call):
                 yield indexes[start:start + self.per_call]
 
-    def _chunk(self, wanted: Wanted) -> list[Observation | RefetchRefused]:
+    def _chunk(self, observations: Sequence[Observation]) -> list[Outcome]:
         """One request's objects (one object without a list call)."""
-        observations = [obs for obs, _sources in wanted]
         try:
-            fresh = self._many(observations) if len(wanted) > 1 else [self._refetch(observations[0])]
+            return self._many(observations) if len(observations) > 1 else [self._refetch(observations[0])]
         except RetriableError as exc:
-            failures = [self._transient_failures(sources, exc) for _obs, sources in wanted]
-            postponed = next((f for f in failures if isinstance(f, RefetchPostponed)), None)
-            if postponed is not None:
-                raise postponed from None
-            return failures  # type: ignore[return-value]
+            return [RefetchDeferred(f"re-fetch failed transiently: {exc}") for _obs in observations]
         except FatalError as exc:
-            if exc.status in CREDENTIAL_STATUSES or len(wanted) == 1:
-                return [self._refused(sources, exc) for _obs, sources in wanted]
-            log.info("re-fetch: a list call was refused (%s); asking object by object", exc)
-            return [outcome for item in wanted for outcome in self._chunk([item])]
-        for _obs, sources in wanted:
-            self._settled(sources)
-        return fresh
-
-    def _refused(self, sources: Sequence[SourcePosition], exc: FatalError) -> RefetchRefused:
-        if exc.status in CREDENTIAL_STATUSES:
-            log.error("re-fetch: the API refuses the credential, so every re-fetch would fail; stopping: %s", exc)
-            raise exc
-        self._settled(sources)
-        return RefetchRefused(f"re-fetch refused: {exc}")
-
-    def _settled(self, sources: Iterable[SourcePosition]) -> None:
-        for source in sources:
-            self._transient.pop(source, None)
-
-    def _transient_failures(self, sources: Sequence[SourcePosition], exc: RetriableError) -> Exception:
-        """One more failed attempt for the messages of one object: they share the count and the outcome."""
-        failures = max(self._transient.get(source, 0) for source in sources) + 1
-        if failures >= self._max_transient:
-            self._settled(sources)
-            return RefetchRefused(f"re-fetch failed transiently in {failures} batch attempts in a row: {exc}")
-        for source in sources:
-            self._transient[source] = failures
-        return RefetchPostponed(f"re-fetch failed transiently ({failures}/{self._max_transient}): {exc}")
-
-    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
-        """Drop the counts of messages in partitions this worker no longer owns."""
-        gone = set(partitions)
-        for source in [s for s in self._transient if (s.topic, s.partition) in gone]:
-            del self._transient[source]
-
-    def pending(self) -> int:
-        """How many messages are waiting for a re-fetch that failed transiently."""
-        return len(self._transient)
+            if exc.status in CREDENTIAL_STATUSES:
+                log.error("re-fetch: the API refuses the credential, so every re-fetch would fail; stopping: %s", exc)
+                raise
+            if len(observations) > 1:
+                log.info("re-fetch: a list call was refused (%s); asking object by object", exc)
+                return [outcome for obs in observations for outcome in self._chunk([obs])]
+            if isinstance(exc, UnavailablePart):  # the object's part refuses for now, not the object for good
+                return [RefetchDeferred(f"re-fetch failed: {exc}")]
+            return [RefetchRefused(f"re-fetch refused: {exc}")]

@@ -2,8 +2,9 @@
 
 An object the API refuses (403) whenever the normalizer re-fetches it (a thin webhook, a payload in
 another API version than the pinned one, an equal-version tie) goes to `<api>.dlq` with its reason and
-its partition moves on; one that fails transiently forever is dead-lettered after a bounded number of
-batch attempts; a transient hiccup is read again once. Every other record ends equal to the simulator's
+its partition moves on; one that fails transiently is deferred (written back to its topic, the batch
+commits past it) and dead-lettered once deferring passes the give-up time; a transient hiccup is deferred
+once and then lands. Every other record ends equal to the simulator's
 truth, and the normalizer never stops.
 """
 
@@ -26,7 +27,7 @@ from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import open_normalizer
-from apisync.refetch_outcomes import MAX_TRANSIENT_REFETCHES
+from apisync.refetch_outcomes import DeferPolicy
 from apisync.rules import rule_event_types
 from apisync.webhooks.refetch import source_refetcher
 
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.volume]
 OBJECTS = 400  # the simulator's dataset size: a few hundred customers
 BATCH = 40  # several batches, so the poison shares its batch with good objects and others follow it
 OTHER_VERSION = "2025-03-31.basil"  # not the pinned 2024-06-20: the payload is re-fetched
+QUICK_DEFERRALS = DeferPolicy(first_delay_s=0.5, max_delay_s=1.0)  # deferrals due within the test
 
 
 @pytest.fixture
@@ -98,24 +100,27 @@ def quick_refetch(kafka_config, redis_url, simulator_url, token: str | None = No
                        rate_limiter=limiter, headers=getattr(source, "headers", None),
                        signals=spec_for("stripe").signals, max_retries=2, backoff=Backoff(base_s=0.02, cap_s=0.1))
     with client:
-        yield {"refetch": source_refetcher(source, client), "webhook_options": source.webhook_options}
+        yield {"refetch": source_refetcher(source, client), "webhook_options": source.webhook_options,
+               "defer_policy": QUICK_DEFERRALS}
 
 
 def normalize(kafka_config, redis_url, ns, ledger, expected, options) -> tuple[int, int, int]:
-    """Run the normalizer until it consumed `expected` messages: (consumed, aborted batches, dead letters).
-    Any exception escaping run() fails the test: the normalizer must not stop on a poison object."""
+    """Run the normalizer until it consumed `expected` messages and every message it wrote back (a deferral):
+    (consumed originals, aborted batches, dead letters). Any exception escaping run() fails the test: the
+    normalizer must not stop on a poison object."""
     normalizer = open_normalizer("stripe", kafka_config, redis.Redis.from_url(redis_url), namespace=ns,
                                  ledger_prefix=ledger, poll_timeout=0.5, batch_size=BATCH, **options)
-    consumed = aborted = dead = 0
+    consumed = aborted = dead = deferred = 0
     try:
         for _ in range(120):
             stats = normalizer.run(max_seconds=1.0)
             consumed, aborted, dead = consumed + stats.consumed, aborted + stats.aborted, dead + stats.dead_letters
-            if consumed >= expected:
+            deferred += stats.deferred
+            if consumed >= expected + deferred:
                 break
     finally:
         normalizer.close()
-    return consumed, aborted, dead
+    return consumed - deferred, aborted, dead
 
 
 def dead_letters(kafka_config, ns) -> dict[str, dict]:
@@ -151,7 +156,7 @@ def test_a_refused_object_is_dead_lettered_and_everything_else_reaches_the_recor
     produce(kafka_config, f"{ns}stripe.webhooks", webhooks)
     for poison in (tie_poison, thin_poison, version_poison):
         refuse(sim, poison)
-    # one good object fails transiently through all of one request's retries: its batch is read once more
+    # one good object fails transiently through all of one request's retries: it is deferred once, then lands
     hiccup = ids[6]  # a tie
     sim.post("/_admin/faults", json={"kind": "http_500", "api": "stripe", "path": f"/v1/customers/{hiccup}",
                                      "count": 3, "status": 503}).raise_for_status()
@@ -164,7 +169,7 @@ def test_a_refused_object_is_dead_lettered_and_everything_else_reaches_the_recor
                                             options)
 
     assert consumed == len(changes) + len(webhooks)
-    assert aborted == 1  # the hiccup's batch, once; a refused object aborts nothing
+    assert aborted == 0  # neither a refused object nor a hiccup aborts a batch
     letters = dead_letters(kafka_config, ns)
     assert dead == 3 and set(letters) == {f"stripe.customer.{p}" for p in (tie_poison, thin_poison, version_poison)}
     for key, letter in letters.items():
@@ -178,7 +183,7 @@ def test_a_refused_object_is_dead_lettered_and_everything_else_reaches_the_recor
     assert record_problems("stripe", ("customer",), records, truth(simulator_url, "stripe")) == []
 
 
-def test_an_object_failing_transiently_forever_is_dead_lettered_after_a_bounded_number_of_attempts(
+def test_an_object_failing_transiently_forever_is_dead_lettered_once_deferring_passes_the_give_up_time(
         sim, kafka_config, redis_url, simulator_url):
     ns, ledger = namespace(kafka_config), f"test:ledger:{uuid.uuid4().hex}"
     customers = customers_of(simulator_url)
@@ -193,15 +198,17 @@ def test_an_object_failing_transiently_forever_is_dead_lettered_after_a_bounded_
                                      "count": None, "status": 503}).raise_for_status()
 
     with quick_refetch(kafka_config, redis_url, simulator_url) as options:
+        options["defer_policy"] = DeferPolicy(first_delay_s=0.5, max_delay_s=1.0, give_up_s=3.0)
         consumed, aborted, dead = normalize(kafka_config, redis_url, ns, ledger, len(changes) + len(webhooks),
                                             options)
 
     assert consumed == len(changes) + len(webhooks)
-    assert aborted == MAX_TRANSIENT_REFETCHES - 1  # read again a bounded number of times, never a stop
+    assert aborted == 0  # deferred, never a batch read again, never a stop
     letters = dead_letters(kafka_config, ns)
     assert dead == 1 and list(letters) == [f"stripe.customer.{stuck}"]
     reason = letters[f"stripe.customer.{stuck}"]["reason"]
-    assert f"transiently in {MAX_TRANSIENT_REFETCHES} batch attempts" in reason and "HTTP 503" in reason
+    assert reason.startswith("gave up after ") and " deferrals: re-fetch failed transiently: " in reason
+    assert "HTTP 503" in reason
     records = history(kafka_config, f"{ns}stripe.records")
     assert record_problems("stripe", ("customer",), records, truth(simulator_url, "stripe")) == []
 

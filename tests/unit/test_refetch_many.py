@@ -1,5 +1,6 @@
 """Re-fetching many objects: HubSpot batch read and Salesforce `WHERE Id IN` against the simulator, and the
-guard's outcomes for list calls (a refused list call is asked object by object; messages share a count)."""
+guard's outcomes for list calls (a refused list call is asked object by object; a transient failure defers
+every object of the call)."""
 
 import warnings
 
@@ -10,7 +11,7 @@ from api_simulator.config import SimulatorConfig
 from apisync.events import Observation
 from apisync.fence import SourcePosition
 from apisync.http import ApiClient, BearerTokenAuth, FatalError, RetriableError
-from apisync.refetch_outcomes import GuardedRefetch, RefetchPostponed, RefetchRefused
+from apisync.refetch_outcomes import GuardedRefetch, RefetchDeferred, RefetchRefused
 from apisync.sources.hubspot import HubSpotSource
 from apisync.sources.salesforce import SalesforceSource
 from apisync.webhooks.refetch import source_refetcher
@@ -109,15 +110,12 @@ def test_a_refused_list_call_is_asked_object_by_object_so_only_the_refused_objec
     assert outcomes[0].data == {"id": "a"} and isinstance(outcomes[1], RefetchRefused)
 
 
-def test_a_list_call_failing_transiently_postpones_then_dead_letters_all_messages_of_its_objects():
+def test_a_list_call_failing_transiently_defers_every_object_it_held():
     api = ListApi(RetriableError("hubspot", "POST", "/batch/read", 503, "down"))
-    guarded = GuardedRefetch(api, max_transient=3)
     wanted = [(thin("hubspot", "contact", "a"), [AT[0], AT[1]]), (thin("hubspot", "contact", "b"), [AT[2]])]
-    for attempt in (1, 2):
-        with pytest.raises(RefetchPostponed, match=f"{attempt}/3"):
-            guarded.many(wanted)
-    assert guarded.pending() == 3
-    assert all(isinstance(o, RefetchRefused) for o in guarded.many(wanted)) and guarded.pending() == 0
+    outcomes = GuardedRefetch(api).many(wanted)
+    assert all(isinstance(o, RefetchDeferred) and "HTTP 503" in str(o) for o in outcomes)
+    assert api.calls == [["a", "b"]]  # a transient failure is not asked again object by object
 
 
 def test_a_refused_credential_in_a_list_call_stops():
