@@ -125,13 +125,13 @@ def _ordered(col: Collection, sort: str, direction: str, keep, owned) -> list:
     return [entries[k[-1]] for k in seq if k[-1] in entries and owned(k[-1]) and keep(entries[k[-1]].data)]
 
 
-def _page(request, items: list, sim, api_path: str):
+def _page(request, items: list, sim, api_path: str, body_of=lambda entry: entry.body):
     """Slice one page, set Link (first/prev/next/last) and ETag; 304 on a matching If-None-Match."""
     per_page = min(max(_int(request.query_params.get("per_page"), 30), 1), 100)  # docs: max 100
     page = max(_int(request.query_params.get("page"), 1), 1)
     last = max((len(items) + per_page - 1) // per_page, 1)
     chunk = items[(page - 1) * per_page: page * per_page]
-    body = b"[" + b",".join(e.body for e in chunk) + b"]"
+    body = b"[" + b",".join(body_of(e) for e in chunk) + b"]"
     links = _links(request, page, last)
     if page < last and sim.take_fault("github", api_path, "repeat_cursor"):
         links = [(str(request.url), "next")] + [lk for lk in links if lk[1] != "next"]
@@ -187,7 +187,7 @@ async def list_pulls(request):
                         "PullRequest")
     model = get_sim(request).models["github"]
     items = _ordered(model.pulls, sort, direction, lambda d: state == "all" or d["state"] == state, _in_repo(repo))
-    return _page(request, items, get_sim(request), request.url.path)
+    return _page(request, items, get_sim(request), request.url.path, lambda e: e.view("simple", views.pull_simple))
 
 
 async def list_comments(request):
@@ -243,6 +243,53 @@ async def get_one(request):
     return _with_etag(request, entry.body, {})
 
 
+async def list_reviews(request):
+    """GET /repos/{o}/{r}/pulls/{number}/reviews: one PR's reviews "in chronological order", Link pages, no
+    `since` and no sort (https://docs.github.com/en/rest/pulls/reviews#list-reviews-for-a-pull-request)."""
+    repo = _repo(request)
+    number = request.path_params["number"]
+    book = get_sim(request).models["github"].book
+    if views.key(repo, number) not in get_sim(request).models["github"].pulls.entries:
+        raise ApiError(error(404, "Not Found"))
+    prefix = views.key(repo, number) + "/"
+    items = [book.reviews.entries[k[-1]] for k in book.reviews.indexes["created"].keys if k[-1].startswith(prefix)]
+    return _page(request, items, get_sim(request), request.url.path)
+
+
+async def get_review(request):
+    """GET /repos/{o}/{r}/pulls/{number}/reviews/{review_id}; 404 unless the review is on that PR."""
+    repo = _repo(request)
+    p = request.path_params
+    entry = get_sim(request).models["github"].book.reviews.entries.get(views.review_key(repo, p["number"], p["rid"]))
+    return error(404, "Not Found") if entry is None else _with_etag(request, entry.body, {})
+
+
+async def list_review_comments(request):
+    """GET /repos/{o}/{r}/pulls/comments: review comments of every PR of the repository; ascending id by
+    default, `sort` created | updated with `direction`, `since` on updated_at
+    (https://docs.github.com/en/rest/pulls/comments#list-review-comments-in-a-repository)."""
+    repo = _repo(request)
+    sort = _choice(request, "sort", ("created", "updated", "created_at"), None, "PullRequestReviewComment")
+    direction = _choice(request, "direction", ("asc", "desc"), "desc", "PullRequestReviewComment") if sort else "asc"
+    since = _since(request)
+    book = get_sim(request).models["github"].book
+
+    def keep(d):
+        return (since is None or d["updated_at"] >= since) and views.pull_of_review_comment(d)[0] == repo
+    order = "updated" if sort == "updated" else "created"
+    items = _ordered(book.comments, order, direction, keep, lambda oid: True)
+    return _page(request, items, get_sim(request), request.url.path)
+
+
+async def get_review_comment(request):
+    """GET /repos/{o}/{r}/pulls/comments/{comment_id}; 404 once deleted or when it is another repository's."""
+    repo = _repo(request)
+    entry = get_sim(request).models["github"].book.comments.entries.get(str(request.path_params["cid"]))
+    if entry is None or views.pull_of_review_comment(entry.data)[0] != repo:
+        return error(404, "Not Found")
+    return _with_etag(request, entry.body, {})
+
+
 async def not_found(request):
     """Anything else under /repos."""
     return error(404, "Not Found")
@@ -256,6 +303,10 @@ def _routes(base: str) -> list[Route]:
         Route(base + "/issues/comments", list_comments),
         Route(base + "/issues/comments/{oid}", get_one),
         Route(base + "/issues/{number}/comments", list_comments),
+        Route(base + "/pulls/comments", list_review_comments),
+        Route(base + "/pulls/comments/{cid:int}", get_review_comment),
+        Route(base + "/pulls/{number:int}/reviews", list_reviews),
+        Route(base + "/pulls/{number:int}/reviews/{rid:int}", get_review),
         Route(base + "/{kind:str}/{oid}", get_one),
     ]
 

@@ -13,6 +13,7 @@ repositories (`apisync/demo`, `apisync/tools`), with the behaviours connectors t
   (https://docs.github.com/en/webhooks/webhook-events-and-payloads: every payload's `repository` object).
 - A repository can stop answering at any time (`refuse`): deleted or made private (404), an organisation
   enforcing SAML SSO or an app installation that lost access (403), blocked for legal reasons (451).
+- Pull request reviews and review comments: see `github_reviews`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from typing import Any
 import orjson
 
 from . import github_views as views
+from .github_reviews import COLLECTIONS as REVIEW_COLLECTIONS
+from .github_reviews import ReviewBook
 from .ids import uuid_from
 from .model import ApiModel, Mutation, WebhookMessage
 from .store import Collection
@@ -48,13 +51,16 @@ def _sort_key(oid: str, data: dict, field: str) -> tuple:
 
 
 class GitHubModel(ApiModel):
-    """Issues (PRs included, as /issues shows them), PR views (/pulls) and issue comments."""
+    """Issues (PRs included, as /issues shows them), PR views (/pulls), issue comments, reviews and review
+    comments."""
 
     api = "github"
-    collections = ("issue", "pull_request", "issue_comment")
-    # GitHub cannot delete pull requests; we only delete or transfer issues that have no comments.
-    mutable = {"create": collections, "update": collections, "delete": ("issue", "issue_comment"),
-               "transfer": ("issue",)}
+    issue_collections = ("issue", "pull_request", "issue_comment")
+    collections = issue_collections + REVIEW_COLLECTIONS
+    # GitHub cannot delete pull requests or submitted reviews; we only delete or transfer issues that have no
+    # comments.
+    mutable = {"create": collections, "update": collections,
+               "delete": ("issue", "issue_comment", "pull_request_review_comment"), "transfer": ("issue",)}
 
     def __init__(self, clock, seed: int) -> None:
         super().__init__(clock, seed)
@@ -70,25 +76,41 @@ class GitHubModel(ApiModel):
         self.renamed: dict[str, int] = {}  # old full name, lower case -> repository id (answers 301)
         self.refusals: dict[str, Refusal] = {}  # original name -> how the repository refuses requests
         self.transferred: dict[str, str] = {}  # old repo#number -> new repo#number (answers 301)
+        self.book = ReviewBook(self, seed)  # reviews and review comments
+        self.seeding = False
 
     def seed(self, count: int) -> None:
-        """`count` issues, PRs and comments on one timeline (comments follow their issue)."""
-        order = [c for c in self.collections for _ in range(count)]
+        """`count` issues, PRs and comments on one timeline (comments follow their issue), then `count`
+        reviews of those PRs."""
+        order = [c for c in self.issue_collections for _ in range(count)]
         self.rng.shuffle(order)
         if count:
             order.remove("issue")
             order.insert(0, "issue")
-        for when, collection in zip(self.seed_times(len(order)), order, strict=True):
-            self._create(collection, when, seeded=True)
+        self.seeding = True  # history: no deliveries are built for it (GitHub sent them long ago)
+        try:
+            issues: list[str] = []  # every issue and PR so far, in creation order (seeding deletes none)
+            for when, collection in zip(self.seed_times(len(order)), order, strict=True):
+                if collection == "issue_comment":
+                    self._create_comment(when, issues)
+                else:
+                    issues.append(self._create(collection, when, seeded=True))
+            self.book.seed(count)
+        finally:
+            self.seeding = False
         self.outbox.clear()
 
     def mutate(self, kind: str, collection: str) -> Mutation | None:
         """Create, update, delete or transfer one object now and queue its webhook."""
         now = self.clock.now_s()
-        oid = getattr(self, f"_{kind}")(collection, now)
+        if collection in REVIEW_COLLECTIONS:
+            oid = self.book.mutate(kind, collection, now)
+        else:
+            oid = getattr(self, f"_{kind}")(collection, now)
         if oid is None:
             return None
-        return Mutation(self.api, collection, oid, kind, now * 1000)
+        version = self.book.reviews.entries[oid].version if collection == "pull_request_review" else now * 1000
+        return Mutation(self.api, collection, oid, kind, version)  # a review keeps its submitted_at
 
     def delete_now(self, collection: str, oid: str) -> Mutation | None:
         """Delete a named issue or comment."""
@@ -96,7 +118,7 @@ class GitHubModel(ApiModel):
             self._remove_issue(oid, self.clock.now_s())
         elif collection == "issue_comment" and oid in self.comments.entries:
             self._remove_comment(oid, self.clock.now_s())
-        else:
+        elif not (collection == "pull_request_review_comment" and self.book.delete_comment(oid, self.clock.now_s())):
             return None
         return Mutation(self.api, collection, oid, "delete", self.clock.now_s() * 1000)
 
@@ -161,10 +183,12 @@ class GitHubModel(ApiModel):
         self._hook(collection, "opened", oid)
         return oid
 
-    def _create_comment(self, when: int) -> str | None:
-        if not self.issues.entries:
+    def _create_comment(self, when: int, issues: list[str] | None = None) -> str | None:
+        """A comment on a random issue or PR (of `issues` when given: listing every live one costs O(n))."""
+        pool = list(self.issues.entries) if issues is None else issues
+        if not pool:
             return None
-        oid = self.rng.choice(list(self.issues.entries))
+        oid = self.rng.choice(pool)
         repo, number = views.split(oid)
         cid = str(2_000_000_000 + self.next_comment)
         self.next_comment += 1
@@ -176,7 +200,7 @@ class GitHubModel(ApiModel):
 
     def _touch_issue(self, oid: str, when: int, delta: int) -> None:
         """A comment changes its issue's `comments` count and `updated_at`, as on GitHub."""
-        issue = copy.deepcopy(self.issues.entries[oid].data)
+        issue = dict(self.issues.entries[oid].data)  # only top-level fields change
         issue["comments"] = max(0, issue["comments"] + delta)
         issue["updated_at"] = github_time(when)
         self._save_issue(oid, issue, when)
@@ -185,6 +209,12 @@ class GitHubModel(ApiModel):
         self.issues.put(oid, issue, when * 1000)
         if oid in self.pulls.entries:
             self._save_pull(oid, when)
+
+    def bump_pull(self, oid: str, when: int) -> None:
+        """A change on the PR's timeline (a review submitted or dismissed): its `updated_at` moves, its issue's not."""
+        extra = self.pr_extra.setdefault(oid, {})
+        extra["updated_at"] = max(extra.get("updated_at", ""), github_time(when))
+        self._save_pull(oid, when)
 
     def _save_pull(self, oid: str, when: int) -> None:
         pull = views.pull_view(views.split(oid)[0], self.issues.entries[oid].data, self.pr_extra.get(oid, {}))
@@ -201,23 +231,29 @@ class GitHubModel(ApiModel):
         if collection == "pull_request" and self.rng.random() < 0.5:
             return self._pr_only_change(oid, when)
         issue = copy.deepcopy(self.issues.entries[oid].data)
+        before = issue["title"]
         action = self._change_issue(issue, when, collection == "pull_request")
         self._save_issue(oid, issue, when)
-        self._hook(collection, action, oid)
+        # An `edited` delivery says what changed (required by GitHub's webhook schemas for issues and PRs).
+        self._hook(collection, action, oid, changes={"title": {"from": before}} if action == "edited" else None)
         return oid
 
     def _pr_only_change(self, oid: str, when: int) -> str:
         """A review requested or a commit pushed: the PR's updated_at moves, its issue's does not."""
         extra = self.pr_extra.setdefault(oid, {})
         extra["updated_at"] = github_time(when)
+        # https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request: `synchronize` names the
+        # head commits before and after the push; `review_requested` the reviewer asked.
         if self.rng.random() < 0.5:
-            extra["sha"] = f"{self.rng.getrandbits(160):040x}"
+            fields = {"before": self.pulls.entries[oid].data["head"]["sha"]}
+            extra["sha"] = fields["after"] = f"{self.rng.getrandbits(160):040x}"
             action = "synchronize"
         else:
-            extra["reviewers"] = [views.user(self.rng.choice(views.LOGINS))]
-            action = "review_requested"
+            reviewer = views.user(self.rng.choice(views.LOGINS))
+            extra["reviewers"] = [reviewer]
+            fields, action = {"requested_reviewer": reviewer}, "review_requested"
         self._save_pull(oid, when)
-        self._hook("pull_request", action, oid)
+        self._hook("pull_request", action, oid, **fields)
         return oid
 
     def _change_issue(self, issue: dict, when: int, is_pr: bool) -> str:
@@ -239,10 +275,11 @@ class GitHubModel(ApiModel):
         if not self.comments.entries:
             return None
         cid = self.rng.choice(list(self.comments.entries))
-        comment = copy.deepcopy(self.comments.entries[cid].data)
+        comment = dict(self.comments.entries[cid].data)
+        before = comment["body"]
         comment.update(body=self.phrase(6), updated_at=github_time(when))
         self.comments.put(cid, comment, when * 1000)
-        self._hook("issue_comment", "edited", cid)
+        self._hook("issue_comment", "edited", cid, changes={"body": {"from": before}})
         return cid
 
     # ---- delete and transfer -------------------------------------------------------------
@@ -273,9 +310,9 @@ class GitHubModel(ApiModel):
         moved = copy.deepcopy(self.issues.entries[oid].data)
         moved["updated_at"] = github_time(when)
         self.issues.put(oid, moved, when * 1000)
-        self._hook("issue", "transferred", oid, {"new_issue": self.issues.entries[new_oid].data,
-                                                   "new_repository": views.repository(self.current_name(target),
-                                                                                     self.names_id(target))})
+        self._hook("issue", "transferred", oid, changes={
+            "new_issue": self.issues.entries[new_oid].data,
+            "new_repository": views.repository_in_pull(self.current_name(target), self.names_id(target))})
         self._hook("issue", "opened", new_oid)
         self.issues.delete(oid, when * 1000)
         self.transferred[oid] = new_oid
@@ -296,8 +333,8 @@ class GitHubModel(ApiModel):
             self._touch_issue(oid, when, -1)
 
     # ---- webhooks and truth --------------------------------------------------------------
-    def _hook(self, collection: str, action: str, oid: str, changes: dict | None = None) -> None:
-        """Queue the webhook GitHub would send for this change."""
+    def _hook(self, collection: str, action: str, oid: str, changes: dict | None = None, **fields: Any) -> None:
+        """Queue the webhook GitHub would send for this change (`fields`: the action's own top-level fields)."""
         if collection == "issue_comment":
             comment = self.comments.entries[oid].data
             repo, number = views.repo_of_comment(comment)
@@ -312,20 +349,28 @@ class GitHubModel(ApiModel):
             repo = views.split(oid)[0]
             payload = {"action": action, "issue": self.issues.entries[oid].data}
             event = "issues"
+        self.send_hook(event, payload | fields, repo, changes)
+
+    def send_hook(self, event: str, payload: dict, repo: str, changes: dict | None = None) -> None:
+        """Queue a delivery of `event` about `repo` (its current name and its id), from octocat."""
+        if self.seeding:
+            return
         if changes:
             payload["changes"] = changes
         name = self.current_name(repo)
-        payload.update(repository=views.repository(name, views.REPOSITORIES[repo]),
-                       sender={"login": "octocat", "id": 100, "type": "User"})
+        # `sender` is a full `simple-user` (https://docs.github.com/en/webhooks/webhook-events-and-payloads).
+        payload.update(repository=views.repository(name, views.REPOSITORIES[repo]), sender=views.user("octocat"))
         self.outbox.append(WebhookMessage("github", orjson.dumps(payload), event, uuid_from(self.rng)))
 
     def truth(self) -> dict[str, Any]:
         """Version = updated_at in ms; issues exclude PRs, which appear under pull_request."""
         issues = {n: {"version": e.version, "data": e.data} for n, e in self.issues.entries.items()
                   if not self._is_pr(n)}
-        pulls = {n: {"version": e.version, "data": e.data} for n, e in self.pulls.entries.items()}
+        # A pull_request record has the list's shape on every path (see `apisync.sources.github`).
+        pulls = {n: {"version": e.version, "data": views.pull_simple(e.data)} for n, e in self.pulls.entries.items()}
         comments = {c: {"version": e.version, "data": e.data} for c, e in self.comments.entries.items()}
-        return {"objects": {"issue": issues, "pull_request": pulls, "issue_comment": comments},
+        reviews, reviews_deleted = self.book.truth()
+        return {"objects": {"issue": issues, "pull_request": pulls, "issue_comment": comments, **reviews},
                 "deleted": {"issue": list(self.issues.deleted), "pull_request": [],
-                            "issue_comment": list(self.comments.deleted)},
+                            "issue_comment": list(self.comments.deleted), **reviews_deleted},
                 "transferred": dict(self.transferred)}

@@ -144,7 +144,9 @@ async def read_batch(request):
         return json_response(head + b',"startedAt":"' + now.encode() + b'","completedAt":"' + now.encode() + b'"}')
     errors = [{"status": "error", "category": "OBJECT_NOT_FOUND",
                "message": f"Could not get some {collection.upper()} objects, they may be deleted or not exist. "
-                          "Check that ids are valid.", "context": {"ids": missing}}]
+                          "Check that ids are valid.", "context": {"ids": missing},
+               # The CRM objects v3 schema's StandardError requires `links` and `errors` (hubspot-api-client).
+               "links": {}, "errors": []}]
     tail = orjson.dumps({"numErrors": len(errors), "errors": errors, "startedAt": now, "completedAt": now})
     return json_response(head + b"," + tail[1:], 207)
 

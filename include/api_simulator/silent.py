@@ -8,7 +8,9 @@ Real APIs do this, so nothing but a comparison with the API itself (apisync's au
 - GitHub: fields computed in the background change without `updated_at` moving: a pull request's
   mergeability ("GitHub has started a background job to compute the mergeability",
   https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request), the counters of an issue's
-  milestone, a commenter's `author_association`; no webhook announces them.
+  milestone, an author's or commenter's `author_association`; no webhook announces them. Mergeability is
+  not in a pull_request record (only a single GET shows it), so a silent PR change here moves the
+  author's association, which the PR list shows.
 - Salesforce: automated processes (a picklist value renamed, an e-mail bounce flagged) rewrite rows
   and move `SystemModstamp` but not `LastModifiedDate` (Salesforce Help 000387261), and no workflow
   rule fires, so no Outbound Message is sent. Without `stamp` the row changes with no stamp at all.
@@ -33,7 +35,6 @@ from .stripe_objects import deletable, updatable
 from .timefmt import github_time, salesforce_time
 
 KINDS = ("update", "delete")
-_MERGEABLE_STATES = ("clean", "dirty", "blocked", "behind", "unstable")
 _ASSOCIATIONS = ("CONTRIBUTOR", "MEMBER", "COLLABORATOR", "OWNER")
 
 
@@ -116,10 +117,7 @@ def _github_update(model: Any, collection: str, oid: str, now: int, stamp: bool)
     if entry is None:
         return None
     obj = copy.deepcopy(entry.data)
-    if collection == "pull_request":
-        current = obj.get("mergeable_state")
-        obj["mergeable_state"] = model.rng.choice([s for s in _MERGEABLE_STATES if s != current])
-    elif collection == "issue":
+    if collection == "issue":
         obj["milestone"] = _milestone(model, obj.get("milestone"))
     else:
         current = obj.get("author_association")

@@ -21,7 +21,8 @@ from apisync.webhooks.receiver import WebhookSettings, create_app
 pytestmark = pytest.mark.integration
 
 SECRETS = {"stripe": "whsec_e2e_secret",
-           "salesforce": "whsec_" + base64.b64encode(b"e2e-key-32-bytes-long-abcdefghij").decode()}
+           "salesforce": "whsec_" + base64.b64encode(b"e2e-key-32-bytes-long-abcdefghij").decode(),
+           "github": "It's a Secret to Everybody"}
 
 
 @pytest.fixture()
@@ -91,3 +92,36 @@ def test_webhooks_converge_to_the_simulators_truth(kafka_config, redis_url, simu
     ids = [e["event_id"] for e in events]
     assert len(ids) == len(set(ids))
 
+
+
+def test_github_pull_request_deliveries_leave_the_record_a_poll_lists(kafka_config, redis_url, simulator_url,
+                                                                        receiver):
+    """A `pull_request` delivery carries the full PR; its record holds the fields GET /pulls lists, as the truth
+    (and every poll) does, so a webhook after a poll is no change."""
+    ns, base = receiver
+    sim = httpx.Client(base_url=simulator_url, timeout=10)
+    sim.post("/_admin/reset", json={"seed": 42, "objects": 3}).raise_for_status()
+    sim.post("/_admin/config", json={"webhooks": {"github": {"url": f"{base}/webhooks/github",
+                                                             "secrets": [SECRETS["github"]]}}}).raise_for_status()
+    touched = set()
+    try:
+        for _ in range(20):  # one PR change per simulated second: every one sends a `pull_request` delivery
+            body = {"api": "github", "collection": "pull_request", "kinds": ["create", "update"], "count": 1}
+            touched |= {m["id"] for m in sim.post("/_admin/mutate", json=body).json()["mutations"]}
+            sim.post("/_admin/clock", json={"advance_s": 1}).raise_for_status()
+        delivered = wait_until_webhooks_delivered(sim, "github")["delivered"]
+    finally:
+        sim.post("/_admin/config", json={"webhooks": {"github": {"url": None}}})
+    assert delivered >= 20
+    stored = len(read_topic(kafka_config, f"{ns}github.webhooks"))
+    client, ledger = redis.Redis.from_url(redis_url), f"test:ledger:{uuid.uuid4().hex}"
+    assert normalize_until_consumed("github", kafka_config, client, stored, namespace=ns,
+                                    ledger_prefix=ledger) == stored
+    truth = sim.get("/_admin/truth/github").json()["objects"]["pull_request"]
+    records = settled_read(kafka_config, f"{ns}github.records")
+    newest = {msg.key().decode(): orjson.loads(msg.value()) for msg in records}
+    assert {f"github.pull_request.{i}" for i in touched} <= set(newest)
+    for ident in touched:
+        record = newest[f"github.pull_request.{ident}"]
+        assert (record["version"], record["data"]) == (truth[ident]["version"], truth[ident]["data"]), ident
+        assert "additions" not in record["data"] and "mergeable" not in record["data"]

@@ -62,7 +62,7 @@ def build_source(settings: Any) -> GitHubSource:
 
 SPEC = ApiSpec(
     name="github",
-    collections=("issue", "pull_request", "issue_comment"),
+    collections=GitHubSource.collections,
     build_source=build_source,
     default_rate_per_s=1.3,  # 5,000 requests an hour, a little under
     signals=ApiSignals(is_rate_limited=_is_rate_limited, rate_limit_wait=_rate_limit_wait, quota=quota),

@@ -1,14 +1,16 @@
-"""GitHub: issues, pull requests and issue comments of one or more repositories.
+"""GitHub: issues, pull requests, issue comments, PR reviews and review comments of one or more repositories.
 
 Key contract: issues and pull requests are `<repository id>#<number>` (numbers are unique only per
-repository), comments GitHub's comment `id` (unique across GitHub). The repository id is the one identity
-every path shares: GitHub matches names without regard to case (https://docs.github.com/en/rest/repos/
-repos#get-a-repository: "The name is not case sensitive") and a rename or a transfer of the repository
-changes its name, while webhooks always carry the current `repository.full_name` and the same
-`repository.id` (https://docs.github.com/en/webhooks/webhook-events-and-payloads). So polls resolve each
-configured name once per run (`GET /repos/{owner}/{repo}` → `id`, `full_name`), webhooks read
-`repository.id`, and reconcile and re-fetches address objects as `/repositories/<id>/...`, where GitHub's
-own redirects point. How each listing is walked without skipping: `github_walks`.
+repository), issue and review comments GitHub's comment `id` (unique across GitHub), reviews
+`<repository id>#<number>/<review id>` (see `github_reviews`: a review is addressed through its PR).
+The repository id is the one identity every path shares: GitHub matches names without regard to case
+(https://docs.github.com/en/rest/repos/repos#get-a-repository: "The name is not case sensitive") and a
+rename or a transfer of the repository changes its name, while webhooks always carry the current
+`repository.full_name` and the same `repository.id`
+(https://docs.github.com/en/webhooks/webhook-events-and-payloads). So polls resolve each configured name
+once per run (`GET /repos/{owner}/{repo}` → `id`, `full_name`), webhooks read `repository.id`, and
+reconcile and re-fetches address objects as `/repositories/<id>/...`, where GitHub's own redirects point.
+How each listing is walked without skipping: `github_walks`.
 
 Redirects (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#follow-redirects):
 the client follows 301s. A renamed repository answers its old name with a 301 to `/repositories/<id>/...`;
@@ -41,6 +43,7 @@ from apisync.sources.base import (
     require,
     server_time_ms,
 )
+from apisync.sources.github_reviews import ReviewWalks
 from apisync.sources.github_walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
 from apisync.sources.keyset import MAX_CURSOR_BYTES, MAX_RECENT, KeysetPosition
 
@@ -54,6 +57,23 @@ REPOSITORY_REFUSALS = (403, 404, 451)
 RE_KEYED = ("re-keyed: GitHub issues and pull requests are keyed by repository id, and this key names the "
             "repository by name")
 _ANNOUNCED_RENAMES: set[tuple[str, str]] = set()  # log a rename once per process, not once per page
+# The repository-wide listing of each collection walked by `since` (review comments: `/pulls/comments`,
+# https://docs.github.com/en/rest/pulls/comments#list-review-comments-in-a-repository: since, sort, direction).
+LISTINGS = {"issue": "issues", "issue_comment": "issues/comments", "pull_request_review_comment": "pulls/comments"}
+COMMENTS = ("issue_comment", "pull_request_review_comment")  # keyed by their global id
+# The fields of GitHub's `pull-request-simple`: what GET /pulls lists
+# (https://docs.github.com/en/rest/pulls/pulls#list-pull-requests). GET /pulls/{number} adds `merged`,
+# `mergeable`, `comments`, `additions`, ... (`pull-request`, https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request)
+# and a `pull_request` delivery carries that full object and more (`pull-request-webhook`,
+# https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request). A poll can only list, and a
+# GET per PR would cost one request each, so every path keeps the list's fields: a PR seen by a poll, then by
+# a webhook or a re-fetch, is the same record, not a change.
+PULL_REQUEST_SIMPLE = frozenset((
+    "url", "id", "node_id", "html_url", "diff_url", "patch_url", "issue_url", "commits_url", "review_comments_url",
+    "review_comment_url", "comments_url", "statuses_url", "number", "state", "locked", "title", "user", "body",
+    "labels", "milestone", "active_lock_reason", "created_at", "updated_at", "closed_at", "merged_at",
+    "merge_commit_sha", "assignee", "assignees", "requested_reviewers", "requested_teams", "head", "base",
+    "_links", "author_association", "auto_merge", "stack", "draft"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,14 @@ class Repository:
 def record_id(repository_id: int, number: Any) -> str:
     """`<repository id>#<number>`: the record id of an issue or pull request, the same on every path."""
     return f"{int(repository_id)}#{int(number)}"
+
+
+def record_data(collection: str, data: Any) -> Any:
+    """An object as its record holds it, whichever path observed it: a pull request keeps `pull-request-simple`'s
+    fields (see PULL_REQUEST_SIMPLE); any other object stays as GitHub sent it."""
+    if collection != "pull_request" or not isinstance(data, dict):
+        return data
+    return {name: value for name, value in data.items() if name in PULL_REQUEST_SIMPLE}
 
 
 def split_id(object_id: str) -> tuple[int, int]:
@@ -92,10 +120,10 @@ def unique_repos(repos: Sequence[str]) -> list[str]:
 
 
 class GitHubSource:
-    """Issues, pull requests and comments of the repositories in the connection (`owner/name` each)."""
+    """Issues, pull requests, comments and reviews of the repositories in the connection (`owner/name` each)."""
 
     api = "github"
-    collections = ("issue", "pull_request", "issue_comment")
+    collections = ("issue", "pull_request", "issue_comment", "pull_request_review", "pull_request_review_comment")
 
     def __init__(self, repos: Sequence[str] | str, factory: ObservationFactory | None = None,
                  lookback_ms: int = LOOKBACK_MS, page_size: int = PER_PAGE, max_recent: int = MAX_RECENT) -> None:
@@ -108,6 +136,7 @@ class GitHubSource:
         self.page_size = page_size
         self.max_recent = max_recent  # dedupe memory per repository and run (see `keyset`)
         self._resolved: dict[str, Repository] = {}  # configured name -> the repository, once per run
+        self.reviews = ReviewWalks(self)
 
     # ---- the Source protocol ------------------------------------------------------------------
     def incremental_start(self, client: ApiClient, collection: str) -> dict[str, Any]:
@@ -139,6 +168,8 @@ class GitHubSource:
             try:
                 if collection == "pull_request":
                     yield from self._poll_pulls(client, repo, states, position, floor)
+                elif collection == "pull_request_review":
+                    yield from self.reviews.poll(client, repo, states, position, floor)
                 else:
                     yield from self._keyset(client, collection, repo, states, position, floor, "poll")
             except FatalError as error:
@@ -157,8 +188,10 @@ class GitHubSource:
         refused.raise_if_any(_may_belong_to_others(collection, listed))
 
     def fetch(self, client, collection, object_id) -> Observation | Gone:
-        if collection == "issue_comment":
-            return self._fetch_comment(client, object_id)
+        if collection in COMMENTS:
+            return self._fetch_comment(client, object_id, LISTINGS[collection])
+        if collection == "pull_request_review":
+            return self.reviews.fetch(client, object_id)
         if is_name_keyed(object_id):
             return Gone(RE_KEYED)
         repository_id, number = split_id(object_id)
@@ -170,15 +203,21 @@ class GitHubSource:
         if collection == "pull_request":
             yield from self._backfill_pulls(client, repo, states)
             return
+        if collection == "pull_request_review":
+            yield from self.reviews.backfill(client, repo, states, _start_ms(start_date))
+            return
         state = states[repo]
         position = KeysetPosition.from_cursor(state, self.max_recent)
         if not state and start_date:
-            position.version = iso_to_ms(start_date if "T" in start_date else f"{start_date}T00:00:00+00:00")
+            position.version = _start_ms(start_date)
         yield from self._keyset(client, collection, repo, states, position, position.version, "backfill")
 
     def _list_repo(self, client, collection, repo) -> Iterator[str]:
-        listing = {"issue": "issues", "pull_request": "pulls", "issue_comment": "issues/comments"}[collection]
-        params = {"per_page": self.page_size} | ({} if collection == "issue_comment" else {"state": "all"})
+        if collection == "pull_request_review":
+            yield from self.reviews.list_ids(client, repo)
+            return
+        listing = LISTINGS.get(collection, "pulls")
+        params = {"per_page": self.page_size} | ({} if collection in COMMENTS else {"state": "all"})
         page = get_page(client, self._path(client, repo, listing), params)
         repository_id = self._resolved[repo].id
         while True:
@@ -191,11 +230,10 @@ class GitHubSource:
             page = get_page(client, page.next_url)
 
     def _keyset(self, client, collection, repo, states, position, since_ms, source) -> Iterator[Batch]:
-        listing = "issues/comments" if collection == "issue_comment" else "issues"
-        path = self._path(client, repo, listing)
+        path = self._path(client, repo, LISTINGS[collection])
         repository_id = self._resolved[repo].id
         etag = states[repo].get("etag")
-        walk = KeysetWalk(client, path, {} if collection == "issue_comment" else {"state": "all"}, position,
+        walk = KeysetWalk(client, path, {} if collection in COMMENTS else {"state": "all"}, position,
                           lambda item: self._id_version(repository_id, collection, item), self.page_size,
                           etag[1] if etag and etag[0] == ms_to_iso(since_ms) else None)
         for fresh in walk.pages(since_ms):
@@ -250,14 +288,14 @@ class GitHubSource:
             return Gone(f"transferred to {moved_to}")
         return result.data
 
-    def _fetch_comment(self, client, comment_id: str) -> Observation | Gone:
-        """A comment from whichever configured repository holds it (comment ids are global, the endpoint is
-        per repository). Gone only when every repository answered and none has it."""
+    def _fetch_comment(self, client, comment_id: str, listing: str = "issues/comments") -> Observation | Gone:
+        """A comment (of `listing`) from whichever configured repository holds it (comment ids are global, the
+        endpoint is per repository). Gone only when every repository answered and none has it."""
         answered, refused = [], None
         for repo in self.repos:
             try:
                 repository_id = self._repository(client, repo).id
-                data = client.get_json(f"/repositories/{repository_id}/issues/comments/{comment_id}").data
+                data = client.get_json(f"/repositories/{repository_id}/{listing}/{comment_id}").data
             except FatalError as error:
                 if repo not in self._resolved:  # the repository's own lookup was refused
                     refused = refused or _Refusals.as_unavailable(repo, error)
@@ -268,7 +306,7 @@ class GitHubSource:
                     raise
                 answered.append(self._resolved[repo].id)
                 continue
-            return self._observe(repository_id, "issue_comment", data, "reconcile")
+            return self._observe(repository_id, _COMMENT_OF[listing], data, "reconcile")
         if refused is not None:
             raise refused
         for repository_id in answered:  # a repository that stopped answering meanwhile cannot vouch
@@ -338,13 +376,13 @@ class GitHubSource:
         return self._id(repository_id, collection, item), iso_to_ms(updated)
 
     def _id(self, repository_id: int, collection: str, item: Any) -> str:
-        if collection == "issue_comment":
-            return str(require(item, "id", self.api, f"/repositories/{repository_id}/issues/comments"))
+        if collection in COMMENTS:
+            return str(require(item, "id", self.api, f"/repositories/{repository_id}/{LISTINGS[collection]}"))
         return record_id(repository_id, require(item, "number", self.api, f"/repositories/{repository_id}"))
 
     def _observe(self, repository_id: int, collection: str, item: Any, source: str) -> Observation:
         object_id, version = self._id_version(repository_id, collection, item)
-        return self.factory.make(collection, object_id, version, item, source=source)
+        return self.factory.make(collection, object_id, version, record_data(collection, item), source=source)
 
 
 class _Refusals:
@@ -378,13 +416,23 @@ def _may_belong_to_others(collection: str, listed: set[int]) -> Callable[[str], 
     """Whether an id may belong to a repository that was not listed: an issue or PR whose repository id is
     not one of `listed`; any comment (a comment id does not name its repository)."""
     def may_hold(object_id: str) -> bool:
-        if collection == "issue_comment" or is_name_keyed(object_id):
+        if collection in COMMENTS or is_name_keyed(object_id):
             return True
         try:
-            return split_id(object_id)[0] not in listed
+            return split_id(object_id.partition("/")[0])[0] not in listed  # a review: <repository id>#<n>/<id>
         except ValueError:
             return True
     return may_hold
+
+
+_COMMENT_OF = {LISTINGS[collection]: collection for collection in COMMENTS}
+
+
+def _start_ms(start_date: str | None) -> int | None:
+    """A backfill's `start_date` (a date or an ISO 8601 instant) in ms; None without one."""
+    if not start_date:
+        return None
+    return iso_to_ms(start_date if "T" in start_date else f"{start_date}T00:00:00+00:00")
 
 
 def _repository_id_in(url: str) -> int | None:

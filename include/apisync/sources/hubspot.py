@@ -117,7 +117,9 @@ class HubSpotSource:
 
         The batch read answers the live objects it found as `results` and names the others in `errors`
         (207, category OBJECT_NOT_FOUND); archived objects are not returned unless `archived` is asked."""
-        body = {"inputs": [{"id": str(oid)} for oid in object_ids], "properties": list(OBJECTS[collection][2])}
+        # propertiesWithHistory is required by the batch read's schema (BatchReadInputSimplePublicObjectId).
+        body = {"inputs": [{"id": str(oid)} for oid in object_ids], "properties": list(OBJECTS[collection][2]),
+                "propertiesWithHistory": []}
         data = client.post_json(f"{self._path(collection)}/batch/read", body).data
         rows = data.get("results") if isinstance(data, Mapping) else None
         if not isinstance(rows, list):

@@ -73,7 +73,9 @@ def test_deleted_issue_is_404_and_in_truth(github, sim):
 def test_comment_bumps_its_issue_updated_at(github, sim):
     sim.clock.advance(5)
     mutation = sim.models["github"].mutate("create", "issue_comment")
-    comment = github.get(f"{BASE}/issues/comments/{mutation.id}").json()
+    # the comment's own repository (it lands on a random issue of either)
+    api_url = sim.models["github"].comments.entries[mutation.id].data["url"]
+    comment = github.get(api_url.replace("https://api.github.com", "")).json()
     issue = github.get(comment["issue_url"].replace("https://api.github.com", "")).json()
     assert issue["updated_at"] == comment["created_at"]
 
