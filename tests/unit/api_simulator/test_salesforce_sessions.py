@@ -65,9 +65,10 @@ def test_a_due_transaction_commits_and_pushes_without_any_reader(app, sim):
         model.mutate("update", "account")
         assert len(model.pending) == 1 and model.outbox == []
         sim.clock.advance(4)
-        # The committer runs every 0.5 s; nobody queries meanwhile. The deadline only ends a stuck committer.
+        # The committer runs every 0.5 s; nobody queries meanwhile. It empties `pending` before it hands the
+        # pushes over, so wait for both. The deadline only ends a stuck committer.
         deadline = time.monotonic() + 60
-        while model.pending and time.monotonic() < deadline:
+        while (model.pending or len(pushed) < 2) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert model.pending == []
         assert [m.event for m in pushed] == ["account.updated", "outbound"]  # its pushes went out
