@@ -27,7 +27,6 @@ FATAL = (
     ("apisync.kafka.producer", "ProducerConfigError"),
     ("apisync.kafka.connect", "KafkaAuthenticationError"),
     ("apisync_airflow.hooks", "ConnectionConfigError"),
-    ("apisync.sync", "SyncConfigError"),
 )
 
 
