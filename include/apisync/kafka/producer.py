@@ -26,6 +26,8 @@ DEFAULTS = {"linger.ms": 20, "compression.type": "lz4"}
 # the normalizer's time). on_delivery callbacks of a transactional producer therefore see failures only.
 TRANSACTIONAL_DEFAULTS = {"delivery.report.only.error": True}
 POLL_EVERY = 500  # serve delivery reports every so many messages (flush serves the rest)
+# How long an abort waits for the messages in flight to be delivered before it aborts (see Producer._abort).
+ABORT_FLUSH_S = 30.0
 # Settings whose values are secrets: passwords, keys, tokens, and sasl.oauthbearer.config, which may carry a
 # client secret (e.g. "clientSecret=...").
 _SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "ssl_key", "credential", "oauthbearer.config")
@@ -288,6 +290,11 @@ class Producer:
 
     def _abort(self) -> None:
         try:
+            # Deliver what is in flight first: an abort sent while the transaction's AddPartitionsToTxn is still
+            # pending can be answered INVALID_TXN_STATE, which leaves the producer fatally broken
+            # (confluentinc/librdkafka#4849, seen under load when the normalizer aborts a round right after its
+            # first chunk). The aborted messages stay invisible to read_committed consumers either way.
+            self._client.flush(ABORT_FLUSH_S)
             self._client.abort_transaction(60.0)
             # Purged messages report failures of their own: they belong to the aborted page.
             self._client.poll(0)

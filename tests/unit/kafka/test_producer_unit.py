@@ -57,10 +57,15 @@ class FakeClient:
         return 0
 
     def init_transactions(self, timeout): self.log.append("init")
-    def begin_transaction(self): self.log.append("begin")
+    def begin_transaction(self):
+        self.log.append("begin")
+        self.txn_start = len(self.log)
     def commit_transaction(self, timeout): self.log.append("commit")
     def abort_transaction(self, timeout):
         self.queue = []  # librdkafka purges what the aborted transaction had queued
+        # what it had delivered stays in the log as aborted records, invisible to read_committed consumers
+        self.log[self.txn_start:] = [("aborted", *e[1:]) if e[0] == "delivered" else e
+                                     for e in self.log[self.txn_start:]]
         self.log.append("abort")
 
     def __len__(self): return len(self.queue)
@@ -194,6 +199,8 @@ def test_transaction_aborts_on_error_in_block_and_on_failed_delivery():
         producer.produce("t.bad", "k", {})
     assert [e for e in client.log if isinstance(e, str)] == ["init", "begin", "abort", "begin", "abort"]
     assert delivered(client) == []
+    # an abort delivers what is in flight first (librdkafka#4849: an abort racing AddPartitionsToTxn is fatal)
+    assert [e[1:3] for e in client.log if e[0] == "aborted"] == [("t.a", b"lost")]
 
 
 def test_commit_failure_surfaces_as_transaction_error_and_aborts():
