@@ -96,9 +96,12 @@ def connection_type(api: str) -> str:
 def ui_field_behaviour(api: str) -> dict[str, Any]:
     """Hidden, relabelled and placeholder standard fields, as Airflow's `ui-field-behaviour` takes them."""
     if api == "salesforce":
-        return {"hidden-fields": ["schema", "port", "login", "host"],
-                "relabeling": {"password": "Access token (static; leave empty with an OAuth grant)"},
-                "placeholders": {"instance_url": "https://acme.my.salesforce.com"}}
+        # The JWT-bearer grant signs the integration user's username (its `sub` claim): the login field.
+        return {"hidden-fields": ["schema", "port", "host"],
+                "relabeling": {"login": "Username (JWT bearer)",
+                               "password": "Access token (static; leave empty with an OAuth grant)"},
+                "placeholders": {"instance_url": "https://acme.my.salesforce.com",
+                                 "login": "integration@acme.com"}}
     return {"hidden-fields": ["schema", "port", "login"],
             "relabeling": {"host": "API base URL", "password": "API token"},
             "placeholders": {"host": _HOST_HELP.get(api, "https://...")}}

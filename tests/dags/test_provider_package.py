@@ -17,7 +17,7 @@ from apisync._version import __version__
 from apisync.catalog import APIS, COLLECTIONS
 from apisync.cli import main
 from apisync.settings import ApiSettings
-from apisync_airflow.connection_forms import fields_for
+from apisync_airflow.connection_forms import fields_for, ui_field_behaviour
 from apisync_airflow.factory import all_dags
 from apisync_airflow.hooks import ApiConnectionHook, ConnectionConfigError, api_settings_from, probe_api
 from apisync_airflow.provider_info import get_provider_info
@@ -106,6 +106,15 @@ def test_the_salesforce_form_fields_pick_the_oauth_grant():
     assert (settings.base_url, settings.oauth.flow, settings.oauth.client_id) == (
         "https://acme.my.salesforce.com", "client_credentials", "3MVGkey")
     assert settings.extra["page_size"] == 500 and "consumer_secret" not in settings.extra
+
+
+def test_the_salesforce_form_takes_the_jwt_bearer_username_in_its_login_field():
+    behaviour = ui_field_behaviour("salesforce")
+    assert "login" not in behaviour["hidden-fields"] and "JWT" in behaviour["relabeling"]["login"]
+    extra = {"instance_url": "https://acme.my.salesforce.com", "consumer_key": "3MVGkey", "private_key": "PEM"}
+    conn = form_conn("apisync_salesforce", login="integration@acme.com", extra=json.dumps(extra))
+    oauth = api_settings_from(conn, "salesforce").oauth
+    assert (oauth.flow, oauth.username) == ("jwt_bearer", "integration@acme.com")
 
 
 @pytest.mark.parametrize("extra, refused", [

@@ -17,13 +17,16 @@ import sys
 import zipfile
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sync_helpers import live_mismatches, settled_read, truth, wait_for
 
 from apisync._version import __version__
 from apisync_airflow import rest
-from devstack.airflow import SIMULATOR_TOKENS, AirflowStandalone, connection_env
+from devstack.airflow import SIMULATOR_SALESFORCE_APP, SIMULATOR_TOKENS, AirflowStandalone, connection_env
 
 pytestmark = [pytest.mark.install, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -175,19 +178,72 @@ def test_setup_then_a_backfill_and_the_normalizer_deliver_the_truth(airflow, ven
     assert records, "nothing synced"
 
 
-def test_the_connection_form_and_test_button_come_from_the_installed_provider(airflow, simulator_url):
-    with airflow.client() as api:
-        # the UI's own route (under /ui): what the connection form is drawn from
-        meta = {hook["connection_type"]: hook for hook in api.get(f"{airflow.url}/ui/connections/hook_meta").json()}
-        stripe = meta["apisync_stripe"]
-        assert {"api_version", "settle_s", "page_size", "rate_per_s"} <= {
-            key.rsplit("__", 1)[-1] for key in stripe["extra_fields"]}, stripe
-        assert "repos" in str(meta["apisync_github"]["extra_fields"])
-        assert "consumer_secret" in str(meta["apisync_salesforce"]["extra_fields"])
+def probe(api: str, host: str = "", login: str = "", password: str = "", **extra: str) -> dict:
+    """The body the UI's Test button posts for an unsaved `apisync_<api>` form (form fields as strings)."""
+    return {"connection_id": f"{api}_probe", "conn_type": f"apisync_{api}", "host": host, "login": login,
+            "password": password, "extra": orjson.dumps(extra).decode()}
 
-        probe = {"connection_id": "stripe_probe", "conn_type": "apisync_stripe", "host": simulator_url,
-                 "password": SIMULATOR_TOKENS["stripe"]}
-        answer = api.post("/connections/test", json=probe).json()
-        assert answer["status"] is True and "authenticated" in answer["message"], answer
-        refused = api.post("/connections/test", json={**probe, "password": "sk_test_wrong"}).json()
-        assert refused["status"] is False and "401" in refused["message"], refused
+
+def salesforce_jwt_key(simulator_url: str) -> str:
+    """A fresh RS256 key whose public half the simulated connected app trusts (its certificate upload)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    httpx.post(f"{simulator_url}/_admin/config", json={"salesforce_jwt_public_key": public},
+               timeout=10).raise_for_status()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def form_probes(simulator_url: str, jwt_key: str) -> dict[str, tuple[dict, dict]]:
+    """Per case: (right credentials, the same form with one credential wrong), as a user fills the form."""
+    app, tokens = SIMULATOR_SALESFORCE_APP, SIMULATOR_TOKENS
+    salesforce = {"instance_url": simulator_url, "consumer_key": app["client_id"]}
+    return {
+        "stripe": (probe("stripe", simulator_url, password=tokens["stripe"], page_size="25"),
+                   probe("stripe", simulator_url, password="sk_test_wrong")),
+        "github": (probe("github", simulator_url, password=tokens["github"], repos="apisync/demo, apisync/tools"),
+                   probe("github", simulator_url, password="ghp_wrong", repos="apisync/demo")),
+        # the demo's grant: the refresh token starts a rotating chain (its newest link kept in Redis)
+        "salesforce refresh token": (
+            probe("salesforce", **salesforce, consumer_secret=app["client_secret"], refresh_token=app["refresh_token"]),
+            probe("salesforce", **salesforce, consumer_secret="wrong", refresh_token=app["refresh_token"])),
+        # the JWT-bearer grant signs the integration user's username: the form's login field
+        "salesforce jwt bearer": (
+            probe("salesforce", login=app["username"], **salesforce, private_key=jwt_key),
+            probe("salesforce", login="someone.else@apisync.demo", **salesforce, private_key=jwt_key)),
+        "hubspot": (probe("hubspot", simulator_url, password=tokens["hubspot"], lookback_s="30"),
+                    probe("hubspot", simulator_url, password="pat-na1-wrong")),
+    }
+
+
+# What the one-line refusal names: the API's status, or Salesforce's OAuth error code.
+REFUSALS = {"stripe": "401", "github": "401", "salesforce refresh token": "invalid_client",
+            "salesforce jwt bearer": "invalid_grant", "hubspot": "401"}
+
+
+def test_the_connection_form_and_test_button_come_from_the_installed_provider(airflow, clean_slate, simulator_url):
+    clean_slate(seed=5, objects=10)  # a fresh refresh-token chain: the simulator's and Redis' both reset
+    jwt_key = salesforce_jwt_key(simulator_url)
+    try:
+        with airflow.client() as api:
+            # the UI's own route (under /ui): what the connection form is drawn from
+            meta = {hook["connection_type"]: hook
+                    for hook in api.get(f"{airflow.url}/ui/connections/hook_meta").json()}
+            assert {f"apisync_{name}" for name in SIMULATOR_TOKENS} <= set(meta)
+            stripe = meta["apisync_stripe"]
+            assert {"api_version", "settle_s", "page_size", "rate_per_s"} <= {
+                key.rsplit("__", 1)[-1] for key in stripe["extra_fields"]}, stripe
+            assert "repos" in str(meta["apisync_github"]["extra_fields"])
+            assert "consumer_secret" in str(meta["apisync_salesforce"]["extra_fields"])
+            login = meta["apisync_salesforce"]["standard_fields"]["login"]
+            assert not login["hidden"] and "JWT" in login["title"], login
+
+            answers = {case: tuple(api.post("/connections/test", json=body).json() for body in bodies)
+                       for case, bodies in form_probes(simulator_url, jwt_key).items()}
+    finally:
+        httpx.post(f"{simulator_url}/_admin/config", json={"salesforce_jwt_public_key": ""}, timeout=10)
+    for case, (accepted, refused) in answers.items():
+        assert accepted["status"] is True and "authenticated" in accepted["message"], (case, accepted)
+        assert refused["status"] is False and REFUSALS[case] in refused["message"], (case, refused)
+        assert "\n" not in refused["message"], (case, refused)
