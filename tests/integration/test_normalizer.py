@@ -26,6 +26,7 @@ from apisync.kafka.producer import Producer
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
 from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
+from apisync.refetch_outcomes import DeferPolicy
 from apisync.rules import rule_event_types
 
 pytestmark = pytest.mark.integration
@@ -240,9 +241,9 @@ def test_missing_output_topics_stop_the_start_with_one_clear_line(kafka_config, 
     assert f"{ns}stripe.records" not in message and "\n" not in message
 
 
-def test_a_thin_webhook_whose_refetch_fails_transiently_is_retried_not_dead_lettered(
+def test_a_thin_webhook_whose_refetch_fails_transiently_is_deferred_and_retried_not_dead_lettered(
         kafka_config, redis_client, ledger):
-    """Issue: once re-fetches were wired, a 503 while re-fetching sent the webhook to the DLQ for good."""
+    """A 503 while re-fetching writes the webhook back to be tried again (due at once here), never to the DLQ."""
     ns = make_namespace(kafka_config)
     thin = orjson.dumps({"id": "evt_thin_1", "object": "event", "type": "invoice.updated", "created": BASE_MS // 1000,
                          "related_object": {"id": "in_1", "type": "invoice", "url": "/v1/invoices/in_1"}})
@@ -255,8 +256,9 @@ def test_a_thin_webhook_whose_refetch_fails_transiently_is_retried_not_dead_lett
             raise RetriableError("stripe", "GET", "/v1/invoices/in_1", 503, "Service Unavailable")
         return dataclasses.replace(obs, data={"id": "in_1", "status": "paid"}, thin=False)
 
-    drain(kafka_config, ns, redis_client, ledger, 1, refetch=refetch)
-    assert calls == ["stripe.invoice.in_1"] * 2  # the batch was read again, not given up
+    # the webhook, then its written-back copy
+    drain(kafka_config, ns, redis_client, ledger, 2, refetch=refetch, defer_policy=DeferPolicy(first_delay_s=0.0))
+    assert calls == ["stripe.invoice.in_1"] * 2  # tried again, not given up
     assert settled_read(kafka_config, f"{ns}stripe.dlq") == []
     assert records_by_key(kafka_config, ns)["stripe.invoice.in_1"][-1][2]["data"] == {"id": "in_1", "status": "paid"}
 
