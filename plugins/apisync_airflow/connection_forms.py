@@ -32,7 +32,9 @@ class FormField:
         if self.kind == "secret":
             return {"type": ["null", "string"], "format": "password"}
         if self.kind == "choice":
-            return {"type": ["null", "string"], "enum": [None, *self.choices]}
+            # the UI lists the empty choice by its label in values_display, else as the word "null"
+            return {"type": ["null", "string"], "enum": [None, *self.choices],
+                    "values_display": {"null": "(empty: inferred)"}}
         return {"type": ["null", "string"]}
 
 

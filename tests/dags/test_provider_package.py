@@ -17,7 +17,7 @@ from apisync._version import __version__
 from apisync.catalog import APIS, COLLECTIONS
 from apisync.cli import main
 from apisync.settings import ApiSettings
-from apisync_airflow.connection_forms import fields_for, ui_field_behaviour
+from apisync_airflow.connection_forms import conn_fields, fields_for, ui_field_behaviour
 from apisync_airflow.factory import all_dags
 from apisync_airflow.hooks import ApiConnectionHook, ConnectionConfigError, api_settings_from, probe_api
 from apisync_airflow.provider_info import get_provider_info
@@ -115,6 +115,8 @@ def test_the_salesforce_form_takes_the_jwt_bearer_username_in_its_login_field():
     conn = form_conn("apisync_salesforce", login="integration@acme.com", extra=json.dumps(extra))
     oauth = api_settings_from(conn, "salesforce").oauth
     assert (oauth.flow, oauth.username) == ("jwt_bearer", "integration@acme.com")
+    # the grant's empty choice reads as what it means, not as the word "null"
+    assert conn_fields("salesforce")["auth_flow"]["schema"]["values_display"] == {"null": "(empty: inferred)"}
 
 
 @pytest.mark.parametrize("extra, refused", [
