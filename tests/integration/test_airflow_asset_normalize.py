@@ -50,7 +50,9 @@ def _record_matches_truth(kafka_bootstrap: str, sim: httpx.Client, key: str) -> 
         if msg.key().decode() == key:
             newest = orjson.loads(msg.value()) if msg.value() is not None else None
     expected = sim.get("/_admin/truth/stripe").json()["objects"]["customer"][key.split(".", 2)[2]]
-    return newest is not None and (newest["version"], newest["data"]) == (expected["version"], expected["data"])
+    # data, and a version at least the truth's: a customer changed through a sub-resource (a discount) is
+    # re-fetched and versioned by the response's Date − 1 ms
+    return newest is not None and newest["data"] == expected["data"] and newest["version"] >= expected["version"]
 
 
 def test_a_webhook_starts_an_asset_triggered_run_that_normalizes_until_idle(
