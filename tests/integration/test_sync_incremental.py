@@ -26,6 +26,10 @@ pytestmark = pytest.mark.integration
 COLLECTIONS = {api: CATALOG_COLLECTIONS[api] for api in SIMULATED_APIS}
 # Polling cannot see GitHub deletions (the reconcile job finds them), so GitHub only gets creates/updates.
 KINDS = {api: ["create", "update"] if api == "github" else ["create", "update", "delete"] for api in COLLECTIONS}
+# A review's body edit or dismissal does not move its pull request's updated_at, and reviews have no listing
+# of their own to poll (README, known limits): webhooks and the audit bring those, so the polled verdict leaves
+# reviews out (test_github_reviews checks them with webhooks).
+UNPOLLABLE = {"github": {"pull_request_review"}}
 
 
 @pytest.mark.parametrize("api", COLLECTIONS)
@@ -59,7 +63,8 @@ def test_incremental_misses_no_change(api, clean_slate, kafka_config, redis_url,
     ground = truth(simulator_url, api)
     if api == "github":
         ground = dict(ground, deleted={})  # the seed's deleted issues wait for webhooks or the reconcile job
-    assert record_problems(api, COLLECTIONS[api], history(kafka_config, f"{api}.records"), ground) == []
+    compared = [c for c in COLLECTIONS[api] if c not in UNPOLLABLE.get(api, set())]
+    assert record_problems(api, compared, history(kafka_config, f"{api}.records"), ground) == []
 
 def _background_mutations(simulator_url: str, rate: float) -> None:
     # The simulator's own mutation engine changes objects while the incremental runs page.
