@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)/plugins:$(CURDIR)/dev
 
 .PHONY: demo test test-unit test-faults test-scale test-volume test-install lint prepare clean bench flaky
 
@@ -62,7 +62,7 @@ demo: prepare
 	$(PY) -m devstack demo
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check include plugins dags tests benchmarks
+	$(VENV)/bin/ruff check include plugins dev dags tests benchmarks
 
 clean:
 	rm -rf .stack

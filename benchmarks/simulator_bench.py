@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def start_server(port: int, objects: int) -> subprocess.Popen:
     """Launch the simulator and wait for its readiness line."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "dev")}
     proc = subprocess.Popen([sys.executable, "-m", "api_simulator", "--port", str(port), "--objects", str(objects)],
                             env=env, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()

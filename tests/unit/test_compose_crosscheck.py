@@ -584,7 +584,7 @@ def test_an_image_missing_a_module_is_caught(monkeypatch):
 
     monkeypatch.setattr(sys.modules[__name__], "service_image", without_pyjwt)
     problems = missing_modules(_every_service(load_compose(), {}))
-    assert "api-simulator: jwt (imported by include/api_simulator/salesforce_oauth.py)" in problems
+    assert "api-simulator: jwt (imported by dev/api_simulator/salesforce_oauth.py)" in problems
 
 
 def test_a_missing_connection_is_caught():

@@ -1,4 +1,4 @@
-"""The API simulator (include/api_simulator) as a local HTTP server process."""
+"""The API simulator (dev/api_simulator) as a local HTTP server process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.paths import PROJECT_ROOT
+from devstack.paths import DEV_ROOT
 from devstack.process import ManagedProcess, free_port, wait_until
 
 
@@ -41,5 +41,5 @@ class SimulatorServer:
 
 
 def _pythonpath() -> str:
-    parts = [str(PROJECT_ROOT / "include"), str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
+    parts = [str(DEV_ROOT), os.environ.get("PYTHONPATH", "")]
     return os.pathsep.join(p for p in parts if p)

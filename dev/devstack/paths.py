@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The folder holding api_simulator and devstack: on the path of dev processes only, never of Airflow's.
+DEV_ROOT = PROJECT_ROOT / "dev"
 RESOURCES = Path(__file__).resolve().parent / "resources"
 
 

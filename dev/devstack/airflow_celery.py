@@ -17,7 +17,7 @@ import httpx
 
 from devstack.airflow import AirflowStandalone
 from devstack.errors import StackError
-from devstack.paths import PROJECT_ROOT
+from devstack.paths import DEV_ROOT, PROJECT_ROOT
 from devstack.postgres import PostgresServer
 from devstack.process import ManagedProcess, free_port
 
@@ -45,8 +45,11 @@ class AirflowCeleryStack(AirflowStandalone):
 
     def env(self) -> dict[str, str]:
         db = self.postgres.sqlalchemy_url
+        env = super().env()
         return {
-            **super().env(),
+            **env,
+            # The hostname callable below lives in devstack: dev/ joins the path of this stack only.
+            "PYTHONPATH": os.pathsep.join([env["PYTHONPATH"], str(DEV_ROOT)]),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.workers * self.concurrency * 2),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.airflow_celery.worker_hostname",
