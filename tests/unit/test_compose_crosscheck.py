@@ -1,8 +1,9 @@
 """docker-compose.yaml against the code it runs (no Docker engine here): what a `docker compose up` needs.
 
 Each image installs every module its services' entry points import; every connection and pool the DAGs
-use exists; the Kafka variables are the ones the apache/kafka image documents, with the data inside the
-mounted volume; and the replicated setup keeps a controller quorum and every partition after losing a node.
+use exists; no Airflow-image service can reach the simulator or the dev stack (dev/); the Kafka variables
+are the ones the apache/kafka image documents, with the data inside the mounted volume; and the replicated
+setup keeps a controller quorum and every partition after losing a node.
 Each check is a function of the parsed files, so the tests below also feed it each known defect.
 """
 
@@ -405,6 +406,35 @@ def _runs_ensure_pools(service: dict) -> bool:
     return any(isinstance(node, ast.Call) and ast.unparse(node.func) == "ensure_pools" for node in ast.walk(tree))
 
 
+# ---- the simulator and the dev stack stay out of the Airflow image's services ------------------------------------
+
+DEV = ROOT / "dev"
+DEV_PACKAGES = ("api_simulator", "devstack")
+
+
+def _holds_dev_code(source: Path) -> bool:
+    """Whether a repo path is dev/, inside it, holds it, or is a folder with one of its packages."""
+    source = source.resolve()
+    return (source == DEV or DEV in source.parents or source in DEV.parents
+            or any((source / package).is_dir() for package in DEV_PACKAGES))
+
+
+def dev_code_exposed(services: dict[str, dict]) -> list[str]:
+    """`service: container path` for each mount, COPY or PYTHONPATH entry of an Airflow-image service (the
+    production image: Airflow components, normalizers) through which the simulator or the dev stack is reachable."""
+    problems = []
+    for name, service in services.items():
+        image = service_image(service)
+        if image is None or image.base != "apache/airflow":
+            continue
+        mounts = _mounts(service, image)
+        problems += [f"{name}: {target}" for target, source in sorted(mounts.items()) if _holds_dev_code(source)]
+        pythonpath = environment(service).get("PYTHONPATH") or image.env.get("PYTHONPATH", "")
+        problems += [f"{name}: PYTHONPATH {entry}" for entry in pythonpath.split(":")
+                     if entry and (path := _on_disk(entry, mounts)) and _holds_dev_code(path)]
+    return problems
+
+
 # ---- Kafka: the image's documented variables --------------------------------------------------------------------
 
 # The apache/kafka image (apache/kafka docker/README and docker/resources/common-scripts): these are read by
@@ -557,6 +587,10 @@ def test_every_pool_the_dags_use_is_created_before_the_workers_start(default_sta
     assert pools_problems(default_stack) == []
 
 
+def test_no_airflow_service_reaches_the_simulator_or_the_dev_stack():
+    assert dev_code_exposed(_every_service(load_compose(), {})) == []
+
+
 def test_kafka_variables_are_the_images_documented_ones(default_stack, replicated_stack):
     assert kafka_variable_problems(default_stack) == []
     assert kafka_variable_problems(replicated_stack) == []
@@ -599,6 +633,17 @@ def test_no_pool_service_is_caught():
     del compose["services"]["airflow-pools"]
     del compose["services"]["airflow-worker"]["depends_on"]["airflow-pools"]
     assert pools_problems(active_services(compose, {})) == ["no service runs apisync_airflow.pools.ensure_pools"]
+
+
+@pytest.mark.parametrize("volume", ["./dev:/opt/airflow/dev", "./dev/api_simulator:/opt/airflow/include/api_simulator",
+                                    ".:/opt/airflow/repo"])
+def test_dev_code_mounted_into_an_airflow_service_is_caught(volume):
+    compose = load_compose()
+    worker = compose["services"]["airflow-worker"]
+    worker["volumes"] = [*worker["volumes"], volume]
+    worker["environment"]["PYTHONPATH"] += ":/opt/airflow/dev"
+    target = volume.split(":")[1]
+    assert f"airflow-worker: {target}" in dev_code_exposed(active_services(compose, {}))
 
 
 @pytest.mark.parametrize("defect, expected", [
