@@ -7,10 +7,9 @@
 --                 c = {tp = offset Kafka has committed}, e = {tp = offset the batch is judged to}?,
 --                 k = where the record key starts in a ledger key,
 --                 owners = [[KEYS index, epoch]]  (only when ownership is checked),
---                 items = [[KEYS index, version, data, deleted 0|1, source tp, offset,
---                           older encodings of data? ["." deflate, base85]]]}
--- Returns JSON: ["lost", why] | ["fenced"] | ["old_encoding"] (nothing written: call again with the
--- seventh item field set) | one reply per item: [status] or [status, top data, top deleted, top version].
+--                 items = [[KEYS index, version, data, deleted 0|1, source tp, offset]]}
+-- Returns JSON: ["lost", why] | ["fenced"] | one reply per item: [status] or
+-- [status, top data, top deleted, top version].
 -- The per-item rules are those of the one-observation script this replaced; see apisync/fence.py.
 local generation = redis.call('GET', KEYS[1])
 if not generation then return cjson.encode({'lost', 'no generation marker'}) end
@@ -48,18 +47,12 @@ local function from_aborted_attempt(e)
   return pos ~= nil and tonumber(e.o) >= pos
 end
 
--- Equal data? Current states ("~") begin with a hash of the canonical content: equal prefix = equal
--- content. A state packed by an older apisync ("." deflate, or base85 with no marker: equal content =
--- equal text) compares with the item's data in that encoding; nil = not sent yet.
+-- Equal data? A state ("~", see apisync/ledger_states.py) begins with a hash of the canonical content:
+-- equal prefix = equal content, whatever bytes the compressor made of it. "" is a delete's.
 local HASHED_PREFIX = 17  -- '~' and 16 hex digits
-local function same_data(top_d, d, older)
-  if top_d == d then return true end
-  if top_d == '' or d == '' then return false end
-  local marker = string.sub(top_d, 1, 1)
-  if marker == '~' then return string.sub(top_d, 1, HASHED_PREFIX) == string.sub(d, 1, HASHED_PREFIX) end
-  if older == nil then return nil end
-  if marker == '.' then return top_d == older[1] end
-  return top_d == older[2]
+local function same_data(top_d, d)
+  if top_d == '' or d == '' then return top_d == d end
+  return string.sub(top_d, 1, HASHED_PREFIX) == string.sub(d, 1, HASHED_PREFIX)
 end
 
 local stacks, existed = {}, {}
@@ -100,9 +93,7 @@ for i, item in ipairs(batch.items) do
     elseif version == top_version and top.x == 1 and x ~= 1 then
       status = 'stale'; push = false
     else
-      local same = top.x == x and same_data(top.d, d, item[7])
-      if same == nil then return cjson.encode({'old_encoding'}) end
-      if same then
+      if top.x == x and same_data(top.d, d) then
         status = 'unchanged'; push = version > top_version
       elseif version == top_version and top.x ~= 1 and x ~= 1 and not authoritative then
         status = 'conflict'; push = false

@@ -42,38 +42,30 @@ Two more guards make Redis as safe as the Kafka side:
   offsets hash names the generation it belongs to and is written with the marker, the key set is never
   empty ("~"): either one gone (evicted, or a ledger from before they existed) is a loss too.
 
-States are compact and cheap to write: "~", the first 16 hex digits of the content hash (sha256 of
-the data with keys sorted, the same hash the event ids use), then the data lz4-compressed with a
-preset dictionary of the APIs' field names, URL-safe base64-encoded (no JSON escaping inside the
-stack). Equal content is decided on the hash prefix alone, so the compressed bytes never have to be
-reproducible. A key costs well under the object's own JSON.
-States packed by an older apisync compare correctly too: "." states (raw deflate with the same
-dictionary, equal content = equal text; deflate's set-up cost more than the rest of the fence) and,
-before those, base85 with no marker. When the script meets one where the answer depends on it, it
-writes nothing and asks for the batch's data in those encodings too ("old_encoding"), so an upgrade
-never turns "unchanged" into "conflict". Such states disappear as their keys are written again.
+A state's data is packed by `apisync.ledger_states` with the codec of its api (`codec_for`, or the
+`codecs` a VersionFence is given): it leads with a prefix of the content hash, on which the script
+decides equal content, then holds the data compressed with that api's own dictionary. The keys, and
+their upkeep outside the script (rebuild writes, the marker, the key set's index), are
+`apisync.ledger_store`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
 
-import lz4.block
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apisync.events import Observation
+from apisync.ledger_states import StateCodec, codec_for
+from apisync.ledger_store import LEDGER_PREFIX, LedgerStore
 
-LEDGER_PREFIX = "apisync:ledger"
 Item = tuple[Observation, "SourcePosition"]  # an observation and where it was read
 
 
@@ -86,9 +78,9 @@ class FencedOut(RuntimeError):
 
 
 class Rejudge(RuntimeError):
-    """A streamed judgement cannot go on (a state packed by an older apisync decides, or Redis no
-    longer knows the script): the caller drops what it did with earlier chunks and judges the whole
-    batch with `VersionFence.check_chunks` under a new attempt, which rolls the first one's states back."""
+    """A streamed judgement cannot go on (Redis no longer knows the script): the caller drops what it
+    did with earlier chunks and judges the whole batch with `VersionFence.check_chunks` under a new
+    attempt, which rolls the first one's states back."""
 
 
 class LedgerUnavailable(RuntimeError):
@@ -118,11 +110,14 @@ class Verdict:
     previous_version: int | None = None
     previous_deleted: bool = False
     previous_packed: str = ""  # the replaced state's data as the ledger holds it
+    codec: StateCodec | None = field(default=None, repr=False, compare=False)  # its api's, to unpack it
 
     @property
     def previous(self) -> dict[str, Any] | None:
         """Last live data; None when the key is new or deleted (unpacked on use: most verdicts never need it)."""
-        return unpack(self.previous_packed) if self.previous_packed and not self.previous_deleted else None
+        if not self.previous_packed or self.previous_deleted:
+            return None
+        return self.codec.unpack(self.previous_packed)  # set whenever a state was replaced
 
     @property
     def accepted(self) -> bool:
@@ -130,12 +125,13 @@ class Verdict:
         return self.status == "accepted"
 
 
-class VersionFence:
-    """The Redis ledger of one api: `apisync:ledger:<record key>` → stack of states."""
+class VersionFence(LedgerStore):
+    """The Redis ledger of one api: `apisync:ledger:<record key>` → stack of states, judged by the script
+    (keys and upkeep: `LedgerStore`; `codecs`: api → the StateCodec its states are packed with)."""
 
-    def __init__(self, client: Any, prefix: str = LEDGER_PREFIX) -> None:
-        self._redis = client
-        self._prefix = prefix
+    def __init__(self, client: Any, prefix: str = LEDGER_PREFIX,
+                 codecs: Callable[[str], StateCodec] = codec_for) -> None:
+        super().__init__(client, prefix, codecs)
         self._script = client.register_script(_script_source())
         self._claim = client.register_script(_CLAIM)
         self._script_loaded = False  # known to this Redis (calls use EVALSHA alone)
@@ -147,10 +143,6 @@ class VersionFence:
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
         self._script_loaded = True
-
-    def ledger_key(self, record_key: str) -> str:
-        """The Redis key holding one record's states."""
-        return f"{self._prefix}:{record_key}"
 
     def check_many(
         self,
@@ -181,29 +173,25 @@ class VersionFence:
 
         Pipelined: each chunk's call is sent as soon as `chunks` yields it, and replies are read only
         once all are sent, so Redis judges a chunk while the caller prepares the next (a lazy `chunks`
-        parses its messages meanwhile). When a chunk could not be judged (a state in an older encoding
-        decides, or Redis no longer knows the script) but others were, everything is judged again under
-        a new attempt id: the script rolls the first attempt's states back like an aborted batch's.
+        parses its messages meanwhile). When a chunk could not be judged (Redis no longer knows the
+        script) but others were, everything is judged again under a new attempt id: the script rolls
+        the first attempt's states back like an aborted batch's.
         A lost connection is never retried here (the script may have run): LedgerUnavailable.
         """
         done: list[Sequence[Item]] = []
         source: Iterable[Sequence[Item]] = chunks
-        older = False
-        for _pass in range(3):
-            replies = self._pipelined(source, done, attempt, positions, authoritative, epochs, older)
+        for _pass in range(2):
+            replies = self._pipelined(source, done, attempt, positions, authoritative, epochs)
             source, done = done, []
-            if replies is None:  # Redis restarted or flushed its scripts
-                self._load_script()
-            else:
+            if replies is not None:
                 for reply in replies:  # a lost ledger or a zombie is answered first, whatever else came back
                     _raise_whole_answer(reply)
-                if ["old_encoding"] not in replies:
-                    return attempt, [(items, _verdicts(reply) if items else [])
-                                     for items, reply in zip(source, replies, strict=True)]
-                older = True  # a state packed by an older apisync decides: send those encodings too
+                return attempt, [(items, _verdicts(reply, self._codecs(items[0][0].api)) if items else [])
+                                 for items, reply in zip(source, replies, strict=True)]
+            self._load_script()  # Redis restarted or flushed its scripts
             if sum(1 for items in source if items) > 1:  # other calls of the pass may have written states
                 attempt = f"{attempt}+"
-        raise LedgerUnavailable("the ledger script could not judge the batch in three passes")
+        raise LedgerUnavailable("the ledger script could not judge the batch in two passes")
 
     def stream_chunks(self, chunks: Iterable[Sequence[Item]], attempt: str, positions: Mapping[str, int],
                       epochs: Mapping[str, int] | None = None) -> Iterator[tuple[Sequence[Item], list[Verdict]]]:
@@ -237,17 +225,14 @@ class VersionFence:
                 conn.disconnect()
             pool.release(conn)
 
-    @staticmethod
-    def _reply_to_oldest(conn: Any, sent: deque[Sequence[Item]]) -> tuple[Sequence[Item], list[Verdict]]:
+    def _reply_to_oldest(self, conn: Any, sent: deque[Sequence[Item]]) -> tuple[Sequence[Item], list[Verdict]]:
         reply = orjson.loads(conn.read_response())
         items = sent.popleft()
-        if reply == ["old_encoding"]:
-            raise Rejudge("a ledger state packed by an older apisync decides a verdict")
-        return items, _verdicts(reply)
+        return items, _verdicts(reply, self._codecs(items[0][0].api))
 
     def _pipelined(self, chunks: Iterable[Sequence[Item]], done: list[Sequence[Item]], attempt: str,
-                   positions: Mapping[str, int], authoritative: bool, epochs: Mapping[str, int] | None,
-                   older: bool) -> list[Any] | None:
+                   positions: Mapping[str, int], authoritative: bool,
+                   epochs: Mapping[str, int] | None) -> list[Any] | None:
         """One script call per chunk on one connection, all sent before any reply is read; the parsed
         replies (None for an empty chunk), or None when Redis does not know the script."""
         pool = self._redis.connection_pool
@@ -257,7 +242,7 @@ class VersionFence:
             for items in chunks:
                 done.append(items)
                 if items:
-                    keys, batch = self._batch(items, attempt, positions, authoritative, epochs, older)
+                    keys, batch = self._batch(items, attempt, positions, authoritative, epochs)
                     conn.send_command("EVALSHA", self._script.sha, len(keys), *keys, orjson.dumps(batch))
                 calls.append(bool(items))
             return [orjson.loads(conn.read_response()) if called else None for called in calls]
@@ -274,10 +259,11 @@ class VersionFence:
             pool.release(conn)
 
     def _batch(self, items: Sequence[Item], attempt: str, positions: Mapping[str, int], authoritative: bool,
-               epochs: Mapping[str, int] | None, older: bool = False) -> tuple[list[str], dict[str, Any]]:
+               epochs: Mapping[str, int] | None) -> tuple[list[str], dict[str, Any]]:
         """The script's KEYS (generation marker, judged offsets, key set, owner epochs, ledger keys once each)
-        and its JSON argument (with `older`, each item's data in the encodings of older apisync versions too)."""
-        keys = self._api_keys(items[0][0].api)
+        and its JSON argument."""
+        api = items[0][0].api  # one api per call: the first three keys are its own
+        keys, codec = self._api_keys(api), self._codecs(api)
         index: dict[str, int] = {}
 
         def slot(key: str) -> int:  # 1-based, as Lua indexes KEYS
@@ -288,16 +274,10 @@ class VersionFence:
 
         owners = [] if epochs is None else [[slot(self.owner_key(tp)), str(epochs.get(tp, -1))]
                                             for tp in dict.fromkeys(source.tp for _obs, source in items)]
-        rows = [[slot(self.ledger_key(obs.key)), str(obs.version), _packed_data(obs), 1 if obs.deleted else 0,
+        rows = [[slot(self.ledger_key(obs.key)), str(obs.version), codec.pack_observation(obs), 1 if obs.deleted else 0,
                  source.tp, str(source.offset)] for obs, source in items]
-        if older:
-            for row, (obs, _source) in zip(rows, items, strict=True):
-                row.append(_older_encodings(obs))
         return keys, {"a": attempt, "p": dict(positions), "auth": 1 if authoritative else 0, "owners": owners,
                       "c": self._committed, "k": len(self._prefix) + 2, "items": rows}
-
-    def _api_keys(self, api: str) -> list[str]:
-        return [self.generation_key(api), self.judged_key(api), self.keyset_key(api)]
 
     def expect_committed(self, committed: Mapping[str, int]) -> None:
         """The offsets Kafka has committed per `topic:partition` of the coming batch: every later call
@@ -318,22 +298,6 @@ class VersionFence:
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise LedgerUnavailable(f"the Redis ledger did not answer: {exc}") from None
 
-    def owner_key(self, tp: str) -> str:
-        """Where the owner epoch of one source partition lives."""
-        return f"{self._prefix}:~owner:{tp}"
-
-    def generation_key(self, api: str) -> str:
-        """The marker that says the ledger of one api is complete."""
-        return f"{self._prefix}:~generation:{api}"
-
-    def judged_key(self, api: str) -> str:
-        """The hash of offsets the ledger of one api has judged up to, per source partition."""
-        return f"{self._prefix}:~judged:{api}"
-
-    def keyset_key(self, api: str) -> str:
-        """The set of record keys the ledger of one api holds states for (and "~", so it is never empty)."""
-        return f"{self._prefix}:~keys:{api}"
-
     def claim(self, tps: Iterable[str]) -> dict[str, int]:
         """Become the owner of these partitions: a new epoch each, which fences every earlier owner."""
         tps = list(tps)
@@ -342,139 +306,10 @@ class VersionFence:
         epochs = self._claim(keys=[self.owner_key(tp) for tp in tps])
         return dict(zip(tps, (int(e) for e in epochs), strict=True))
 
-    def has_generation(self, api: str) -> bool:
-        """True when the ledger of `api` is complete (not lost since it was built)."""
-        return bool(self._redis.exists(self.generation_key(api)))
-
-    def mark_generation(self, api: str, generation: str, judged: Mapping[str, int] | None = None) -> None:
-        """Declare the ledger of `api` complete (after a fresh start or a rebuild), with the offsets it covers
-        per source partition (`judged`: Kafka's committed offsets read before the rebuild began)."""
-        pipe = self._redis.pipeline(transaction=True)  # one MULTI: a Redis that keeps the marker keeps these
-        pipe.delete(self.judged_key(api))
-        pipe.hset(self.judged_key(api), mapping={"~generation": generation, **(judged or {})})
-        pipe.sadd(self.keyset_key(api), "~")
-        pipe.set(self.generation_key(api), generation)
-        pipe.execute()
-
-    def forget_generation(self, api: str) -> None:
-        """Declare the ledger of `api` incomplete: the fence refuses everything until a rebuild marks it again."""
-        self._redis.delete(self.generation_key(api))
-
-    def index_keys(self, api: str, chunk: int = 1000, progress: Callable[[], Any] | None = None) -> int:
-        """Make the key set name exactly the ledger keys Redis holds (during a rebuild), calling `progress`
-        after each chunk; returns how many."""
-        keyset, start, count = self.keyset_key(api), len(self._prefix) + 1, 0
-        self._redis.delete(keyset)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(keyset, "~")
-        for key in self._redis.scan_iter(match=f"{self._prefix}:{api}.*", count=chunk):
-            pipe.sadd(keyset, key[start:])
-            count += 1
-            if count % chunk == 0:
-                pipe.execute()
-                if progress is not None:
-                    progress()
-        pipe.execute()
-        return count
-
     def check(self, obs: Observation, source: SourcePosition, attempt: str,
               positions: Mapping[str, int]) -> Verdict:
         """Fence one observation."""
         return self.check_many([(obs, source)], attempt, positions)[0]
-
-    def current(self, record_key: str) -> dict[str, Any] | None:
-        """The newest state of a key: {version, deleted, data} (for tests and operators)."""
-        raw = self._redis.get(self.ledger_key(record_key))
-        if raw is None:
-            return None
-        top = orjson.loads(raw)[-1]
-        return {"version": int(top["v"]), "deleted": top["x"] == 1, "data": unpack(top["d"])}
-
-    def write_committed(self, states: Iterable[Observation], chunk: int = 1000) -> int:
-        """Overwrite keys with one committed state each (ledger rebuild), in pipelined chunks; returns how many."""
-        pipe = self._redis.pipeline(transaction=False)
-        count = 0
-        for obs in states:
-            entry = _entry(obs, tp="", offset=0, attempt="rebuild")
-            pipe.set(self.ledger_key(obs.key), orjson.dumps([entry]))
-            pipe.sadd(self.keyset_key(obs.api), obs.key)
-            count += 1
-            if count % chunk == 0:
-                pipe.execute()
-        pipe.execute()
-        return count
-
-    def clear(self, api: str) -> int:
-        """Delete every ledger key of one api, its generation marker, offsets and key set; returns how many keys."""
-        self._redis.delete(self.generation_key(api), self.judged_key(api), self.keyset_key(api))
-        removed = 0
-        for key in self._redis.scan_iter(match=f"{self._prefix}:{api}.*", count=1000):
-            removed += self._redis.delete(key)
-        return removed
-
-
-# Field names of the three APIs' objects, a preset dictionary for the compressor, so a key's names
-# cost a back-reference each: a ~420 B Stripe customer packs to ~230 B instead of ~320 B. NEVER edit:
-# "~" and "." states decode only with these exact bytes; another dictionary needs another marker.
-_FIELDS_V1 = (
-    "AccountId", "Amount", "AnnualRevenue", "BillingCity", "BillingCountry", "CloseDate", "CreatedById",
-    "CreatedDate", "Email", "FirstName", "Id", "Industry", "IsClosed", "IsDeleted", "IsWon", "LastModifiedById",
-    "LastModifiedDate", "LastName", "Name", "NumberOfEmployees", "OwnerId", "Phone", "Probability", "StageName",
-    "SystemModstamp", "Title", "Type", "Website", "address", "amount", "amount_captured", "amount_due",
-    "amount_paid", "amount_refunded", "amount_remaining", "assignee", "assignees", "attempt_count", "attempted",
-    "attributes", "author_association", "balance", "base", "body", "cancel_at_period_end", "canceled_at",
-    "captured", "closed_at", "comments", "comments_url", "created", "created_at", "currency", "current_period_end",
-    "current_period_start", "customer", "data", "default_source", "delinquent", "description", "diff_url", "draft",
-    "email", "ended_at", "failure_code", "failure_message", "has_more", "head", "html_url", "id", "interval",
-    "invoice", "invoice_prefix", "issue_url", "items", "label", "labels", "livemode", "locked", "login",
-    "merge_commit_sha", "merged_at", "metadata", "milestone", "name", "node_id", "number", "object", "paid",
-    "patch_url", "pending_update", "phone", "preferred_locales", "price", "quantity", "recurring", "ref",
-    "refunded", "repository_url", "requested_reviewers", "sha", "shipping", "state", "state_reason", "status",
-    "subscription", "tax_exempt", "test_clock", "title", "total", "type", "unit_amount", "updated_at", "url",
-    "user",
-)
-_ZDICT_V1 = "".join(f'"{name}":' for name in _FIELDS_V1).encode()
-HASHED_STATE = "~"  # marker of the current encoding
-_HASH_DIGITS = 16  # of the sha256 content hash: what equality is decided on
-
-
-def pack(data: Any) -> str:
-    """Object → ledger text: "~", 16 hex digits of the content hash, URL-safe base64 of the lz4-compressed
-    canonical JSON (sorted keys, preset dictionary). No character of it needs escaping in the script's JSON."""
-    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    return _pack_canonical(canonical, hashlib.sha256(canonical).hexdigest())
-
-
-def _pack_canonical(canonical: bytes, content_hash: str) -> str:
-    compressed = lz4.block.compress(canonical, dict=_ZDICT_V1, store_size=True)
-    return HASHED_STATE + content_hash[:_HASH_DIGITS] + base64.urlsafe_b64encode(compressed).decode()
-
-
-def pack_deflate(data: Any) -> str:
-    """The "." encoding of apisync before "~" states (equal content = equal text), for comparisons only."""
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _ZDICT_V1)
-    raw = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    return "." + base64.urlsafe_b64encode(deflate.compress(raw) + deflate.flush()).decode()
-
-
-def pack_b85(data: Any) -> str:
-    """The encoding of apisync before "." states: base85 of the same deflate stream (for comparisons only)."""
-    deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
-    raw = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    return base64.b85encode(deflate.compress(raw) + deflate.flush()).decode()
-
-
-def unpack(text: str) -> Any:
-    """Ledger text (any encoding) → object; None for an empty state (a delete)."""
-    if not text:
-        return None
-    if text[0] == HASHED_STATE:
-        compressed = base64.urlsafe_b64decode(text[1 + _HASH_DIGITS:])
-        return orjson.loads(lz4.block.decompress(compressed, dict=_ZDICT_V1))
-    if text[0] == ".":
-        inflate = zlib.decompressobj(-15, _ZDICT_V1)
-        return orjson.loads(inflate.decompress(base64.urlsafe_b64decode(text[1:])) + inflate.flush())
-    return orjson.loads(zlib.decompress(base64.b85decode(text), -15))
 
 
 # A new owner epoch per key: above the stored one, and at least Redis's clock in milliseconds, so an
@@ -503,24 +338,6 @@ def _script_source() -> str:
     return resources.files(__package__).joinpath("fence.lua").read_text(encoding="utf-8")
 
 
-def _packed_data(obs: Observation) -> str:
-    if obs.data is None or obs.deleted:
-        return ""
-    return _pack_canonical(obs.canonical_json(), obs.content_hash())
-
-
-def _older_encodings(obs: Observation) -> list[str]:
-    """The item's data as older apisync versions packed it: ["." deflate, base85] (the script picks one)."""
-    if obs.data is None or obs.deleted:
-        return ["", ""]
-    return [pack_deflate(obs.data), pack_b85(obs.data)]
-
-
-def _entry(obs: Observation, tp: str, offset: int, attempt: str) -> dict[str, Any]:
-    return {"v": str(obs.version), "d": _packed_data(obs), "x": 1 if obs.deleted else 0,
-            "t": tp, "o": str(offset), "a": attempt}
-
-
 # The verdicts of keys without a state, made once (a backfill's every verdict is one of them)
 _NEW_KEY = {status: Verdict(status) for status in ("accepted", "unchanged", "stale", "conflict")}
 
@@ -533,15 +350,15 @@ def _raise_whole_answer(reply: Any) -> None:
         raise FencedOut("another normalizer took over a partition of this batch (newer owner epoch)")
 
 
-def _verdicts(replies: Sequence[Any]) -> list[Verdict]:
-    """One chunk's reply as verdicts, or the whole-chunk answer raised."""
+def _verdicts(replies: Sequence[Any], codec: StateCodec) -> list[Verdict]:
+    """One chunk's reply as verdicts (states packed with `codec`), or the whole-chunk answer raised."""
     _raise_whole_answer(replies)
-    return [_verdict(reply) for reply in replies]
+    return [_verdict(reply, codec) for reply in replies]
 
 
-def _verdict(reply: Sequence[Any]) -> Verdict:
+def _verdict(reply: Sequence[Any], codec: StateCodec) -> Verdict:
     """One item's reply: [status] for a new key, else [status, top data, top deleted (0/1), top version]."""
     if len(reply) == 1:
         return _NEW_KEY.get(reply[0]) or Verdict(reply[0])
     status, data, deleted, version = reply
-    return Verdict(status, int(version), deleted == 1, data)
+    return Verdict(status, int(version), deleted == 1, data, codec)

@@ -388,9 +388,9 @@ class Normalizer:
         transaction is open while the batch is judged: the batch goes to the fence in chunks
         (`VersionFence.stream_chunks`), and each chunk's messages are produced as soon as Redis judged
         it, so Redis judges a chunk, the broker takes the one before and Python parses the one after,
-        all at once. When the stream cannot go on (a ledger state from an older apisync decides, or
-        Redis lost the script), that transaction is aborted and the batch judged again as a whole; so
-        it is when more ties turn up than the transaction may re-fetch (`_TiesOutside`)."""
+        all at once. When the stream cannot go on (Redis lost the script), that transaction is
+        aborted and the batch judged again as a whole; so it is when more ties turn up than the
+        transaction may re-fetch (`_TiesOutside`)."""
         failpoint("normalizer.consumed")
         prepared = self._prepare(messages)
         for judging_round in range(1, TIE_ROUNDS + 1):

@@ -8,20 +8,10 @@ import orjson
 import pytest
 import redis
 
+import apisync.apis  # noqa: F401 - registers the APIs, whose specs give the ledger's dictionaries
 from apisync.events import Observation
-from apisync.fence import (
-    _ZDICT_V1,
-    FencedOut,
-    LedgerLost,
-    LedgerUnavailable,
-    Rejudge,
-    SourcePosition,
-    VersionFence,
-    pack,
-    pack_b85,
-    pack_deflate,
-    unpack,
-)
+from apisync.fence import FencedOut, LedgerLost, LedgerUnavailable, Rejudge, SourcePosition, VersionFence
+from apisync.ledger_states import codec_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,31 +135,16 @@ def test_a_ledger_redis_lost_answers_lost_instead_of_treating_keys_as_new(fence)
         fence.check(obs(2500, "stale"), at(1), "b", {"stripe.changes:0": 1})
 
 
-@pytest.mark.parametrize("older_pack", [pack_deflate, pack_b85], ids=["deflate", "base85"])
-def test_a_state_packed_by_an_older_apisync_still_decides_unchanged_stale_and_conflict(fence, redis_url, older_pack):
-    # An upgrade meets ledgers written in an older encoding: equal content must stay "unchanged" (a
-    # text comparison against the new encoding would call it a conflict and re-fetch every object).
-    client = redis.Redis.from_url(redis_url)
-    old_state = {"v": "10", "d": older_pack({"id": "sub_1", "status": "active"}), "x": 0, "t": "", "o": "0",
-                 "a": "rebuild"}
-    client.set(fence.ledger_key("stripe.subscription.sub_1"), orjson.dumps([old_state]))
-    p = {"stripe.changes:0": 0}
-    verdicts = fence.check_many([(obs(10), at(0)), (obs(9, "x"), at(1)), (obs(10, "past_due"), at(2))], "a", p)
-    assert [v.status for v in verdicts] == ["unchanged", "stale", "conflict"]
-    assert verdicts[0].previous == {"id": "sub_1", "status": "active"}
-    assert fence.check(obs(11, "canceled"), at(3), "a", p).previous == {"id": "sub_1", "status": "active"}
-    newest = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))[-1]
-    assert newest["d"].startswith("~"), "the newest state is written in the current encoding"
-
-
 def test_equal_content_is_decided_on_the_hash_not_on_the_compressed_bytes(fence, redis_url):
     # Another lz4 build may compress the same JSON to other bytes: that must never read as a change.
     client = redis.Redis.from_url(redis_url)
     data = {"id": "sub_1", "status": "active"}
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    other = lz4.block.compress(canonical, mode="high_compression", compression=12, dict=_ZDICT_V1, store_size=True)
-    recompressed = pack(data)[:17] + base64.urlsafe_b64encode(other).decode()
-    assert recompressed != pack(data) and unpack(recompressed) == data
+    stripe = codec_for("stripe")
+    other = lz4.block.compress(canonical, mode="high_compression", compression=12, dict=stripe.dictionary,
+                               store_size=True)
+    recompressed = stripe.pack(data)[:17] + base64.urlsafe_b64encode(other).decode()
+    assert recompressed != stripe.pack(data) and stripe.unpack(recompressed) == data
     state = {"v": "10", "d": recompressed, "x": 0, "t": "", "o": "0", "a": "rebuild"}
     client.set(fence.ledger_key("stripe.subscription.sub_1"), orjson.dumps([state]))
     p = {"stripe.changes:0": 0}
@@ -177,13 +152,9 @@ def test_equal_content_is_decided_on_the_hash_not_on_the_compressed_bytes(fence,
     assert [v.status for v in verdicts] == ["unchanged", "conflict"]
 
 
-def test_a_ledger_state_costs_less_than_the_objects_json():
+def test_a_ledger_state_costs_less_than_the_objects_json(fence):
     """Issue: the ledger held about 2.3x a 600 B customer's JSON per key."""
     import random
-
-    import redis as redis_lib  # noqa: F401 - the fixture's client type; the size is measured on the bytes
-
-    from apisync.fence import _entry
 
     rng = random.Random(1)
     words = ["sync", "ledger", "invoice", "retry", "cursor", "webhook", "backfill", "tombstone", "partition"]
@@ -196,8 +167,8 @@ def test_a_ledger_state_costs_less_than_the_objects_json():
                 "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None}}
     size = len(orjson.dumps(customer))
     assert 500 <= size <= 700  # about the 600 B customer the issue measured
-    state = orjson.dumps([_entry(Observation("stripe", "customer", customer["id"], 1795704812000, "poll", "",
-                                             customer), "stripe.changes:3", 123456, "0123456789ab")])
+    state = orjson.dumps([fence.entry(Observation("stripe", "customer", customer["id"], 1795704812000, "poll", "",
+                                                  customer), "stripe.changes:3", 123456, "0123456789ab")])
     assert len(state) <= size, (len(state), size)
 
 
@@ -216,17 +187,30 @@ def test_chunks_are_judged_as_one_call_would_judge_them(fence):
     assert judged[2][1][1].previous == {"id": "sub_1", "status": "active"}
 
 
-def test_an_older_state_met_in_a_later_chunk_rejudges_the_whole_batch_under_a_new_attempt(fence, redis_url):
-    # chunk 1 is written before chunk 2 meets a "." state; judged again under the same attempt, chunk 1
-    # would read its own state back as "unchanged" and its change would never reach Kafka
+def lose_the_script_at_call(fence, monkeypatch, call):
+    """From the `call`-th script call of the fence on, Redis answers NOSCRIPT (as after a SCRIPT FLUSH
+    between two calls of one pipeline) until the fence loads the script again."""
+    calls, batch = [], fence._batch
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == call:
+            fence._script.sha = "0" * 40  # a script Redis does not know
+        return batch(*args)
+
+    monkeypatch.setattr(fence, "_batch", counted)
+
+
+def test_a_script_lost_before_a_later_chunk_rejudges_the_whole_batch_under_a_new_attempt(fence, redis_url,
+                                                                                          monkeypatch):
+    # chunk 1 is written before Redis answers chunk 2 NOSCRIPT; judged again under the same attempt,
+    # chunk 1 would read its own state back as "unchanged" and its change would never reach Kafka
     client = redis.Redis.from_url(redis_url)
-    old_state = {"v": "10", "d": pack_deflate({"id": "sub_2", "status": "active"}), "x": 0, "t": "", "o": "0",
-                 "a": "rebuild"}
-    client.set(fence.ledger_key("stripe.subscription.sub_2"), orjson.dumps([old_state]))
+    lose_the_script_at_call(fence, monkeypatch, 2)
     attempt, judged = fence.check_chunks([[(obs(10), at(0))], [(other(10, "sub_2"), at(1))]], "a",
                                          {"stripe.changes:0": 0})
     assert attempt != "a"
-    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "unchanged"]
+    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "accepted"]
     stack = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))
     assert [state["a"] for state in stack] == [attempt], "the first pass's state was rolled back"
 
@@ -253,20 +237,18 @@ def test_a_stream_left_midway_leaves_no_reply_behind_for_the_next_call(fence):
     assert again[0].previous == {"id": "sub_1", "status": "active"}
 
 
-def test_an_older_state_met_by_a_streamed_chunk_voids_the_stream(fence, redis_url):
-    # Chunk 1 was answered (and its messages produced) before chunk 2 met a "." state: the caller must
-    # drop chunk 1's work and judge the whole batch again, which rolls chunk 1's state back.
+def test_a_script_lost_before_a_streamed_chunk_voids_the_stream(fence, redis_url, monkeypatch):
+    # Chunk 1 was answered (and its messages produced) before Redis answered chunk 2 NOSCRIPT: the caller
+    # must drop chunk 1's work and judge the whole batch again, which rolls chunk 1's state back.
     client = redis.Redis.from_url(redis_url)
-    old_state = {"v": "10", "d": pack_deflate({"id": "sub_2", "status": "active"}), "x": 0, "t": "", "o": "0",
-                 "a": "rebuild"}
-    client.set(fence.ledger_key("stripe.subscription.sub_2"), orjson.dumps([old_state]))
+    lose_the_script_at_call(fence, monkeypatch, 2)
     chunks = [[(obs(10), at(0))], [(other(10, "sub_2"), at(1))]]
     stream = fence.stream_chunks(chunks, "a", {"stripe.changes:0": 0})
     assert next(stream)[1][0].status == "accepted"
-    with pytest.raises(Rejudge, match="older apisync"):
+    with pytest.raises(Rejudge, match="no longer knows"):
         next(stream)
     attempt, judged = fence.check_chunks(chunks, "b", {"stripe.changes:0": 0})
-    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "unchanged"]
+    assert [verdicts[0].status for _items, verdicts in judged] == ["accepted", "accepted"]
     stack = orjson.loads(client.get(fence.ledger_key("stripe.subscription.sub_1")))
     assert [state["a"] for state in stack] == [attempt], "the stream's state was rolled back"
 

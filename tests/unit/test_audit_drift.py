@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from apisync.events import Observation
-from apisync.fence import VersionFence, _entry
+from apisync.fence import VersionFence
 from apisync.settings import ApiSettings, SyncSettings
 from apisync.sync.audit import (
     AuditOptions,
@@ -99,7 +99,7 @@ class FakeRedis:
 
 def _stack(tp: str, offset: int, deleted: bool = False) -> bytes:
     obs = Observation("stripe", "customer", "cus_1", 1000, "poll", "", None if deleted else DATA, deleted)
-    return orjson.dumps([_entry(obs, tp=tp, offset=offset, attempt="a1")])
+    return orjson.dumps([VersionFence(FakeRedis({})).entry(obs, tp=tp, offset=offset, attempt="a1")])
 
 
 @pytest.mark.parametrize("stack, settled", [

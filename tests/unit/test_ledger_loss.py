@@ -7,6 +7,7 @@ from confluent_kafka import TopicPartition
 from apisync.fence import FencedOut, LedgerLost, _raise_whole_answer, _verdicts
 from apisync.kafka.topics import DAY_MS, Layout, api_topics
 from apisync.ledger import input_topics, normalizer_group
+from apisync.ledger_states import StateCodec
 from apisync.normalizer import Normalizer, _judged_ends, consumer_config
 
 STRIPE_WEBHOOK_RETRY_DAYS = 3  # https://docs.stripe.com/webhooks#retries: "for up to three days"
@@ -53,7 +54,7 @@ def test_a_whole_call_answer_is_raised_never_read_as_verdicts(reply, raised, say
     with pytest.raises(raised, match=says):
         _raise_whole_answer(reply)
     with pytest.raises(raised):
-        _verdicts(reply)
+        _verdicts(reply, StateCodec(()))
 
 
 @pytest.mark.parametrize("reply", [[["accepted"]], [["stale", "~abc", 0, "10"]], {}, None])

@@ -71,4 +71,12 @@ SPEC = ApiSpec(
         "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
         "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],
     },
+    # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
+    ledger_fields=(
+        "assignee", "assignees", "author_association", "base", "body", "closed_at", "comments", "comments_url",
+        "created_at", "description", "diff_url", "draft", "head", "html_url", "id", "issue_url", "label",
+        "labels", "locked", "login", "merge_commit_sha", "merged_at", "milestone", "name", "node_id", "number",
+        "patch_url", "ref", "repository_url", "requested_reviewers", "sha", "state", "state_reason", "title",
+        "type", "updated_at", "url", "user"
+    ),
 )

@@ -80,4 +80,11 @@ SPEC = ApiSpec(
     signals=ApiSignals(rate_limit_wait=_rate_limit_wait, message=_message, quota=quota),
     webhook=WebhookSpec(HubSpotSignatureV3, parse_hubspot, split=split_events),
     rules={"deal": [{"kind": "transition", "field": "properties.dealstage", "event": "dealstage_changed"}]},
+    # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
+    ledger_fields=(
+        "amount", "archived", "city", "closedate", "createdAt", "createdate", "dealname", "dealstage",
+        "description", "domain", "email", "firstname", "hs_lastmodifieddate", "hs_object_id", "id", "industry",
+        "lastmodifieddate", "lastname", "lifecyclestage", "name", "phone", "pipeline", "properties",
+        "updatedAt"
+    ),
 )

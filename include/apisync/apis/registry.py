@@ -34,6 +34,10 @@ class ApiSpec:
     signals: ApiSignals = HTTP_SIGNALS  # what its responses say beyond HTTP (rate limits, quota, errors)
     webhook: WebhookSpec | None = None  # None: no push channel, polling only
     rules: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # {collection: [rule, ...]}
+    # Field names of its objects: the preset dictionary that compresses its ledger states
+    # (`apisync.ledger_states`). NEVER change them once a ledger holds data: a state decodes only with
+    # the exact bytes it was packed with.
+    ledger_fields: tuple[str, ...] = ()
 
 
 _SPECS: dict[str, ApiSpec] = {}

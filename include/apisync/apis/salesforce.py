@@ -69,4 +69,11 @@ SPEC = ApiSpec(
     # Outbound Messages (SOAP) are received on their own route; JSON relays use Standard Webhooks.
     webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id"),
     rules={"opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}]},
+    # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
+    ledger_fields=(
+        "AccountId", "Amount", "AnnualRevenue", "BillingCity", "BillingCountry", "CloseDate", "CreatedById",
+        "CreatedDate", "Email", "FirstName", "Id", "Industry", "IsClosed", "IsDeleted", "IsWon",
+        "LastModifiedById", "LastModifiedDate", "LastName", "Name", "NumberOfEmployees", "OwnerId", "Phone",
+        "Probability", "StageName", "SystemModstamp", "Title", "Type", "Website", "attributes", "type", "url"
+    ),
 )

@@ -50,4 +50,15 @@ SPEC = ApiSpec(
         "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,
                      "event": "amount_due_crossed_1000"}],
     },
+    # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
+    ledger_fields=(
+        "address", "amount", "amount_captured", "amount_due", "amount_paid", "amount_refunded",
+        "amount_remaining", "attempt_count", "attempted", "balance", "cancel_at_period_end", "canceled_at",
+        "captured", "created", "currency", "current_period_end", "current_period_start", "customer", "data",
+        "default_source", "delinquent", "description", "email", "ended_at", "failure_code", "failure_message",
+        "has_more", "id", "interval", "invoice", "invoice_prefix", "items", "livemode", "metadata", "name",
+        "number", "object", "paid", "pending_update", "phone", "preferred_locales", "price", "quantity",
+        "recurring", "refunded", "shipping", "status", "subscription", "tax_exempt", "test_clock", "total",
+        "unit_amount", "url"
+    ),
 )

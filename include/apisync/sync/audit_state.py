@@ -12,7 +12,7 @@ copy of it and is consulted per drifted key only, for two things:
   fence judges the repair against what consumers really have.
 
 Storage format: the ledger stack and its committed-state entry are `apisync.fence`'s (see its
-docstring); `_entry` is reused rather than copied so the two cannot drift apart.
+docstring); `VersionFence.entry` and `.unpack` are reused rather than copied so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from redis.exceptions import WatchError
 
 from apisync.events import Observation
-from apisync.fence import VersionFence, _entry, unpack
+from apisync.fence import VersionFence
 from apisync.kafka.reader import reader_config, stream_topic
 from apisync.normalizer import consumer_config
 
@@ -135,7 +135,7 @@ class LedgerProbe:
         top = orjson.loads(raw)[-1]
         # tp "" = written by a rebuild (or a realignment): committed by construction
         settled = top["t"] == "" or int(top["o"]) < self._settled.get(top["t"], 0)
-        data = unpack(top["d"]) if top["x"] != 1 else None
+        data = self._fence.unpack(record_key, top["d"]) if top["x"] != 1 else None
         return LedgerState(int(top["v"]), top["x"] != 1, data, settled, raw)
 
     def complete(self, api: str) -> bool:
@@ -145,7 +145,7 @@ class LedgerProbe:
     def realign(self, record_key: str, seen: LedgerState | None, target: Observation) -> bool:
         """Replace the key's states by `target` as one committed state, unless it changed since `seen`."""
         ledger_key = self._fence.ledger_key(record_key)
-        entry = _entry(target, tp="", offset=0, attempt="audit")  # tp "": never rolled back
+        entry = self._fence.entry(target, tp="", offset=0, attempt="audit")  # tp "": never rolled back
         with self._redis.pipeline() as pipe:
             try:
                 pipe.watch(ledger_key)
