@@ -930,9 +930,9 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
         log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
                     "are decided by arrival order", api, api)
         return {}
+    from apisync.api_client import api_client
     from apisync.apis import build_source, spec_for
     from apisync.settings import SyncSettings
-    from apisync.sync.runner import api_client
     from apisync.webhooks.refetch import source_refetcher
 
     source = build_source(api_settings)

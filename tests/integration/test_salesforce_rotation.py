@@ -40,7 +40,7 @@ def oauth(simulator_url, redis_url):
 
 
 def _worker(simulator_url: str, redis_url: str, oauth: OAuthSettings) -> ApiClient:
-    """One worker process's client, as `apisync.sync.runner.account_client` builds it."""
+    """One worker process's client, as `apisync.api_client.account_client` builds it."""
     auth = auth_for("salesforce", "", oauth, base_url=simulator_url, redis_url=redis_url)
     return ApiClient("salesforce", simulator_url, auth, max_retries=0)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import redis
 
+from apisync.api_client import MeteredLimiter, account_client
 from apisync.apis import spec_for
 from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter
 from apisync.settings import SyncSettings
-from apisync.sync.runner import MeteredLimiter, account_client
 
 AUDIT_LANE = "audit"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from apisync.api_client import api_client
 from apisync.apis import build_source
 from apisync.failpoints import failpoint
 from apisync.fence import VersionFence
@@ -28,7 +29,7 @@ from apisync.settings import SyncSettings
 from apisync.sources import Source
 from apisync.sources.base import ObservationFactory, PartsUnavailable, UnavailablePart, gone_reason
 from apisync.sync.progress import Progress, ProgressTracker, RunSummary, incomplete
-from apisync.sync.runner import api_client, change_message
+from apisync.sync.runner import change_message
 
 log = logging.getLogger("apisync.sync")
 GONE = "missing from the listing, and the API has no such object"

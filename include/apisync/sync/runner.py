@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-import redis
 
-from apisync.apis import build_source, spec_for
+from apisync.api_client import MeteredLimiter, api_client
+from apisync.apis import build_source
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
-from apisync.http import ApiClient, ApiError, RateLimitSpec, RedisRateLimiter, auth_for
+from apisync.http import ApiError
 from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
@@ -66,47 +66,6 @@ def change_message(obs: Observation) -> Outgoing:
     if obs.reason:
         value["reason"] = obs.reason
     return Outgoing(changes_topic(obs.api), obs.key, value)
-
-
-def account_client(settings: SyncSettings, lane: str, limiter: Any, source: Source | None = None) -> ApiClient:
-    """The account's ApiClient: its auth, the source's headers and its API's response signals."""
-    api = settings.api
-    auth = auth_for(api.api, api.token, api.oauth, base_url=api.base_url, redis_url=settings.redis_url)
-    return ApiClient(api.api, api.base_url, auth, rate_limiter=limiter,
-                     lane=lane, headers=getattr(source, "headers", None), signals=spec_for(api.api).signals)
-
-
-class MeteredLimiter:
-    """Passes through to the shared limiter and adds up the time this run waited on it."""
-
-    def __init__(self, inner: RedisRateLimiter) -> None:
-        self.inner, self.waited_s = inner, 0.0
-
-    def acquire(self, lane: str = "incremental", timeout: float | None = None) -> float:
-        waited = self.inner.acquire(lane, timeout)
-        self.waited_s += waited
-        return waited
-
-    def pause(self, seconds: float, reason: str = "") -> Any:
-        return self.inner.pause(seconds, reason)
-
-    def observe(self, signal) -> None:
-        self.inner.observe(signal)
-
-
-@contextmanager
-def api_client(settings: SyncSettings, lane: str, source: Source | None = None,
-               metrics: Metrics = NULL_METRICS) -> Iterator[tuple[ApiClient, MeteredLimiter]]:
-    """An ApiClient for the account, behind the account's shared Redis budget, with the source's headers."""
-    api = settings.api
-    rate = api.rate_per_s or spec_for(api.api).default_rate_per_s
-    limiter = MeteredLimiter(RedisRateLimiter(redis.Redis.from_url(settings.redis_url), api.api, api.account,
-                                              RateLimitSpec(rate=rate, burst=api.burst), metrics=metrics))
-    client = account_client(settings, lane, limiter, source)
-    try:
-        yield client, limiter
-    finally:
-        client.close()
 
 
 def run_backfill(settings: SyncSettings, collection: str, *, restart: bool = False, start_date: str | None = None,
