@@ -144,8 +144,9 @@ def kafka_alone(stack: Stack, observations: int, seed: int = 5) -> float:
     no fence, no events. The ceiling the normalizer rows are measured against."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from apisync.kafka.normalizer_clients import consumer_config, producer_config
     from apisync.kafka.producer import Producer
-    from apisync.normalizer import DEFAULT_BATCH_SIZE, consumer_config, producer_config
+    from apisync.normalizer import DEFAULT_BATCH_SIZE
 
     ns = stack.namespace(partitions=PARTITIONS)
     produce_raw(stack.kafka_config, f"{ns}stripe.changes", change_messages(observations, seed=seed))

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from apisync.events import Observation, observation_from_change
 from apisync.failpoints import failpoint
 from apisync.fence import LEDGER_PREFIX, VersionFence
+from apisync.kafka.groups import normalizer_group
 from apisync.kafka.reader import reader_config, stream_topic
 
 log = logging.getLogger("apisync.ledger")
@@ -79,11 +80,6 @@ def rebuild_ledger(api: str, kafka_config: Mapping[str, Any], redis_client: Any,
     fence.index_keys(api, progress=(lambda: redis_client.expire(lock, REBUILD_LOCK_TTL_S)) if lock else None)
     fence.mark_generation(api, uuid.uuid4().hex, judged)
     return count
-
-
-def normalizer_group(api: str, namespace: str = "") -> str:
-    """The consumer group of the normalizers of `api` (`apisync.normalizer.consumer_config` uses it)."""
-    return f"{namespace}apisync.normalizer.{api}"
 
 
 def input_topics(api: str, namespace: str = "") -> list[str]:

@@ -77,8 +77,9 @@ from apisync.fence import (
 )
 from apisync.http import RetriableError
 from apisync.kafka.connect import check_kafka
+from apisync.kafka.normalizer_clients import consumer_config, producer_config
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
-from apisync.ledger import ensure_ledger, normalizer_group
+from apisync.ledger import ensure_ledger
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 from apisync.refetch_outcomes import (
     DeferPolicy,
@@ -110,10 +111,6 @@ FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, 
 # flush); 5,000 halves them per observation against 2,000, though the benchmark cannot tell the two
 # apart on two cores (README, Benchmarks).
 DEFAULT_BATCH_SIZE = 5000
-# Prefetch at most ~8 MiB queued and 8 MiB per fetch (librdkafka's defaults, 64 MiB and 50 MiB, let a
-# normalizer's RSS grow with its backlog up to ~150 MiB); a batch of 5,000 observations is ~3.4 MB, so
-# the queue still holds two batches. The connection's extra may override them.
-FETCH_DEFAULTS = {"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 * 1024 * 1024}
 
 
 def known_collection(api: str, obs: Observation, collections: Collection[str] | None = None) -> bool:
@@ -236,25 +233,6 @@ class NormalizerMetrics:
 
     def aborted(self) -> None:
         self._metrics.incr(metric_name("normalizer", self._api, "aborted"), 1, {"api": self._api})
-
-
-def consumer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
-                    namespace: str = "") -> dict[str, Any]:
-    """Consumer settings for the normalizer group of one api."""
-    base = {k: v for k, v in kafka_config.items() if not k.startswith(("transactional.", "acks", "enable.idem",
-                                                                        "linger", "compression", "partitioner"))}
-    return {**FETCH_DEFAULTS, **base, "group.id": normalizer_group(api, namespace),
-            "group.instance.id": f"{namespace}normalizer-{api}-{instance}",
-            "enable.auto.commit": False, "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "range", "session.timeout.ms": 10000,
-            # end-of-partition notices tell "caught up" from "nothing fetched yet" (run until idle)
-            "enable.partition.eof": True}
-
-
-def producer_config(api: str, kafka_config: Mapping[str, Any], instance: str = "0",
-                    namespace: str = "") -> dict[str, Any]:
-    """Transactional producer settings; the id is stable per api and instance so a zombie is fenced."""
-    return {**kafka_config, "transactional.id": f"{namespace}apisync.normalizer.{api}.{instance}"}
 
 
 def _now_iso() -> str:

@@ -10,9 +10,10 @@ from confluent_kafka import Consumer, KafkaException
 from sync_helpers import settled_read
 
 from apisync.kafka.admin import admin_client, ensure
+from apisync.kafka.normalizer_clients import consumer_config
 from apisync.kafka.producer import Producer, TransactionError
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.normalizer import consumer_config, open_normalizer
+from apisync.normalizer import open_normalizer
 from apisync.rules import rule_event_types
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,9 @@ import redis
 from sync_helpers import STRIPE_AUTH, history, record_problems, truth
 from test_volume_poison import change, customers_of, namespace, produce, quick_refetch, sim, thin_event  # noqa: F401
 
+from apisync.kafka.groups import normalizer_group
 from apisync.kafka.reader import read_topic
-from apisync.ledger import committed_offsets, normalizer_group
+from apisync.ledger import committed_offsets
 from apisync.normalizer import open_normalizer
 from apisync.refetch_outcomes import DEFERRALS_HEADER, DeferPolicy
 

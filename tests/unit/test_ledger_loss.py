@@ -5,10 +5,12 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from apisync.fence import FencedOut, LedgerLost, _raise_whole_answer, _verdicts
+from apisync.kafka.groups import normalizer_group
+from apisync.kafka.normalizer_clients import consumer_config
 from apisync.kafka.topics import DAY_MS, Layout, api_topics
-from apisync.ledger import input_topics, normalizer_group
+from apisync.ledger import input_topics
 from apisync.ledger_states import StateCodec
-from apisync.normalizer import Normalizer, _judged_ends, consumer_config
+from apisync.normalizer import Normalizer, _judged_ends
 
 STRIPE_WEBHOOK_RETRY_DAYS = 3  # https://docs.stripe.com/webhooks#retries: "for up to three days"
 

@@ -28,8 +28,8 @@ from redis.exceptions import WatchError
 
 from apisync.events import Observation
 from apisync.fence import VersionFence
+from apisync.kafka.groups import normalizer_group
 from apisync.kafka.reader import reader_config, stream_topic
-from apisync.normalizer import consumer_config
 
 VERSION_HEADER = "apisync-version"
 
@@ -93,7 +93,7 @@ def record_values(kafka_config: Mapping[str, Any], api: str, keys: set[str]) -> 
 
 def settled_offsets(kafka_config: Mapping[str, Any], api: str) -> dict[str, int]:
     """The normalizer group's committed offset per `topic:partition` of its inputs (the ledger's `t`)."""
-    group = consumer_config(api, kafka_config)["group.id"]
+    group = normalizer_group(api)
     consumer = Consumer({**reader_config(kafka_config), "group.id": group})  # never subscribes nor commits
     try:
         partitions = []
