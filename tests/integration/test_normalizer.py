@@ -17,7 +17,6 @@ import pytest
 import redis
 from sync_helpers import PATIENCE_S, settled_read
 
-from apisync import normalizer as normalizer_module
 from apisync.events import Observation, event_id
 from apisync.fence import LedgerUnavailable, VersionFence
 from apisync.http import RetriableError
@@ -26,6 +25,7 @@ from apisync.kafka.producer import Producer
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
 from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
+from apisync.normalizer import loop as normalizer_module
 from apisync.refetch_outcomes import DeferPolicy
 from apisync.rules import rule_event_types
 

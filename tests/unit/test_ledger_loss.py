@@ -10,7 +10,8 @@ from apisync.kafka.normalizer_clients import consumer_config
 from apisync.kafka.topics import DAY_MS, Layout, api_topics
 from apisync.ledger import input_topics
 from apisync.ledger_states import StateCodec
-from apisync.normalizer import Normalizer, _judged_ends
+from apisync.normalizer import Normalizer
+from apisync.normalizer.loop import _judged_ends
 
 STRIPE_WEBHOOK_RETRY_DAYS = 3  # https://docs.stripe.com/webhooks#retries: "for up to three days"
 

@@ -17,9 +17,9 @@ from test_refetch_planning import (
     records,
 )
 
-from apisync import normalizer as normalizer_module
 from apisync.http import RetriableError
 from apisync.normalizer import DEFER_WAIT_S, Normalizer
+from apisync.normalizer import loop as normalizer_module
 from apisync.refetch_outcomes import DeferPolicy, Deferral
 
 NOW = 1_700_000_000.0
