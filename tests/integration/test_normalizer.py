@@ -25,7 +25,6 @@ from apisync.kafka.producer import Producer
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
 from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
-from apisync.normalizer import loop as normalizer_module
 from apisync.refetch_outcomes import DeferPolicy
 from apisync.rules import rule_event_types
 
@@ -297,7 +296,7 @@ def test_a_script_lost_mid_batch_is_judged_again_whole_and_nothing_is_doubled(
     # Chunks are produced as Redis judges them; a later chunk that Redis answers NOSCRIPT (its scripts
     # flushed meanwhile) voids that transaction. The batch is judged again as a whole: every record
     # once, no event twice.
-    monkeypatch.setattr(normalizer_module, "FENCE_CHUNK", 4)
+    monkeypatch.setattr("apisync.normalizer.loop.FENCE_CHUNK", 4)
     ns = make_namespace(kafka_config)
     customers = {f"cus_{i}": {"id": f"cus_{i}", "name": f"Customer {i}"} for i in range(20)}
     VersionFence(redis_client, ledger).mark_generation("stripe", "test")
@@ -339,7 +338,7 @@ def test_a_stalled_redis_aborts_batches_in_bounded_time_and_loses_nothing(
     # default; 1 s from the URL here) each batch is aborted and read again, and after three in a row the
     # normalizer stops with a line naming Redis, instead of hanging until Airflow's timeout. The fence calls
     # sent meanwhile run when Redis wakes up; the ledger rolls their states back for the batch's next reader.
-    monkeypatch.setattr(normalizer_module, "tune_gc", lambda: None)  # this is the test process
+    monkeypatch.setattr("apisync.normalizer.setup.tune_gc", lambda: None)  # this is the test process
     ns = make_namespace(kafka_config)
     customers = {f"cus_{i}": {"id": f"cus_{i}", "name": f"Customer {i}"} for i in range(30)}
     messages = [(f"stripe.customer.{ident}", orjson.dumps(change("customer", ident, BASE_MS, data)))

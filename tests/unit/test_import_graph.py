@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[2] / "include" / "apisync"
 
 
@@ -54,6 +56,23 @@ def test_the_core_library_has_no_import_circle():
     graph = import_graph()
     assert len(graph) > 40  # not vacuous: every module was parsed
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
+
+
+def imports_between(graph: dict[str, set[str]], importer: str, imported: str) -> list[str]:
+    """Every import (`a → b`) from a module of package `importer` of a module of package `imported`."""
+    def within(name: str, package: str) -> bool:
+        return name == package or name.startswith(f"{package}.")
+    return sorted(f"{a} → {b}" for a, targets in graph.items() if within(a, importer)
+                  for b in targets if within(b, imported))
+
+
+# Sibling engines: what both need (the API client, the normalizer's consumer group) lives below them.
+@pytest.mark.parametrize(("importer", "imported"), [("apisync.normalizer", "apisync.sync"),
+                                                    ("apisync.sync", "apisync.normalizer")])
+def test_the_normalizer_and_the_sync_engine_do_not_import_each_other(importer, imported):
+    graph = import_graph()
+    assert importer in graph and imported in graph  # not vacuous: both are there
+    assert imports_between(graph, importer, imported) == []
 
 
 def test_the_checker_finds_a_circle():

@@ -11,7 +11,7 @@ from apisync.kafka.topics import DAY_MS, Layout, api_topics
 from apisync.ledger import input_topics
 from apisync.ledger_states import StateCodec
 from apisync.normalizer import Normalizer
-from apisync.normalizer.loop import _judged_ends
+from apisync.normalizer.batch import _judged_ends
 
 STRIPE_WEBHOOK_RETRY_DAYS = 3  # https://docs.stripe.com/webhooks#retries: "for up to three days"
 

@@ -6,7 +6,7 @@ import pytest
 
 from apisync.metrics import NULL_METRICS, StatsdMetrics, metric_name, metrics_from_env, statsd_target
 from apisync.normalizer import NormalizerMetrics
-from apisync.normalizer.loop import _Batch
+from apisync.normalizer.batch import _Batch
 from apisync.sync.progress import RunSummary
 from apisync.sync.runner import PageMetrics
 from devstack.statsd import StatsdListener

@@ -19,7 +19,7 @@ from test_refetch_planning import (
 
 from apisync.http import RetriableError
 from apisync.normalizer import DEFER_WAIT_S, Normalizer
-from apisync.normalizer import loop as normalizer_module
+from apisync.normalizer.deferrals import _NothingDue
 from apisync.refetch_outcomes import DeferPolicy, Deferral
 
 NOW = 1_700_000_000.0
@@ -96,7 +96,7 @@ def step(norm, topics, producer, batch_size=5000):
         return False
     try:
         norm.process(messages)
-    except normalizer_module._NothingDue:  # as run() does: nothing due yet, read again later
+    except _NothingDue:  # as run() does: nothing due yet, read again later
         return False
     topics.written_back(producer)
     return True
@@ -175,7 +175,7 @@ def test_a_batch_of_only_deferrals_due_later_waits_a_bounded_time_then_is_read_a
     norm.process(topics.poll_all(10))
     topics.written_back(producer)
     sent, calls, commits = len(producer.sent), len(refetch.calls), producer.commits
-    with pytest.raises(normalizer_module._NothingDue):
+    with pytest.raises(_NothingDue):
         norm.process(topics.poll_all(10))
     assert wall.slept == [DEFER_WAIT_S]  # no spin, and no wait past the bound
     assert (len(producer.sent), len(refetch.calls), producer.commits) == (sent, calls, commits)

@@ -1,35 +1,6 @@
-"""The normalizer: `<api>.changes` + `<api>.webhooks` → `<api>.records` / `<api>.events`, one writer per key.
-
-Each batch is ONE Kafka transaction: consume (read_committed) → parse → version fence (Redis,
-`apisync.fence`) → records, tombstones, events and dead letters, produced chunk by chunk as Redis
-judges them, together with the consumed offsets (`send_offsets_to_transaction`) → commit. The
-consumer group gives each partition one owner; the `range` assignor keeps partition N of both input
-topics on the same member (both topics have the same partition count and murmur2 placement, so a key
-lives on the same N in both). A static `group.instance.id` lets a restarted worker take its partitions
-back at once, and reusing the transactional.id makes `init_transactions` abort whatever the dead
-worker left open.
-
-Re-fetches happen before the transaction opens (`apisync.refetch_plan`): the batch's webhooks are parsed
-first, those that need the object from the API (thin webhooks, Stripe payloads in another API version)
-are coalesced per record key into one read each (a list call of many ids where the API has one), and
-the batch keeps only the prefix whose reads fit in `max_refetch_requests` (the budget's rate × 30 s);
-the rest is sought back and read by the next poll. A key's fetched state is fenced at its last thin
-message; its other thin messages are consumed with it. So neither the transaction nor the time between
-two polls grows with a backlog of thin webhooks.
-
-Ties: versions are whole seconds upstream, so two different contents can carry one version. The fence
-answers "conflict" instead of letting arrival order decide; the normalizer re-fetches the object and
-fences the server's current state as authoritative at that version (without a re-fetch client, arrival
-order decides). Ties are only found while fencing, inside the transaction: up to `inline_tie_requests`
-requests' worth are re-fetched there; more abort that transaction, are re-fetched outside it (the batch
-cut before the first tie past the bound) and the batch is judged again with their states. A re-fetch the
-API refuses (a fatal answer) dead-letters its messages; one that fails transiently is deferred: the
-message is written back to its own input topic (same key, same partition) in the batch's transaction
-with headers saying when it is due, and the batch commits past it, so nothing else waits for that
-object; past the give-up time it is dead-lettered (`apisync.refetch_outcomes`). A deferred message read
-before it is due is written back again unchanged (no request) when its batch has other work; a batch of
-nothing but such messages waits for the first to be due, at most `DEFER_WAIT_S`, and is otherwise
-sought back and read again, so a lone deferral neither spins nor holds other partitions for long.
+"""The batch loop: poll, prepare (`apisync.normalizer.prepare`), then one Kafka transaction per batch that
+judges it against the version fence chunk by chunk, produces what each chunk yields and commits with the
+consumed offsets; an aborted batch is sought back and read again.
 
 Fence vs transaction: the fence is written before the commit and may be ahead of Kafka after a crash
 or an abort; the ledger therefore tags each state with its source offset and batch attempt and rolls
@@ -40,19 +11,15 @@ passes the start position of each assigned partition so the script can tell comm
 from __future__ import annotations
 
 import base64
-import contextlib
-import dataclasses
-import gc
 import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError
 
 from apisync import catalog
 from apisync.events import (
@@ -65,7 +32,6 @@ from apisync.events import (
 )
 from apisync.failpoints import failpoint
 from apisync.fence import (
-    LEDGER_PREFIX,
     FencedOut,
     Item,
     LedgerLost,
@@ -76,36 +42,22 @@ from apisync.fence import (
     VersionFence,
 )
 from apisync.http import RetriableError
-from apisync.kafka.connect import check_kafka
-from apisync.kafka.normalizer_clients import consumer_config, producer_config
 from apisync.kafka.producer import DeliveryError, Producer, TransactionError
-from apisync.ledger import ensure_ledger
-from apisync.metrics import NULL_METRICS, Metrics, metric_name
-from apisync.refetch_outcomes import (
-    DeferPolicy,
-    Deferral,
-    GuardedRefetch,
-    RefetchDeferred,
-    RefetchRefused,
-    merged,
-    with_deferral,
-)
-from apisync.refetch_plan import DEFAULT_MAX_REQUESTS, Wanted, coalesced, cut, representative, request_bound
+from apisync.metrics import NULL_METRICS, Metrics
+from apisync.normalizer.batch import _Batch, _judged_ends, _next_offsets, _Prepared, _spans
+from apisync.normalizer.deferrals import _Deferrals, _NothingDue
+from apisync.normalizer.partitions import _Partitions
+from apisync.normalizer.prepare import _BatchPreparation
+from apisync.normalizer.stats import NormalizerMetrics, NormalizerStats, _add
+from apisync.normalizer.ties import INLINE_TIE_REQUESTS, TIE_ROUNDS, _TieSettling, _TiesOutside
+from apisync.refetch_outcomes import DeferPolicy, Deferral, GuardedRefetch
+from apisync.refetch_plan import DEFAULT_MAX_REQUESTS
 from apisync.rules import Rule, default_rules
 from apisync.webhooks.dispatch import parse_webhook
 
 log = logging.getLogger("apisync.normalizer")
 
 MAX_FAILED_BATCHES = 3
-# Tie re-fetch requests made inside a transaction; more are made outside it (see the module docstring).
-INLINE_TIE_REQUESTS = 2
-# Judging rounds of one batch whose ties are re-fetched outside the transaction; a last round settles
-# whatever ties are still unknown inline (only ties that appeared after the previous round, which a
-# single owner per partition does not produce).
-TIE_ROUNDS = 2
-# Longest wait for a deferred message to be due when its batch holds nothing else; well below the consumer's
-# max.poll.interval.ms (300 s), short enough that messages arriving meanwhile wait little.
-DEFER_WAIT_S = 5.0
 FENCE_CHUNK = 500  # observations per fence call: a batch is judged in several, pipelined
 # Observations per transaction at most (~3.4 MB). Each batch pays fixed round trips (offsets, commit,
 # flush); 5,000 halves them per observation against 2,000, though the benchmark cannot tell the two
@@ -120,126 +72,11 @@ def known_collection(api: str, obs: Observation, collections: Collection[str] | 
                                                  else collections)
 
 
-def tune_gc() -> None:
-    """Fewer, cheaper garbage collections for a normalizer process.
-
-    A batch allocates tens of short-lived containers per observation: at Python's default gen-0
-    threshold (700) a full collection, which walks every object imported at start-up, ran every
-    ~1,500 observations, about a tenth of the normalizer's time. What start-up left behind is frozen
-    out of collections, and gen 0 is collected every 50,000 allocations (the normalizer itself makes
-    no reference cycles, so this only delays freeing the rare ones)."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
-@dataclass(frozen=True, slots=True)
-class NormalizerStats:
-    """What one run did."""
-
-    batches: int = 0
-    consumed: int = 0
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    aborted: int = 0
-    deferred: int = 0  # messages written back to be re-fetched later (a re-fetch failed transiently)
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Working state of one batch attempt."""
-
-    attempt: str
-    positions: dict[str, int]
-    consumed: int = 0  # messages this transaction commits (the batch may have been cut)
-    out: list[tuple[str, bytes | None, bytes | None, list | None]] = field(default_factory=list)  # wire form
-    dead: int = 0
-    deferred: int = 0
-    # per collection: [records, events, the oldest synced_at among its accepted observations]
-    tally: dict[str, list] = field(default_factory=dict)
-
-    def count(self, obs: Observation, events: int) -> None:
-        entry = self.tally.setdefault(obs.collection, [0, 0, obs.synced_at])
-        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + events, min(entry[2], obs.synced_at)
-
-    @property
-    def records(self) -> int:
-        return sum(entry[0] for entry in self.tally.values())
-
-    @property
-    def events(self) -> int:
-        return sum(entry[1] for entry in self.tally.values())
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A batch parsed and re-fetched before its transaction opens."""
-
-    polled: Sequence[Any]  # every message polled; their first offsets are the partitions' start positions
-    take: int  # the transaction consumes polled[:take]; the rest was sought back
-    # per webhook (or deferred) message index: its item, a dead letter's reason, a deferral to write it back
-    # with, or None (a later message of its key stands for it)
-    ready: dict[int, Item | str | Deferral | None]
-    requests: int = 0  # re-fetch requests made for this batch
-    tie_states: dict[SourcePosition, Observation | RefetchRefused | RefetchDeferred] = field(default_factory=dict)
-    final: bool = False  # the last judging round: unknown ties are settled inline
-
-    @property
-    def messages(self) -> Sequence[Any]:
-        """What this transaction consumes."""
-        return self.polled[:self.take]
-
-
-class _NothingDue(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """A batch of deferred messages none of which is due yet: it was sought back, to be read again."""
-
-    def __init__(self, partitions: Iterable[tuple[str, int]]) -> None:
-        super().__init__("no deferred message of the batch is due yet")
-        self.partitions = list(partitions)
-
-
-class _TiesOutside(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """More ties than the transaction may re-fetch: abort it and re-fetch them outside."""
-
-    def __init__(self, ties: list[Item]) -> None:
-        super().__init__(f"{len(ties)} equal-version ties to re-fetch outside the transaction")
-        self.ties = ties
-
-
-class NormalizerMetrics:
-    """After each committed batch: `apisync.normalizer.<api>.{batches,consumed,dlq}`, the batch's time
-    (`.batch`, ms), and per collection `.<collection>.{records,events}` and `.<collection>.lag` (seconds
-    from the oldest observation's synced_at to the commit). Aborted batches count only `.aborted`."""
-
-    def __init__(self, metrics: Metrics, api: str, clock: Callable[[], float] = time.time) -> None:
-        self._metrics, self._api, self._clock = metrics, api, clock
-
-    def committed(self, batch: _Batch, consumed: int, ms: float) -> None:
-        m, api, tags = self._metrics, self._api, {"api": self._api}
-        m.incr(metric_name("normalizer", api, "batches"), 1, tags)
-        m.incr(metric_name("normalizer", api, "consumed"), consumed, tags)
-        m.timing(metric_name("normalizer", api, "batch"), round(ms, 1), tags)
-        if batch.dead:
-            m.incr(metric_name("normalizer", api, "dlq"), batch.dead, tags)
-        now = self._clock()
-        for collection, (records, events, oldest) in batch.tally.items():
-            ctags = {"api": api, "collection": collection}
-            m.incr(metric_name("normalizer", api, collection, "records"), records, ctags)
-            if events:
-                m.incr(metric_name("normalizer", api, collection, "events"), events, ctags)
-            with contextlib.suppress(ValueError):
-                lag = now - datetime.fromisoformat(oldest).timestamp()
-                m.gauge(metric_name("normalizer", api, collection, "lag"), round(max(0.0, lag), 3), ctags)
-
-    def aborted(self) -> None:
-        self._metrics.incr(metric_name("normalizer", self._api, "aborted"), 1, {"api": self._api})
-
-
 def _now_iso() -> str:
     return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Normalizer:
+class Normalizer(_BatchPreparation, _TieSettling, _Deferrals, _Partitions):
     """Consume observations of one api and write records and events, exactly once per transition."""
 
     def __init__(self, api: str, consumer: Any, producer: Producer, fence: VersionFence, *,
@@ -452,259 +289,6 @@ class Normalizer:
         except Exception as exc:  # anything unusable is a dead letter, never a crash loop
             return str(exc) or type(exc).__name__
 
-    def _prepare(self, messages: Sequence[Any]) -> _Prepared:
-        """Parse the batch's webhooks and make its re-fetches, before any transaction: coalesced per key,
-        the batch cut where they would pass `max_refetch_requests` (the rest sought back)."""
-        ready: dict[int, Item | str | Deferral | None] = {}
-        self._hold_early(messages, ready)
-        needs: list[tuple[int, Observation]] = []
-        for index, msg in enumerate(messages):
-            if index in ready or not msg.topic().endswith(".webhooks"):
-                continue
-            entry = ready[index] = self._parsed(msg)
-            if isinstance(entry, tuple) and entry[0].thin:
-                if self._refetch is None:
-                    ready[index] = f"thin webhook for {entry[0].key} and no re-fetch client configured"
-                else:
-                    self._warn_version(msg, entry[0])
-                    needs.append((index, entry[0]))
-        prepared = _Prepared(messages, len(messages), ready)
-        if needs:
-            carried, self._carried = self._carried, {}
-            reused, fetch = self._covered(messages, carried, needs)
-            self._cut(prepared, coalesced(fetch), lambda item: ready[item.last][0].collection,
-                      self._max_refetch_requests)
-            self._reuse(prepared, carried, coalesced((i, obs) for i, obs in reused if i < prepared.take))
-            fetched = self._refetch_thin(prepared, coalesced((i, obs) for i, obs in fetch if i < prepared.take))
-            self._carry(prepared, needs, fetched, carried)
-        return prepared
-
-    def _hold_early(self, messages: Sequence[Any], ready: dict[int, Item | str | Deferral | None]) -> None:
-        """Deferred messages not due yet are written back unchanged (no request) when the batch has other
-        work; a batch of nothing else waits for the first to be due, at most DEFER_WAIT_S, and raises
-        _NothingDue (sought back) if none is due by then."""
-        early = self._not_due(messages)
-        if early and len(early) == len(messages):
-            first_due = min(deferral.not_before for deferral in early.values())
-            self._sleep(max(0.0, min(first_due - self._wall_clock(), DEFER_WAIT_S)))
-            early = self._not_due(messages)
-            if len(early) == len(messages):
-                at_end = [(t, p) for t, p in _spans(messages) if f"{t}:{p}" in self._at_end]
-                self._seek_back(messages)
-                raise _NothingDue(at_end)
-        if early:
-            log.debug("normalizer %s: %d deferred messages are not due yet; written back", self.api, len(early))
-        ready.update(early)
-
-    def _not_due(self, messages: Sequence[Any]) -> dict[int, Deferral]:
-        """The batch's deferred messages whose not-before time is still ahead, by batch index."""
-        now, early = self._wall_clock(), {}
-        for index, msg in enumerate(messages):
-            headers = msg.headers()
-            deferral = Deferral.of(headers) if headers else None
-            if deferral is not None and deferral.not_before > now:
-                early[index] = deferral
-        return early
-
-    def _deferral(self, messages: Iterable[Any], failure: RefetchDeferred, key: str) -> Deferral | RefetchRefused:
-        """The next deferral of an object's messages whose re-fetch failed transiently, or the dead
-        letter that ends deferring (past the give-up time); one log line either way."""
-        previous = merged(Deferral.of(msg.headers()) for msg in messages)
-        outcome = self._defer.after(previous, str(failure), self._wall_clock())
-        if isinstance(outcome, Deferral):
-            log.warning("normalizer %s: %s deferred (%d), due in %.0f s: %s", self.api, key, outcome.count,
-                        outcome.not_before - self._wall_clock(), failure)
-        return outcome
-
-    def _write_back(self, batch: _Batch, msg: Any, deferral: Deferral, key: str | None = None) -> None:
-        """A deferred message back to its own topic with its deferral headers: the same key, so the same
-        partition, in this batch's transaction (so it is neither lost nor doubled by a crash)."""
-        batch.out.append((msg.topic(), msg.key() or (key.encode() if key else None), msg.value(),
-                          with_deferral(msg.headers(), deferral)))
-        batch.deferred += 1
-
-    @staticmethod
-    def _covered(messages: Sequence[Any], carried: Mapping[str, tuple[Observation, dict]],
-                 needs: list[tuple[int, Observation]]) -> tuple[list, list]:
-        """(needs a state fetched after their message was polled already answers, needs to fetch)."""
-        reused, fetch = [], []
-        for index, obs in needs:
-            msg, kept = messages[index], carried.get(obs.key)
-            covered = kept is not None and msg.offset() <= kept[1].get((msg.topic(), msg.partition()), -1)
-            (reused if covered else fetch).append((index, obs))
-        return reused, fetch
-
-    def _reuse(self, prepared: _Prepared, carried: Mapping[str, tuple[Observation, dict]],
-               wanted: Sequence[Wanted]) -> None:
-        """Thin messages of a key fetched after they were polled: that state stands for them, no request."""
-        ready = prepared.ready
-        for item in wanted:
-            state, newest = carried[item.key][0], max(ready[i][0].version for i in item.indexes)
-            ready.update((i, None) for i in item.indexes[:-1])
-            ready[item.last] = (dataclasses.replace(state, version=max(state.version, newest)), ready[item.last][1])
-
-    def _carry(self, prepared: _Prepared, needs: list[tuple[int, Observation]],
-               fetched: Mapping[str, Observation | Exception], carried: Mapping[str, tuple]) -> None:
-        """Keep the states of keys with thin messages in the cut-off rest, with the polled ends they cover:
-        the rest was polled before those reads, so the next batch needs no new read for it. At most one
-        entry per key of the batch."""
-        ends = {tp: last for tp, (_first, last) in _spans(prepared.polled).items()}
-        for key in {obs.key for index, obs in needs if index >= prepared.take}:
-            if isinstance(fetched.get(key), Observation):
-                self._carried[key] = (fetched[key], ends)
-            elif key in carried:
-                self._carried[key] = carried[key]
-
-    def _cut(self, prepared: _Prepared, wanted: Sequence[Wanted], collection_of: Callable[[Wanted], str],
-             max_requests: int | None) -> None:
-        """End the batch before the first object past the bound and seek the rest back to be polled again."""
-        at = cut(wanted, collection_of, self._refetch.requests, max_requests)
-        if at is None or at >= prepared.take:
-            return
-        log.info("normalizer %s: the batch's re-fetches need more than %d requests; committing %d of its %d "
-                 "messages now, the rest next", self.api, max_requests, at, prepared.take)
-        prepared.take = at
-        self._seek_back(prepared.polled[at:])
-
-    def _refetch_thin(self, prepared: _Prepared, wanted: Sequence[Wanted]) -> dict[str, Observation | Exception]:
-        """One read per key; its current state stands for the key's thin messages, fenced at the last. A
-        key whose read failed transiently is deferred: its newest message is written back for all of them."""
-        ready = prepared.ready
-        asks = [(representative([ready[i][0] for i in item.indexes]), [ready[i][1] for i in item.indexes])
-                for item in wanted]
-        prepared.requests += self._refetch.requests(_per_collection(obs for obs, _sources in asks))
-        fetched = {}
-        for item, outcome in zip(wanted, self._refetch.many(asks), strict=True):
-            fetched[item.key] = outcome
-            if isinstance(outcome, RefetchDeferred):
-                outcome = self._deferral((prepared.messages[i] for i in item.indexes), outcome, item.key)
-            if isinstance(outcome, RefetchRefused):
-                ready.update((i, str(outcome)) for i in item.indexes)
-                continue
-            if isinstance(outcome, Deferral):
-                newest = max(item.indexes, key=lambda i: ready[i][0].version)
-                ready.update((i, None) for i in item.indexes)
-                ready[newest] = outcome
-                continue
-            ready.update((i, None) for i in item.indexes[:-1])
-            ready[item.last] = (outcome, ready[item.last][1])
-        return fetched
-
-    def _refetch_ties(self, prepared: _Prepared, ties: list[Item]) -> None:
-        """Re-fetch ties outside the transaction, within what the batch's bound has left (cutting the
-        batch before the first tie past it); the next round judges them with these states."""
-        index_of = {SourcePosition(m.topic(), m.partition(), m.offset()): i for i, m in enumerate(prepared.messages)}
-        ties = sorted(ties, key=lambda item: index_of[item[1]])
-        items = {index_of[source]: (obs, source) for obs, source in ties}
-        wanted = coalesced((index, obs) for index, (obs, _source) in items.items())
-        left = None if self._max_refetch_requests is None else self._max_refetch_requests - prepared.requests
-        self._cut(prepared, wanted, lambda item: items[item.last][0].collection, None if left is None else max(1, left))
-        kept = [items[i] for i in sorted(items) if i < prepared.take]
-        prepared.requests += self._fetch_ties(prepared, kept)
-
-    def _fetch_ties(self, prepared: _Prepared, ties: Sequence[Item]) -> int:
-        """Re-fetch ties, one read per key, into `prepared.tie_states`; the number of requests made."""
-        by_key: dict[str, list[Item]] = {}
-        for obs, source in ties:
-            by_key.setdefault(obs.key, []).append((obs, source))
-        asks = [(representative([obs for obs, _s in group]), [s for _obs, s in group]) for group in by_key.values()]
-        for (_obs, sources), outcome in zip(asks, self._refetch.many(asks), strict=True):
-            prepared.tie_states.update((source, outcome) for source in sources)
-        return self._refetch.requests(_per_collection(obs for obs, _sources in asks))
-
-    def _warn_version(self, msg: Any, obs: Observation) -> None:
-        """Once per run: Stripe payloads rendered in another API version than the pinned one."""
-        pinned = self._webhook_options.get("api_version")
-        if self._version_warned or self.api != "stripe" or pinned is None:
-            return
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            event = orjson.loads(msg.value())
-            version = event.get("api_version")
-            if version not in (None, pinned) and isinstance((event.get("data") or {}).get("object"), dict):
-                self._version_warned = True
-                log.warning("normalizer stripe: webhook events arrive in API version %s but apisync pins %s, so "
-                            "every such event's object is re-fetched (one request each); set the webhook "
-                            "endpoint's API version to %s, or the connection extra `api_version` to %s if "
-                            "apisync should read that version", version, pinned, pinned, version)
-
-    def _seek_back(self, rest: Sequence[Any]) -> None:
-        """Seek each partition of `rest` to its first message, to be polled again."""
-        for (topic, partition), (first, _last) in _spans(rest).items():
-            self._at_end.discard(f"{topic}:{partition}")
-            self._consumer.seek(TopicPartition(topic, partition, first))
-
-    def _settle_ties(self, batch: _Batch, ties: list[Item], prepared: _Prepared) -> None:
-        """Equal version, different content: the server's current state decides (arrival order without a
-        client); a tie whose object the API refuses is a dead letter. Ties re-fetched outside the
-        transaction are settled with those states; more than `inline_tie_requests` unknown ones abort."""
-        known = prepared.tie_states
-        unknown = [item for item in ties if item[1] not in known]
-        if unknown and self._refetch is not None:
-            keys = {obs.key: obs for obs, _source in unknown}.values()
-            if not prepared.final and self._refetch.requests(_per_collection(keys)) > self._inline_tie_requests:
-                raise _TiesOutside(unknown)
-            self._fetch_ties(prepared, unknown)  # a few requests, or ties that appeared in the last round
-        settled, unsettled = [], []
-        for obs, source in ties:
-            state = known.get(source, obs)  # without a client, arrival order decides
-            if isinstance(state, Exception):
-                unsettled.append((obs, source, state))
-            else:
-                settled.append((dataclasses.replace(state, version=max(state.version, obs.version)), source))
-        if unsettled:
-            self._unsettled_ties(batch, unsettled, prepared)
-        verdicts = self._fence.check_many(settled, batch.attempt, batch.positions, authoritative=True,
-                                          epochs=self._epochs)
-        for (obs, _source), verdict in zip(settled, verdicts, strict=True):
-            self._emit(batch, obs, verdict)
-
-    def _unsettled_ties(self, batch: _Batch, ties: Sequence[tuple[Observation, SourcePosition, Exception]],
-                        prepared: _Prepared) -> None:
-        """Ties the API refused are dead letters; those whose re-fetch failed transiently are deferred."""
-        by_source = {SourcePosition(m.topic(), m.partition(), m.offset()): m for m in prepared.messages}
-        for obs, source, failure in ties:
-            msg = by_source[source]
-            outcome = self._deferral([msg], failure, obs.key) if isinstance(failure, RefetchDeferred) else failure
-            if isinstance(outcome, Deferral):
-                self._write_back(batch, msg, outcome, obs.key)
-            else:
-                self._dead_letter(batch, msg, str(outcome))
-
-    def _committed_offsets(self, spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
-        """Kafka's committed offset of each partition of the batch: the broker's word once per assignment,
-        then this owner's own commits (only the owner moves it, and a broker round trip per batch would
-        wait for the previous commit's markers)."""
-        unknown = [TopicPartition(t, p) for t, p in spans if f"{t}:{p}" not in self._kafka_committed]
-        try:
-            for tp in self._consumer.committed(unknown, timeout=10) if unknown else []:
-                self._kafka_committed[f"{tp.topic}:{tp.partition}"] = max(tp.offset, 0)
-        except KafkaException as exc:  # unknown, the ledger cannot be checked: read the batch again
-            raise LedgerUnavailable(f"the committed offsets to check the ledger against: {exc}") from None
-        return {f"{t}:{p}": self._kafka_committed[f"{t}:{p}"] for t, p in spans}
-
-    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self._kafka_committed.pop(f"{tp.topic}:{tp.partition}", None)
-            self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
-            self._at_end.discard(f"{tp.topic}:{tp.partition}")
-        self._epochs.update(self._fence.claim(f"{tp.topic}:{tp.partition}" for tp in partitions))
-        failpoint("normalizer.claimed")
-
-    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._carried.clear()  # an optimisation only: the next owner reads again
-        for tp in partitions:
-            self._epochs.pop(f"{tp.topic}:{tp.partition}", None)
-            self._unconsumed_start.pop(f"{tp.topic}:{tp.partition}", None)
-            self._at_end.discard(f"{tp.topic}:{tp.partition}")
-
-    def assignment(self) -> list[TopicPartition]:
-        """The partitions this worker owns now (empty until the group assigned some)."""
-        return self._consumer.assignment()
-
-    def close(self) -> None:
-        """Close the consumer; as a static member its partitions wait session.timeout.ms for a restart."""
-        self._consumer.close()
-
     def _observe(self, msg: Any) -> Observation:
         """Message → validated observation (a thin one is re-fetched by `_prepare`)."""
         if msg.value() is None:
@@ -751,171 +335,3 @@ class Normalizer:
         batch.dead += 1
         log.warning("normalizer %s: dead letter %s[%d]@%d: %s", self.api, msg.topic(), msg.partition(),
                     msg.offset(), reason)
-
-    def _positions(self, spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
-        """Start position of every assigned partition for this batch (the committed offsets)."""
-        positions: dict[str, int] = {}
-        assigned = self._consumer.assignment()
-        for tp in self._consumer.position(assigned) if assigned else []:
-            positions[f"{tp.topic}:{tp.partition}"] = tp.offset
-        unknown = [tp for tp in assigned if positions.get(f"{tp.topic}:{tp.partition}", -1) < 0]
-        missing = [tp for tp in unknown if f"{tp.topic}:{tp.partition}" not in self._unconsumed_start]
-        if missing:  # one broker round trip per assignment, not per batch
-            for tp in self._consumer.committed(missing, timeout=10):
-                # nothing committed yet: every ledger state from this partition is uncommitted
-                start = max(tp.offset, 0) if tp.offset != OFFSET_INVALID else 0
-                self._unconsumed_start[f"{tp.topic}:{tp.partition}"] = start
-        for tp in unknown:
-            positions[f"{tp.topic}:{tp.partition}"] = self._unconsumed_start[f"{tp.topic}:{tp.partition}"]
-        for (topic, partition), (first, _last) in spans.items():
-            # position() has already moved past this batch: its partitions start at their first message
-            positions[f"{topic}:{partition}"] = first
-        return positions
-
-    def _rewind(self, messages: Sequence[Any]) -> None:
-        """After a failed batch, seek each of its partitions back to the group's committed offset."""
-        spans = _spans(messages)
-        tps = [TopicPartition(t, p) for t, p in spans]
-        self._at_end.difference_update(f"{t}:{p}" for t, p in spans)  # to be read again
-        try:
-            # the broker's word, not the batch start: a commit that failed ambiguously may have landed
-            committed = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.committed(tps, timeout=10)}
-        except KafkaException:
-            committed = {}
-        for tp in tps:
-            offset = committed.get((tp.topic, tp.partition), OFFSET_INVALID)
-            if offset < 0:
-                offset = spans[(tp.topic, tp.partition)][0]
-            try:
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-            except KafkaException as exc:  # revoked meanwhile: its new owner starts from the committed offset
-                log.info("normalizer %s: cannot rewind %s[%d]: %s", self.api, tp.topic, tp.partition, exc)
-
-
-def _spans(messages: Sequence[Any]) -> dict[tuple[str, int], tuple[int, int]]:
-    """(first offset, last offset) of each (topic, partition) in a batch, in one pass."""
-    spans: dict[tuple[str, int], tuple[int, int]] = {}
-    for m in messages:
-        tp, offset = (m.topic(), m.partition()), m.offset()
-        first, last = spans.get(tp, (offset, offset))
-        spans[tp] = (min(first, offset), max(last, offset))
-    return spans
-
-
-def _per_collection(observations: Iterable[Observation]) -> list[int]:
-    """How many of these observations each collection has."""
-    counts: dict[str, int] = {}
-    for obs in observations:
-        counts[obs.collection] = counts.get(obs.collection, 0) + 1
-    return list(counts.values())
-
-
-def _judged_ends(spans: Mapping[tuple[str, int], tuple[int, int]]) -> dict[str, int]:
-    """Per `topic:partition` of a batch, the offset after its last message (what its commit records)."""
-    return {f"{t}:{p}": last + 1 for (t, p), (_first, last) in spans.items()}
-
-
-def _next_offsets(spans: Mapping[tuple[str, int], tuple[int, int]]) -> list[TopicPartition]:
-    """Offsets to commit: one past the last message of each partition."""
-    return [TopicPartition(t, p, last + 1) for (t, p), (_first, last) in spans.items()]
-
-
-def _add(stats: NormalizerStats, batch: _Batch | None, consumed: int) -> NormalizerStats:
-    if batch is None:
-        return dataclasses.replace(stats, aborted=stats.aborted + 1)
-    return NormalizerStats(stats.batches + 1, stats.consumed + consumed, stats.records + batch.records,
-                           stats.events + batch.events, stats.dead_letters + batch.dead, stats.aborted,
-                           stats.deferred + batch.deferred)
-
-
-class NormalizerSetupError(Exception):
-    """The normalizer cannot start (e.g. its output topics do not exist)."""
-
-
-def output_topics(api: str, rules: Mapping[str, Sequence[Rule]], namespace: str = "") -> list[str]:
-    """Every topic the normalizer of one api may write to."""
-    stem = f"{namespace}{api}"
-    names = [f"{stem}.records", f"{stem}.events", f"{stem}.dlq"]
-    for collection in catalog.COLLECTIONS.get(api, ()):
-        kinds = [*catalog.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
-        names += [f"{stem}.{collection}"] + [f"{stem}.{collection}.{kind}" for kind in dict.fromkeys(kinds)]
-    return names
-
-
-def missing_topics(client: Any, names: Sequence[str], timeout: float = 30.0) -> list[str]:
-    """Names absent from the cluster; a produce to one would fail every transaction."""
-    existing = set(client.list_topics(timeout=timeout).topics)
-    return [name for name in names if name not in existing]
-
-
-def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any, *, instance: str = "0",
-                    namespace: str = "", ledger_prefix: str = LEDGER_PREFIX,
-                    refetch: Callable[[Observation], Observation] | None = None, **options: Any) -> Normalizer:
-    """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
-    check_kafka(kafka_config)  # a refused login fails now, in one line
-    consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
-    missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
-    if missing:
-        consumer.close()
-        raise NormalizerSetupError(f"normalizer {api}: topics missing: {', '.join(missing)}; "
-                                   f"create them with `python -m apisync topics ensure` (rule event topics included)")
-    def recover() -> str:
-        return ensure_ledger(api, kafka_config, redis_client, namespace=namespace, ledger_prefix=ledger_prefix)
-
-    recover()  # a ledger Redis lost is rebuilt before anything is fenced
-    producer = Producer(producer_config(api, kafka_config, instance, namespace))
-    return Normalizer(api, consumer, producer, VersionFence(redis_client, ledger_prefix), refetch=refetch,
-                      namespace=namespace, recover_ledger=recover, **options)
-
-
-def normalize(api: str, kafka_config: Mapping[str, Any], redis_url: str, max_seconds: float | None = None,
-              instance: str = "0", api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
-              until_idle: bool = False, metrics: Metrics = NULL_METRICS) -> NormalizerStats:
-    """Entry point for `python -m apisync normalize <api> [--max-seconds N]` and the Airflow task.
-
-    With `until_idle` it returns once every partition it owns is read to its end (an asset-triggered
-    run), else after max_seconds (None: never). With `api_settings` (the API connection), thin webhooks
-    and equal-version ties are re-fetched from the API on the webhook lane of the shared budget;
-    without, thin webhooks dead-letter.
-    """
-    with opened_normalizer(api, kafka_config, redis_url, instance=instance, api_settings=api_settings,
-                           batch_size=batch_size, metrics=metrics) as normalizer:
-        return normalizer.run(max_seconds=max_seconds, stop_when_idle=until_idle)
-
-
-@contextlib.contextmanager
-def opened_normalizer(api: str, kafka_config: Mapping[str, Any], redis_url: str, *, instance: str = "0",
-                      api_settings: Any = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                      metrics: Metrics = NULL_METRICS, **options: Any) -> Iterator[Normalizer]:
-    """A ready Normalizer (re-fetch client included), closed on the way out; `options` go to
-    `open_normalizer` (namespace, ledger_prefix, poll_timeout...)."""
-    import redis
-
-    tune_gc()  # every caller is a normalizer process (CLI, follow service, Airflow task)
-    with contextlib.ExitStack() as stack:
-        # the caller's options win (e.g. a test's smaller max_refetch_requests)
-        options = {**refetch_options(api, kafka_config, redis_url, api_settings, stack, metrics), **options}
-        normalizer = open_normalizer(api, kafka_config, redis.Redis.from_url(redis_url), instance=instance,
-                                     batch_size=batch_size, metrics=metrics, **options)
-        stack.callback(normalizer.close)
-        yield normalizer
-
-
-def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, api_settings: Any,
-                    stack: contextlib.ExitStack, metrics: Metrics = NULL_METRICS) -> dict[str, Any]:
-    """`refetch` and `webhook_options` from the API's source, with a client on the webhook lane."""
-    if api_settings is None:
-        log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
-                    "are decided by arrival order", api, api)
-        return {}
-    from apisync.api_client import api_client
-    from apisync.apis import build_source, spec_for
-    from apisync.settings import SyncSettings
-    from apisync.webhooks.refetch import source_refetcher
-
-    source = build_source(api_settings)
-    client, _limiter = stack.enter_context(api_client(SyncSettings(kafka_config, redis_url, api_settings),
-                                                      "webhook", source, metrics))
-    rate = api_settings.rate_per_s or spec_for(api_settings.api).default_rate_per_s  # as api_client reads it
-    return {"refetch": source_refetcher(source, client), "webhook_options": getattr(source, "webhook_options", None),
-            "max_refetch_requests": request_bound(rate)}
