@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+import apisync.apis  # noqa: F401 - registers every API, as the entry points do, in every benchmark process
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 STRIPE_TOKEN = "sk_test_apisync"

@@ -54,7 +54,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from apisync import catalog
+from apisync import registry
 from apisync.events import (
     NotSynced,
     Observation,
@@ -119,7 +119,7 @@ FETCH_DEFAULTS = {"queued.max.messages.kbytes": 8192, "fetch.max.bytes": 8 * 102
 def known_collection(api: str, obs: Observation, collections: Collection[str] | None = None) -> bool:
     """Whether an observation belongs to one of `api`'s registered collections (else: dead letter);
     `collections`: the registry's answer, read once by a caller that asks per observation."""
-    return obs.api == api and obs.collection in (catalog.COLLECTIONS.get(api, ()) if collections is None
+    return obs.api == api and obs.collection in (registry.COLLECTIONS.get(api, ()) if collections is None
                                                  else collections)
 
 
@@ -300,7 +300,7 @@ class Normalizer:
         # owner can move it (a predecessor's pending transaction is settled before committed() answers).
         self._unconsumed_start: dict[str, int] = {}
         self._topics: dict[str, tuple[str, str, str, str]] = {}  # per collection, see _topics_of
-        self._collections = frozenset(catalog.COLLECTIONS.get(api, ()))  # the registry, read once
+        self._collections = frozenset(registry.COLLECTIONS.get(api, ()))  # the registry, read once
         self._at_end: set[str] = set()  # `topic:partition` read to its end since its last message
         self._failures = 0  # batches aborted in a row, across run() calls (a follower calls run() per interval)
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],
@@ -858,8 +858,8 @@ def output_topics(api: str, rules: Mapping[str, Sequence[Rule]], namespace: str 
     """Every topic the normalizer of one api may write to."""
     stem = f"{namespace}{api}"
     names = [f"{stem}.records", f"{stem}.events", f"{stem}.dlq"]
-    for collection in catalog.COLLECTIONS.get(api, ()):
-        kinds = [*catalog.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
+    for collection in registry.COLLECTIONS.get(api, ()):
+        kinds = [*registry.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
         names += [f"{stem}.{collection}"] + [f"{stem}.{collection}.{kind}" for kind in dict.fromkeys(kinds)]
     return names
 
@@ -930,7 +930,7 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
         log.warning("normalizer %s: no API connection, so thin webhooks go to %s.dlq and equal-version ties "
                     "are decided by arrival order", api, api)
         return {}
-    from apisync.apis import build_source, spec_for
+    from apisync.registry import build_source, spec_for
     from apisync.settings import SyncSettings
     from apisync.sync.runner import api_client
     from apisync.webhooks.refetch import source_refetcher

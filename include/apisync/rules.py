@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from apisync.registry import spec_for
+
 _MISSING = object()
 
 
@@ -108,8 +110,6 @@ def rules_from_config(config: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict
 
 def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
     """The rules the api's spec declares (`ApiSpec.rules`; empty when it declares none)."""
-    from apisync.apis.registry import spec_for  # pure registry: no API module is imported here
-
     return rules_from_config(spec_for(api).rules)
 
 

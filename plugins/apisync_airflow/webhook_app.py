@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 
 log = logging.getLogger("apisync.webhooks")
 

@@ -59,3 +59,22 @@ def test_the_core_library_has_no_import_circle():
 def test_the_checker_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+# Where a process starts: these register the APIs (`import apisync.apis`); nothing generic may.
+ENTRY_POINTS = {"apisync.cli", "apisync.webhooks.__main__"}
+
+
+def _is_api_package(name: str) -> bool:
+    return name == "apisync.apis" or name.startswith("apisync.apis.")
+
+
+def test_generic_modules_never_import_an_api_package():
+    graph = import_graph()
+    upward = {name: sorted(filter(_is_api_package, imports)) for name, imports in graph.items()
+              if not _is_api_package(name) and name not in ENTRY_POINTS}
+    assert {name: found for name, found in upward.items() if found} == {}
+
+
+def test_the_registry_sits_at_the_bottom_of_the_core():
+    assert import_graph()["apisync.registry"] <= {"apisync.http.retry"}

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals, server_now
+from apisync.registry import ApiSpec, WebhookSpec
 from apisync.sources.github import GitHubSource
 from apisync.webhooks.payloads import parse_github
 from apisync.webhooks.signatures import GitHubSignature

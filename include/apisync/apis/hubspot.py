@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
 from apisync.formats import http_date_s
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals
+from apisync.registry import ApiSpec, WebhookSpec
 from apisync.sources.hubspot import HubSpotSource
 from apisync.webhooks.hubspot import HubSpotSignatureV3, parse_hubspot, split_events
 

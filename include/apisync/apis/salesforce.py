@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals
+from apisync.registry import ApiSpec, WebhookSpec
 from apisync.sources.salesforce import SalesforceSource
 from apisync.webhooks.payloads import parse_salesforce
 from apisync.webhooks.signatures import StandardWebhooksSignature

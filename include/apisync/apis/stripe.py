@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
 from apisync.http.retry import ApiSignals
+from apisync.registry import ApiSpec, WebhookSpec
 from apisync.sources.stripe import StripeSource
 from apisync.webhooks.payloads import parse_stripe
 from apisync.webhooks.signatures import StripeSignature

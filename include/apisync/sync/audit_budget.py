@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
-from apisync.apis import spec_for
 from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter
+from apisync.registry import spec_for
 from apisync.settings import SyncSettings
 from apisync.sync.runner import MeteredLimiter, account_client
 

@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from apisync import catalog
+from apisync import registry
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
 from apisync.kafka.producer import DeliveryPoller
@@ -260,7 +260,7 @@ class WebhookMetrics:
         self._names: dict[tuple[str, str], str] = {}  # metric_name's regex per answer was ~2% of a request
 
     def answered(self, api: str, status: int, stored: int = 0) -> None:
-        if api not in catalog.APIS:
+        if api not in registry.APIS:
             api = "unknown"  # a path segment from the internet must not mint metric names
         outcome = "stored" if status < 400 else ("failed" if status >= 500 else "rejected")
         self._metrics.incr(self._name(api, outcome), stored if status < 400 else 1, {"api": api})

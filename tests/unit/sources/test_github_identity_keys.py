@@ -8,8 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from apisync.apis import spec_for
 from apisync.http import ApiClient, BearerTokenAuth
+from apisync.registry import spec_for
 from apisync.sources.base import Gone, PartsUnavailable, UnavailablePart
 from apisync.sources.github import RE_KEYED, GitHubSource, is_name_keyed, record_id, split_id, unique_repos
 from apisync.sync.reconcile import confirm_gone, split_candidates

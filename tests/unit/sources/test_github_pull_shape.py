@@ -15,8 +15,8 @@ from api_simulator.app import create_app
 from api_simulator.clock import Clock
 from api_simulator.config import SimulatorConfig
 from api_simulator.state import Simulator
-from apisync.apis import spec_for
 from apisync.http import ApiClient
+from apisync.registry import spec_for
 from apisync.sources.github import PULL_REQUEST_SIMPLE, GitHubSource
 from apisync.webhooks.payloads import parse_github
 

@@ -9,10 +9,10 @@ import httpx
 import orjson
 import pytest
 
-from apisync.apis import spec_for
 from apisync.events import iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, BearerTokenAuth
 from apisync.http.retry import Outcome, classify
+from apisync.registry import spec_for
 from apisync.sources.base import Gone
 from apisync.sources.hubspot import HubSpotSource
 

@@ -15,9 +15,9 @@ import pytest
 from test_hubspot_source import FakeCrm, _obj
 from test_hubspot_source import _client as hubspot_client
 
-from apisync.apis import spec_for
 from apisync.events import iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, BearerTokenAuth
+from apisync.registry import spec_for
 from apisync.sources.github import GitHubSource
 from apisync.sources.hubspot import HubSpotSource
 from apisync.sources.keyset import MAX_RECENT

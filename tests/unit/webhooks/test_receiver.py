@@ -166,7 +166,7 @@ def _acme_change(body: bytes, headers, synced_at: str, **_options):
 
 @pytest.fixture
 def batching_api():
-    from apisync.apis import ApiSpec, WebhookSpec, register, unregister
+    from apisync.registry import ApiSpec, WebhookSpec, register, unregister
 
     split = lambda body: [orjson.dumps(change) for change in orjson.loads(body)]  # noqa: E731
     register(ApiSpec("acme", ("widget",), lambda settings: None, 1.0,

@@ -1,10 +1,17 @@
-"""The registry of API specs. It knows no API by name: each one declares an `ApiSpec` in
-`apisync.apis.<api>` and is registered once in `apisync.apis`; a test (or a plugin) may register
-its own with `register`."""
+"""The registry of API specs, at the bottom of the core: it knows no API by name and imports none.
+
+Each API declares an `ApiSpec` in its package (`apisync.apis.<api>`), registered once by importing
+`apisync.apis` (what every entry point does: the CLI, the receiver, the Airflow plugin, the tests); a
+test (or a plugin) may register its own with `register`. Everything generic (topics, CLI choices, DAGs,
+the receiver, the normalizer, the sync runs) asks this module, never an API's package.
+
+`APIS` and `COLLECTIONS` are live views of the registry, so an API registered later (a plugin, a test)
+appears in topics, CLI choices, DAGs and the normalizer without touching them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +47,7 @@ _SPECS: dict[str, ApiSpec] = {}
 
 
 def register(spec: ApiSpec) -> ApiSpec:
-    """Add (or replace) an API: the catalog, topics, CLI, DAGs, receiver and normalizer pick it up."""
+    """Add (or replace) an API: topics, CLI, DAGs, receiver and normalizer pick it up."""
     _SPECS[spec.name] = spec
     return spec
 
@@ -61,3 +68,44 @@ def spec_for(api: str) -> ApiSpec:
 def all_specs() -> tuple[ApiSpec, ...]:
     """Every registered API, in registration order."""
     return tuple(_SPECS.values())
+
+
+def build_source(settings: Any) -> Any:
+    """The Source of one API account (ApiSettings), built by its spec."""
+    return spec_for(settings.api).build_source(settings)
+
+
+class _Apis(Sequence[str]):
+    """The registered API names, in registration order."""
+
+    def __getitem__(self, index):  # noqa: ANN001 - int or slice, as for any sequence
+        return tuple(_SPECS)[index]
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+class _Collections(Mapping[str, tuple[str, ...]]):
+    """{api: its collections (singular object names, as in record keys and topic names)}."""
+
+    def __getitem__(self, api: str) -> tuple[str, ...]:
+        try:
+            return _SPECS[api].collections
+        except KeyError:
+            raise KeyError(api) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(_SPECS))
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+APIS: Sequence[str] = _Apis()
+COLLECTIONS: Mapping[str, tuple[str, ...]] = _Collections()
+
+# Event types every collection emits; declared rules add their own per collection.
+BASE_EVENT_TYPES: tuple[str, ...] = ("created", "updated", "deleted")
