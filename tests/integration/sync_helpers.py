@@ -9,10 +9,10 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from apisync.apis.salesforce.source import OBJECTS as SALESFORCE_OBJECTS
 from apisync.kafka.reader import read_topic, reader_config
 from apisync.normalizer import open_normalizer, refetch_options
 from apisync.settings import ApiSettings, SyncSettings
-from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
 from devstack.airflow import SIMULATOR_TOKENS
 
 # How long a wait for a condition may take before the run counts as stuck: generous, because a loaded

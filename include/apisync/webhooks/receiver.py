@@ -38,11 +38,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from apisync import registry
+from apisync.apis.salesforce import outbound_messaging as om
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
 from apisync.kafka.producer import DeliveryPoller
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
-from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, RequestLine, SignatureError
 

@@ -6,12 +6,12 @@ import hmac
 
 import pytest
 
+from apisync.apis.github.webhook import GitHubSignature
+from apisync.apis.stripe.webhook import StripeSignature
 from apisync.webhooks.signatures import (
-    GitHubSignature,
     InvalidSignature,
     MalformedSignature,
     StandardWebhooksSignature,
-    StripeSignature,
     sign_github,
     sign_standard,
     sign_stripe,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from apisync.apis.hubspot.source import OBJECTS
 from apisync.events import Observation, ObservationError
-from apisync.sources.hubspot import OBJECTS
 from apisync.webhooks.signatures import (
     DEFAULT_TOLERANCE_S,
     NO_REQUEST,

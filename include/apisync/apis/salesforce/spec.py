@@ -1,6 +1,5 @@
-"""Salesforce as apisync knows it: the spec. SOQL walks and `latestDateCovered` live in
-`sources.salesforce`; Outbound Messaging in `webhooks.outbound_messaging`; the payload parser in
-`webhooks.payloads`.
+"""Salesforce as apisync knows it: the spec. SOQL walks and `latestDateCovered` live in `source`;
+Outbound Messaging (SOAP) in `outbound_messaging`; the payload parser in `webhook`.
 
 Limits (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta):
 every response has `Sforce-Limit-Info: api-usage=used/allowed`; over the daily allowance → 403 with
@@ -15,11 +14,11 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.salesforce.source import SalesforceSource
+from apisync.apis.salesforce.webhook import parse_salesforce
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals
 from apisync.registry import ApiSpec, WebhookSpec
-from apisync.sources.salesforce import SalesforceSource
-from apisync.webhooks.payloads import parse_salesforce
 from apisync.webhooks.signatures import StandardWebhooksSignature
 
 LIMIT_WAIT_S = 300.0
