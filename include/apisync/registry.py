@@ -22,12 +22,21 @@ from apisync.http.retry import HTTP_SIGNALS, ApiSignals
 class WebhookSpec:
     """How one API pushes changes to apisync."""
 
-    scheme: Callable[..., Any]  # a `webhooks.signatures` scheme class: scheme(secrets, tolerance_s)
+    scheme: Callable[..., Any]  # a signature scheme class (see `webhooks.signatures`): scheme(secrets, tolerance_s)
     parse: Callable[..., Any]  # (body, headers, synced_at, **options) -> Observation
     delivery_header: str | None = None  # header naming the delivery (else webhook-id, else the body's id)
     # A provider that batches several changes into one delivery: body -> one body per change. The
     # receiver stores each as its own `<api>.webhooks` message (keyed by its record), all acked first.
     split: Callable[[bytes], list[bytes]] | None = None
+    # Request headers (lower-case) its parser reads or an operator wants next to the raw body; the
+    # receiver keeps those of every registered API besides its generic ones (content-type, Standard Webhooks').
+    kept_headers: tuple[str, ...] = ()
+    # Receiver options of its own, read from the environment: env -> options, which the receiver keeps as
+    # `WebhookSettings.api_options[<api>]` for `extra_routes`.
+    options_from_env: Callable[[Mapping[str, str]], Mapping[str, Any]] | None = None
+    # Routes of its own beside `POST /webhooks/<api>` (e.g. a SOAP endpoint): called once per app as
+    # extra_routes(app, context), the context being the receiver's `ReceiverContext` for this API.
+    extra_routes: Callable[[Any, Any], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,9 @@ SPEC = ApiSpec(
     build_source=build_source,
     default_rate_per_s=1.3,  # 5,000 requests an hour, a little under
     signals=ApiSignals(is_rate_limited=_is_rate_limited, rate_limit_wait=_rate_limit_wait, quota=quota),
-    webhook=WebhookSpec(GitHubSignature, parse_github, delivery_header="x-github-delivery"),
+    webhook=WebhookSpec(GitHubSignature, parse_github, delivery_header="x-github-delivery",
+                        kept_headers=("x-hub-signature-256", "x-github-event", "x-github-delivery",
+                                      "x-github-hook-id")),
     rules={
         "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
         "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],

@@ -10,6 +10,7 @@ while. Error bodies are `[{"message", "errorCode"}]`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -48,6 +49,20 @@ def quota(headers: httpx.Headers) -> QuotaSignal | None:
     return QuotaSignal(remaining=allowed - used, limit=allowed, reset_at=None)
 
 
+def _outbound_options(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """The Outbound Messaging endpoint's receiver options (see `outbound_endpoint`)."""
+    from apisync.apis.salesforce.outbound_endpoint import options_from_env  # FastAPI loads where a receiver runs
+
+    return options_from_env(env)
+
+
+def _mount_outbound_messaging(app: Any, context: Any) -> None:
+    """Mount the Outbound Messaging endpoint on the receiver's app (see `outbound_endpoint`)."""
+    from apisync.apis.salesforce.outbound_endpoint import mount_outbound_messaging
+
+    mount_outbound_messaging(app, context)
+
+
 def build_source(settings: Any) -> SalesforceSource:
     """Extras: `lookback_s` (the keyset's minimum re-read window), `page_size`."""
     options: dict[str, Any] = {}
@@ -66,6 +81,7 @@ SPEC = ApiSpec(
     signals=ApiSignals(is_rate_limited=_is_rate_limited, rate_limit_wait=_rate_limit_wait, message=_message,
                        quota=quota),
     # Outbound Messages (SOAP) are received on their own route; JSON relays use Standard Webhooks.
-    webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id"),
+    webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id",
+                        options_from_env=_outbound_options, extra_routes=_mount_outbound_messaging),
     rules={"opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}]},
 )

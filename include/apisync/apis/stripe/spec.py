@@ -44,7 +44,7 @@ SPEC = ApiSpec(
     build_source=build_source,
     default_rate_per_s=20.0,  # a share of live mode's 100 req/s, leaving room for the account's own apps
     signals=ApiSignals(should_retry=_should_retry, message=_message),
-    webhook=WebhookSpec(StripeSignature, parse_stripe),
+    webhook=WebhookSpec(StripeSignature, parse_stripe, kept_headers=("stripe-signature",)),
     rules={
         "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
         "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,
