@@ -18,10 +18,10 @@ from sync_helpers import live_mismatches, settled_read, truth
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import declared_topics
-from apisync.webhooks.signatures import sign_github
 from apisync_airflow import rest
 from apisync_airflow.pools import ensure_pools
 from devstack.airflow import AirflowStandalone, connection_env
+from webhook_signing import sign_github
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -134,21 +134,3 @@ def _sw_key(secret: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ValueError("a configured Standard Webhooks secret is not valid whsec_<base64>") from None
 
-
-# --- signing, for the simulator-free tests and for tools that replay deliveries -------------
-
-def sign_stripe(secret: str, body: bytes, timestamp: int) -> str:
-    """A Stripe-Signature header value for body at timestamp."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def sign_github(secret: str, body: bytes) -> str:
-    """An X-Hub-Signature-256 header value for body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """A webhook-signature header value (one v1 entry) for body."""
-    digest = hmac_sha256(_sw_key(secret), f"{msg_id}.{timestamp}.".encode() + body)
-    return "v1," + base64.b64encode(digest).decode()

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apisync.webhooks.receiver import WebhookSettings, create_app
-from apisync.webhooks.signatures import sign_github, sign_standard, sign_stripe
+from webhook_signing import sign_github, sign_standard, sign_stripe
 
 NOW = 1_795_704_812
 SW_SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()

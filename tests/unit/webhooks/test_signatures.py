@@ -8,14 +8,8 @@ import pytest
 
 from apisync.apis.github.webhook import GitHubSignature
 from apisync.apis.stripe.webhook import StripeSignature
-from apisync.webhooks.signatures import (
-    InvalidSignature,
-    MalformedSignature,
-    StandardWebhooksSignature,
-    sign_github,
-    sign_standard,
-    sign_stripe,
-)
+from apisync.webhooks.signatures import InvalidSignature, MalformedSignature, StandardWebhooksSignature
+from webhook_signing import sign_github, sign_standard, sign_stripe
 
 NOW = 1_795_704_812
 BODY = b'{"id":"evt_1","object":"event"}'

@@ -81,12 +81,6 @@ class HubSpotSignatureV3:
             raise InvalidSignature(f"{SIGNATURE_HEADER} does not match any active secret")
 
 
-def sign_hubspot_v3(secret: str, method: str, url: str, body: bytes, timestamp_ms: int) -> str:
-    """An X-HubSpot-Signature-v3 value (for tools that replay deliveries)."""
-    signed = method.upper().encode() + signed_uri(url).encode() + body + str(timestamp_ms).encode()
-    return base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
-
-
 def split_events(body: bytes) -> list[bytes]:
     """A delivery (a JSON array of events) → one body per event; ValueError (answer 400) otherwise."""
     try:
