@@ -90,7 +90,7 @@ from apisync.refetch_outcomes import (
     with_deferral,
 )
 from apisync.refetch_plan import DEFAULT_MAX_REQUESTS, Wanted, coalesced, cut, representative, request_bound
-from apisync.rules import Rule, default_rules
+from apisync.rules import Rule
 from apisync.webhooks.dispatch import parse_webhook
 
 log = logging.getLogger("apisync.normalizer")
@@ -279,7 +279,7 @@ class Normalizer:
         self._metrics = NormalizerMetrics(metrics, api)
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
         self._consumer, self._producer, self._fence = consumer, producer, fence
-        self._rules = default_rules(api) if rules is None else dict(rules)
+        self._rules = registry.default_rules(api) if rules is None else dict(rules)
         self._refetch = None if refetch is None else GuardedRefetch(refetch)
         self._max_refetch_requests = None if max_refetch_requests is None else max(1, max_refetch_requests)
         self._inline_tie_requests = inline_tie_requests
@@ -876,7 +876,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
     """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
     check_kafka(kafka_config)  # a refused login fails now, in one line
     consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
-    missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
+    missing = missing_topics(consumer, output_topics(api, registry.default_rules(api), namespace))
     if missing:
         consumer.close()
         raise NormalizerSetupError(f"normalizer {api}: topics missing: {', '.join(missing)}; "

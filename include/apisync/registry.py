@@ -11,11 +11,12 @@ appears in topics, CLI choices, DAGs and the normalizer without touching them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from apisync.http.retry import HTTP_SIGNALS, ApiSignals
+from apisync.rules import Rule, rules_from_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,21 @@ def all_specs() -> tuple[ApiSpec, ...]:
 def build_source(settings: Any) -> Any:
     """The Source of one API account (ApiSettings), built by its spec."""
     return spec_for(settings.api).build_source(settings)
+
+
+def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
+    """The rules the api's spec declares (`ApiSpec.rules`; empty when it declares none)."""
+    return rules_from_config(spec_for(api).rules)
+
+
+def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
+    """{collection: (rule event type, ...)} so topic contracts can declare `<api>.<coll>.<event>`."""
+    return {coll: tuple(r.event for r in rules) for coll, rules in default_rules(api).items()}
+
+
+def all_rule_event_types(apis: Iterable[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """{api: {collection: (rule event type, ...)}}: pass as `declared_topics(rule_events=...)`."""
+    return {api: rule_event_types(api) for api in apis}
 
 
 class _Apis(Sequence[str]):

@@ -239,7 +239,7 @@ def namespaced_receiver(api: str, kafka_config: dict, **webhook_settings):
     from apisync.kafka.admin import admin_client, ensure
     from apisync.kafka.producer import Producer
     from apisync.kafka.topics import Layout, TopicSpec, api_topics
-    from apisync.rules import rule_event_types
+    from apisync.registry import rule_event_types
     from apisync.webhooks.receiver import WebhookSettings, create_app
 
     ns = f"t{uuid.uuid4().hex[:8]}."

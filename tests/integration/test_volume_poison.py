@@ -27,8 +27,7 @@ from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import open_normalizer
 from apisync.refetch_outcomes import DeferPolicy
-from apisync.registry import build_source, spec_for
-from apisync.rules import rule_event_types
+from apisync.registry import build_source, rule_event_types, spec_for
 from apisync.webhooks.refetch import source_refetcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.volume]

@@ -154,9 +154,7 @@ def declared_topics(
     layout = layout or Layout.from_env()
     apis = tuple(registry.APIS if apis is None else apis)  # read at call time: APIs may register later
     if rule_events is None:
-        from apisync.rules import all_rule_event_types  # rules are data; imported late to keep this module leaf-like
-
-        rule_events = all_rule_event_types(apis)
+        rule_events = registry.all_rule_event_types(apis)
     specs = [spec for api in apis for spec in api_topics(api, layout, rule_events.get(api))]
     specs.append(checkpoints_topic(layout))
     names = [spec.name for spec in specs]
