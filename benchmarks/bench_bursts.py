@@ -58,10 +58,10 @@ def fill_stamp_cache() -> None:
 
 def github_prs(burst: int) -> Callable[[], Iterable]:
     """The newest-first PR walk over `burst` PRs changed since the last poll (its batches, on each call)."""
-    from apisync.apis import spec_for
+    from apisync.apis.github.source import GitHubSource
     from apisync.events import iso_to_ms, ms_to_iso
     from apisync.http import ApiClient, BearerTokenAuth
-    from apisync.sources.github import GitHubSource
+    from apisync.registry import spec_for
 
     since = iso_to_ms("2034-01-15T07:00:00Z")
 
@@ -106,9 +106,9 @@ def stripe_burst(simulator_url: str, burst: int) -> dict:
 def stripe_events(simulator_url: str, cursor: dict) -> Callable[[], Iterable]:
     """Stripe's event window from `cursor` (the simulator over HTTP, in its own process: its memory is not
     the walk's); its batches, on each call."""
-    from apisync.apis import spec_for
+    from apisync.apis.stripe.source import StripeSource
     from apisync.http import ApiClient
-    from apisync.sources.stripe import StripeSource
+    from apisync.registry import spec_for
 
     def batches() -> Iterator:
         client = ApiClient("stripe", simulator_url, None, headers={"Authorization": f"Bearer {STRIPE_TOKEN}"},

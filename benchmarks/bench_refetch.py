@@ -34,10 +34,10 @@ class OneByOne:
 
 def drain(stack: Stack, one_by_one: bool) -> tuple[float, int]:
     """(seconds to drain the backlog, batches) for a fresh namespace and budget."""
-    from apisync.apis import build_source, spec_for
     from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter, auth_for
     from apisync.kafka.producer import Producer
     from apisync.normalizer import open_normalizer
+    from apisync.registry import build_source, spec_for
     from apisync.settings import ApiSettings
     from apisync.webhooks.refetch import source_refetcher
     from devstack.airflow import SIMULATOR_TOKENS

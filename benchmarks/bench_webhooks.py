@@ -36,7 +36,7 @@ FRESH_RATE, FRESH_S = 100, 10
 
 def events(count: int, run: str) -> list[tuple[str, bytes, dict]]:
     """(customer id, body, headers) of `count` signed Stripe events."""
-    from apisync.webhooks.signatures import sign_stripe
+    from api_simulator.signing import stripe_signature
 
     now, out = int(time.time()), []
     for i in range(count):
@@ -46,7 +46,7 @@ def events(count: int, run: str) -> list[tuple[str, bytes, dict]]:
                                  "id": ident, "object": "customer", "email": f"{ident}@example.com",
                                  "name": f"Customer {i}", "balance": i, "created": now - 3600, "currency": "usd",
                                  "livemode": False, "metadata": {"run": run}, "delinquent": False}}})
-        out.append((ident, body, {"Stripe-Signature": sign_stripe(SECRET, body, now),
+        out.append((ident, body, {"Stripe-Signature": stripe_signature(body, [SECRET], now),
                                   "Content-Type": "application/json"}))
     return out
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+import apisync.apis  # noqa: F401 - registers every API, as the entry points do, in every benchmark process
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 STRIPE_TOKEN = "sk_test_apisync"
@@ -110,7 +112,7 @@ class Stack:
         """Fresh copies of one api's topics under a unique prefix (as the normalizer tests do)."""
         from apisync.kafka.admin import admin_client, ensure
         from apisync.kafka.topics import Layout, TopicSpec, api_topics
-        from apisync.rules import rule_event_types
+        from apisync.registry import rule_event_types
 
         ns = f"b{uuid.uuid4().hex[:8]}."
         specs = [TopicSpec(ns + s.name, s.partitions, s.replication_factor, s.config)

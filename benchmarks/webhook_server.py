@@ -12,6 +12,7 @@ import sys
 
 import uvicorn
 
+import apisync.apis  # noqa: F401 - registers every API, as `python -m apisync.webhooks` does
 from apisync.kafka.producer import Producer
 from apisync.webhooks.receiver import PRODUCER_DEFAULTS, WebhookSettings, create_app
 

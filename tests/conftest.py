@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import apisync.apis  # noqa: F401 - registers every API, as the entry points do (a test may import one module alone)
 from api_simulator.config import APIS as SIMULATED_APIS
 from devstack.kafka import KafkaCluster
 from devstack.process import become_subreaper, kill_descendants

@@ -366,7 +366,7 @@ class GitHubModel(ApiModel):
         """Version = updated_at in ms; issues exclude PRs, which appear under pull_request."""
         issues = {n: {"version": e.version, "data": e.data} for n, e in self.issues.entries.items()
                   if not self._is_pr(n)}
-        # A pull_request record has the list's shape on every path (see `apisync.sources.github`).
+        # A pull_request record has the list's shape on every path (see `apisync.apis.github.source`).
         pulls = {n: {"version": e.version, "data": views.pull_simple(e.data)} for n, e in self.pulls.entries.items()}
         comments = {c: {"version": e.version, "data": e.data} for c, e in self.comments.entries.items()}
         reviews, reviews_deleted = self.book.truth()

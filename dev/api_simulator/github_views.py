@@ -129,7 +129,7 @@ PULL_ONLY = ("merged", "mergeable", "rebaseable", "mergeable_state", "merged_by"
 
 def pull_simple(pull: dict[str, Any]) -> dict[str, Any]:
     """A pull request as GET /pulls lists it (https://docs.github.com/en/rest/pulls/pulls#list-pull-requests):
-    also the shape of a pull_request record, whatever path observed it (see `apisync.sources.github`)."""
+    also the shape of a pull_request record, whatever path observed it (see `apisync.apis.github.source`)."""
     return {name: value for name, value in pull.items() if name not in PULL_ONLY}
 
 

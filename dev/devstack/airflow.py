@@ -44,7 +44,8 @@ def demo_webhook_secret(api: str) -> str:
 
 def demo_apis() -> list[str]:
     """The registered APIs the simulator serves, in registration order: the demo syncs each."""
-    from apisync.catalog import APIS
+    import apisync.apis  # noqa: F401 - registers every API
+    from apisync.registry import APIS
 
     return [api for api in APIS if api in SIMULATED_APIS]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
-from apisync.apis import spec_for
 from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter, auth_for
 from apisync.metrics import NULL_METRICS, Metrics
+from apisync.registry import spec_for
 from apisync.settings import SyncSettings
 from apisync.sources import Source
 

@@ -21,8 +21,8 @@ from typing import Any
 import lz4.block
 import orjson
 
-from apisync.apis.registry import spec_for
 from apisync.events import Observation
+from apisync.registry import spec_for
 
 HASHED_STATE = "~"  # the marker every state begins with
 HASH_DIGITS = 16  # of the sha256 content hash: what equality is decided on

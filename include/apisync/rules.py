@@ -1,7 +1,8 @@
 """Declarative event rules per collection: data, not code.
 
 A rule set is a plain mapping (it could come from YAML) turned into frozen dataclasses by
-`rules_from_config`. Two kinds exist:
+`rules_from_config`; each API's spec declares its own (`ApiSpec.rules`, read by `registry.default_rules`).
+Two kinds exist:
 
 - `transition`: a field changes value (optionally only from / to given values), e.g. a subscription's
   `status` going `active` → `canceled` emits `status_changed`.
@@ -105,19 +106,3 @@ def rules_from_config(config: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict
     """{collection: [rule spec, ...]} → {collection: (Rule, ...)}."""
     return {coll: tuple(rule_from_config(s) for s in specs) for coll, specs in config.items()}
 
-
-def default_rules(api: str) -> dict[str, tuple[Rule, ...]]:
-    """The rules the api's spec declares (`ApiSpec.rules`; empty when it declares none)."""
-    from apisync.apis.registry import spec_for  # pure registry: no API module is imported here
-
-    return rules_from_config(spec_for(api).rules)
-
-
-def rule_event_types(api: str) -> dict[str, tuple[str, ...]]:
-    """{collection: (rule event type, ...)} so topic contracts can declare `<api>.<coll>.<event>`."""
-    return {coll: tuple(r.event for r in rules) for coll, rules in default_rules(api).items()}
-
-
-def all_rule_event_types(apis: Iterable[str]) -> dict[str, dict[str, tuple[str, ...]]]:
-    """{api: {collection: (rule event type, ...)}}: pass as `declared_topics(rule_events=...)`."""
-    return {api: rule_event_types(api) for api in apis}

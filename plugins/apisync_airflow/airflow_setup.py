@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 from apisync_airflow.pools import declared_pools
 
 KAFKA_CONN_ID, REDIS_CONN_ID = "kafka_default", "redis_default"

@@ -1,6 +1,6 @@
-"""Build every apisync DAG from the catalog: the thin files in dags/ call these functions.
+"""Build every apisync DAG from the registry: the thin files in dags/ call these functions.
 
-Parse time reads only the process environment (schedules, retry timing) and the catalog: no
+Parse time reads only the process environment (schedules, retry timing) and the registry: no
 connection, variable or metadata-DB lookups, and no Kafka (an asset watcher's trigger connects in the
 triggerer, never while parsing). Per API: `<api>_backfill`, `<api>_incremental`, `<api>_normalize`,
 `<api>_reconcile`, `<api>_audit`; plus `kafka_topics`.
@@ -17,7 +17,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, AssetWatcher, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from apisync.catalog import APIS, COLLECTIONS
+from apisync.registry import APIS, COLLECTIONS
 from apisync_airflow.notifiers import ApisyncAlertNotifier
 from apisync_airflow.operators import (
     AuditKafkaAgainstApiOperator,
@@ -117,7 +117,7 @@ def _dag(dag_id: str, defaults: DagDefaults, *, doc: str, tags: list[str], **kwa
 
 @task(task_id="choose_collections")
 def choose_collections(api: str, params: dict | None = None) -> list[str]:
-    """The collections picked in the trigger form, validated against the catalog."""
+    """The collections picked in the trigger form, validated against the registry."""
     chosen = list((params or {}).get("collections") or [])
     unknown = sorted(set(chosen) - set(COLLECTIONS[api]))
     if unknown or not chosen:

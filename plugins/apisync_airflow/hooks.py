@@ -212,8 +212,8 @@ class ApiConnectionHook(BaseHook):
 
 def probe_api(settings: Any, redis_url: str | None = None, transport: Any = None) -> str:
     """List the first page of the API's first collection (auth included, no retries); raise if refused."""
-    from apisync.apis import build_source, spec_for
     from apisync.http import ApiClient, auth_for
+    from apisync.registry import build_source, spec_for
 
     source = build_source(settings)
     collection = next(iter(source.collections))
@@ -242,7 +242,7 @@ def api_hook_class(api: str) -> type[ApiConnectionHook]:
 
 def __getattr__(name: str) -> type[ApiConnectionHook]:
     """`<Api>ApiHook` for every registered API, built on first use (the provider info names them)."""
-    from apisync.catalog import APIS
+    from apisync.registry import APIS
 
     for api in APIS:
         if api_hook_class_name(api) == name:

@@ -293,11 +293,11 @@ class EnsureKafkaTopicsOperator(_KafkaRedisOperator):
         self.apis = apis
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from apisync import catalog
+        from apisync import registry
         from apisync.kafka.admin import admin_client, ensure
         from apisync.kafka.topics import declared_topics
 
-        apis = tuple(self.apis or catalog.APIS)
+        apis = tuple(self.apis or registry.APIS)
         with airflow_errors("topic contracts"):
             specs = declared_topics(apis=apis)
             report = ensure(admin_client(self.kafka_config()), specs)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 
 SYNC_SLOTS = 4
 

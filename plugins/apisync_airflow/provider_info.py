@@ -23,7 +23,7 @@ def api_hook_class_name(api: str) -> str:
 
 def connection_types() -> list[dict[str, Any]]:
     """One `apisync_<api>` connection type per registered API, with its form."""
-    from apisync.catalog import APIS
+    from apisync.registry import APIS
 
     return [{"connection-type": connection_type(api), "hook-name": f"apisync {api}",
              "hook-class-name": f"apisync_airflow.hooks.{api_hook_class_name(api)}",

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 
 log = logging.getLogger("apisync.webhooks")
 
@@ -94,10 +94,12 @@ def webhook_settings_from_env(env: Mapping[str, str]):
     settings = WebhookSettings.from_env(env)  # the env's other settings (tolerance, public URL, ...) carry over
     merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *extra)))
               for api, extra in connection_secrets(env).items()}
-    orgs = tuple(dict.fromkeys((*settings.organization_ids, *connection_org_ids(env))))
-    outbound = tuple(dict.fromkeys((*settings.outbound_secrets, *connection_outbound_secrets(env))))
-    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, organization_ids=orgs,
-                               outbound_secrets=outbound)
+    outbound = settings.api_options.get("salesforce", {})
+    orgs = tuple(dict.fromkeys((*outbound.get("organization_ids", ()), *connection_org_ids(env))))
+    paths = tuple(dict.fromkeys((*outbound.get("outbound_secrets", ()), *connection_outbound_secrets(env))))
+    api_options = {**settings.api_options,
+                   "salesforce": {**outbound, "organization_ids": orgs, "outbound_secrets": paths}}
+    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, api_options=api_options)
 
 
 def connection_outbound_secrets(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from apisync.webhooks.signatures import sign_github
 from apisync_airflow.webhook_app import (
     LazyProducer,
     WebhookConfigError,
@@ -19,6 +18,7 @@ from apisync_airflow.webhook_app import (
     receiver_kafka_config,
     webhook_settings_from_env,
 )
+from webhook_signing import sign_github
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 GITHUB_SECRET = "It's a Secret to Everybody"

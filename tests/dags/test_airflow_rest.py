@@ -42,7 +42,7 @@ def test_ensure_pools_creates_missing_and_updates_existing():
 
 
 def test_declared_pools_cover_every_api():
-    from apisync.catalog import APIS
+    from apisync.registry import APIS
 
     assert len(APIS) >= 4 and len(declared_pools()) == 2 * len(APIS)  # a sync pool and a normalizer pool each
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from apisync.apis import ApiSpec, WebhookSpec, register, spec_for, unregister
-from apisync.catalog import APIS, COLLECTIONS
+from apisync.apis.github.webhook import GitHubSignature
 from apisync.cli import build_parser
 from apisync.events import Observation
 from apisync.kafka.topics import declared_topics
 from apisync.normalizer import known_collection
+from apisync.registry import APIS, COLLECTIONS, ApiSpec, WebhookSpec, register, spec_for, unregister
 from apisync.webhooks.dispatch import parse_webhook
-from apisync.webhooks.signatures import GitHubSignature
 from apisync_airflow.factory import api_dags
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from apisync.catalog import APIS, COLLECTIONS
+from apisync.registry import APIS, COLLECTIONS
 from apisync_airflow.factory import DagDefaults, api_dags, choose_collections, topics_dag
 from apisync_airflow.pools import declared_pools
 

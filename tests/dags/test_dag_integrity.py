@@ -87,7 +87,7 @@ def test_every_task_backs_off_times_out_and_alerts(path):
 
 
 def test_the_expected_dags_exist():
-    from apisync.catalog import APIS
+    from apisync.registry import APIS
 
     found = {dag_id for path in dag_files() for dag_id in load(path).dags}
     expected = {f"{api}_{kind}" for api in APIS

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 from apisync_airflow.factory import DagDefaults, api_dags
 from apisync_airflow.operators import NormalizeChangesOperator
 

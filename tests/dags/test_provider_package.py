@@ -14,8 +14,8 @@ import pytest
 from airflow.sdk import Connection
 
 from apisync._version import __version__
-from apisync.catalog import APIS, COLLECTIONS
 from apisync.cli import main
+from apisync.registry import APIS, COLLECTIONS
 from apisync.settings import ApiSettings
 from apisync_airflow.connection_forms import conn_fields, fields_for, ui_field_behaviour
 from apisync_airflow.factory import all_dags

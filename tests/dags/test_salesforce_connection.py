@@ -72,7 +72,8 @@ def test_unusable_connections_say_what_is_missing(conn, says):
 def test_the_receiver_accepts_the_connections_organization():
     conn = {"conn_type": "salesforce", "extra": {"organization_id": "00D5g000004ApisAAA"}}
     env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_ORG_IDS": "00DOTHER0000001"}
-    assert webhook_settings_from_env(env).organization_ids == ("00DOTHER0000001", "00D5g000004ApisAAA")
+    outbound = webhook_settings_from_env(env).api_options["salesforce"]
+    assert outbound["organization_ids"] == ("00DOTHER0000001", "00D5g000004ApisAAA")
 
 
 @pytest.mark.parametrize("listed", [["om-path-secret", " "], "om-path-secret, "])
@@ -80,7 +81,8 @@ def test_the_outbound_messaging_path_secret_comes_from_the_connection_and_the_en
     conn = {"conn_type": "salesforce", "extra": {"instance_url": INSTANCE, "consumer_key": "ck",
                                                  "consumer_secret": SECRET, "outbound_message_secrets": listed}}
     env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_OUTBOUND_SECRETS": "env-secret"}
-    assert webhook_settings_from_env(env).outbound_secrets == ("env-secret", "om-path-secret")
+    assert webhook_settings_from_env(env).api_options["salesforce"]["outbound_secrets"] == ("env-secret",
+                                                                                           "om-path-secret")
     settings = api_settings_from(sf(extra=conn["extra"]), "salesforce")
     assert "outbound_message_secrets" not in settings.extra and "om-path-secret" not in repr(settings)
 

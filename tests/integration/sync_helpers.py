@@ -9,10 +9,10 @@ import httpx
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from apisync.apis.salesforce.source import OBJECTS as SALESFORCE_OBJECTS
 from apisync.kafka.reader import read_topic, reader_config
 from apisync.normalizer import open_normalizer, refetch_options
 from apisync.settings import ApiSettings, SyncSettings
-from apisync.sources.salesforce import OBJECTS as SALESFORCE_OBJECTS
 from devstack.airflow import SIMULATOR_TOKENS
 
 # How long a wait for a condition may take before the run counts as stuck: generous, because a loaded
@@ -239,7 +239,7 @@ def namespaced_receiver(api: str, kafka_config: dict, **webhook_settings):
     from apisync.kafka.admin import admin_client, ensure
     from apisync.kafka.producer import Producer
     from apisync.kafka.topics import Layout, TopicSpec, api_topics
-    from apisync.rules import rule_event_types
+    from apisync.registry import rule_event_types
     from apisync.webhooks.receiver import WebhookSettings, create_app
 
     ns = f"t{uuid.uuid4().hex[:8]}."

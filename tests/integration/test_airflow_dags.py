@@ -18,10 +18,10 @@ from sync_helpers import live_mismatches, settled_read, truth
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import declared_topics
-from apisync.webhooks.signatures import sign_github
 from apisync_airflow import rest
 from apisync_airflow.pools import ensure_pools
 from devstack.airflow import AirflowStandalone, connection_env
+from webhook_signing import sign_github
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -116,7 +116,7 @@ def test_incremental_syncs_backfilled_collections_and_skips_the_rest(api, clean_
         # Scheduled runs every few minutes must not race later tests' topic resets.
         api.patch("/dags/stripe_incremental", json={"is_paused": True})
     states = rest.task_states(api, "stripe_incremental", run_id)
-    # map indexes follow the catalog: customer, subscription, invoice, charge
+    # map indexes follow the registry: customer, subscription, invoice, charge
     assert states == {"incremental[0]": "success", "incremental[1]": "skipped",
                       "incremental[2]": "skipped", "incremental[3]": "skipped"}
     skipped_log = rest.task_log(api, "stripe_incremental", run_id, "incremental", map_index=1)

@@ -25,8 +25,8 @@ from sync_helpers import (
     wait_until_webhooks_delivered,
 )
 
+from apisync.apis.github.source import GitHubSource
 from apisync.kafka.producer import Producer
-from apisync.sources.github import GitHubSource
 from apisync.sync import run_backfill, run_incremental, run_reconcile
 from apisync.sync.progress import IncompleteRun
 from apisync.webhooks.receiver import WebhookSettings, create_app

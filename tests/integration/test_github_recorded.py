@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from apisync.apis.github.source import GitHubSource
 from apisync.http import ApiClient, BearerTokenAuth
-from apisync.sources.github import GitHubSource
 
 pytestmark = pytest.mark.integration
 PACKAGE = "@octokit/fixtures@23.1.2"

@@ -7,7 +7,6 @@ import httpx
 import pytest
 import redis
 
-from apisync.apis import spec_for
 from apisync.http import (
     ApiClient,
     BearerTokenAuth,
@@ -21,6 +20,7 @@ from apisync.http import (
     StartingAfterPaginator,
     iterate_pages,
 )
+from apisync.registry import spec_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from sync_helpers import (
     wait_until_webhooks_delivered,
 )
 
-from apisync.apis import build_source
 from apisync.kafka.reader import read_topic
+from apisync.registry import build_source
 from apisync.sync import run_backfill, run_incremental
 
 pytestmark = pytest.mark.integration

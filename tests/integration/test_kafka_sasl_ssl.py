@@ -25,9 +25,9 @@ from sync_helpers import served, settled_read, wait_for
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import declared_topics
-from apisync.webhooks.signatures import sign_stripe
 from devstack.airflow import SIMULATOR_TOKENS
 from devstack.kafka import SCRAM_MECHANISM, KafkaCluster
+from webhook_signing import sign_stripe
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.ledger import rebuild_ledger
 from apisync.normalizer import NormalizerSetupError, open_normalizer, opened_normalizer
 from apisync.refetch_outcomes import DeferPolicy
-from apisync.rules import rule_event_types
+from apisync.registry import rule_event_types
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer, TransactionError
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import open_normalizer
-from apisync.rules import rule_event_types
+from apisync.registry import rule_event_types
 
 pytestmark = pytest.mark.integration
 

@@ -147,8 +147,9 @@ def _server_clock(simulator_url: str):
 def receiver(kafka_config, simulator_url):
     """The real receiver in a fresh namespace, accepting the simulator's org (a 15-char id matches too)
     on the endpoint URL holding PATH_SECRET."""
-    with namespaced_receiver("salesforce", kafka_config, organization_ids=(ORG[:15],),
-                             outbound_secrets=(PATH_SECRET,), clock=_server_clock(simulator_url)) as (ns, base):
+    outbound = {"organization_ids": (ORG[:15],), "outbound_secrets": (PATH_SECRET,)}
+    with namespaced_receiver("salesforce", kafka_config, api_options={"salesforce": outbound},
+                             clock=_server_clock(simulator_url)) as (ns, base):
         yield ns, base
 
 

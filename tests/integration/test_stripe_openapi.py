@@ -33,8 +33,8 @@ import httpx
 import orjson
 import pytest
 
+from apisync.apis.stripe.source import COLLECTIONS, StripeSource
 from apisync.http import ApiClient, ApiError, BearerTokenAuth, FatalError
-from apisync.sources.stripe import COLLECTIONS, StripeSource
 from devstack.stripe_mock import TEST_KEY, StripeMock
 
 pytestmark = pytest.mark.integration

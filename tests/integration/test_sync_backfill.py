@@ -13,15 +13,15 @@ import httpx
 import pytest
 from sync_helpers import changes, live_mismatches, newest_per_key, settings_for, truth
 
-from apisync.catalog import COLLECTIONS as CATALOG_COLLECTIONS
 from apisync.checkpoints import CheckpointStore
+from apisync.registry import COLLECTIONS as REGISTERED_COLLECTIONS
 from apisync.sync import BackfillNotDone, run_backfill, run_incremental
 from devstack.airflow import SIMULATED_APIS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # Every registered API the simulator serves, with the collections its spec declares: a new API joins here.
-COLLECTIONS = {api: CATALOG_COLLECTIONS[api] for api in SIMULATED_APIS}
+COLLECTIONS = {api: REGISTERED_COLLECTIONS[api] for api in SIMULATED_APIS}
 
 
 @pytest.mark.parametrize("api", COLLECTIONS)

@@ -6,9 +6,9 @@ import httpx
 import pytest
 from sync_helpers import settings_for
 
-from apisync.apis import build_source
 from apisync.checkpoints import CheckpointStore
 from apisync.http import ApiError, MalformedResponseError, RetriableError
+from apisync.registry import build_source
 from apisync.sync import run_backfill
 
 pytestmark = pytest.mark.integration

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from sync_helpers import changes, history, normalize_until_idle, record_problems, settings_for, truth
 
-from apisync.catalog import COLLECTIONS as CATALOG_COLLECTIONS
+from apisync.registry import COLLECTIONS as REGISTERED_COLLECTIONS
 from apisync.sync import run_backfill, run_incremental
 from devstack.airflow import SIMULATED_APIS
 
 pytestmark = pytest.mark.integration
 # Every registered API the simulator serves, with the collections its spec declares: a new API joins here.
-COLLECTIONS = {api: CATALOG_COLLECTIONS[api] for api in SIMULATED_APIS}
+COLLECTIONS = {api: REGISTERED_COLLECTIONS[api] for api in SIMULATED_APIS}
 # Polling cannot see GitHub deletions (the reconcile job finds them), so GitHub only gets creates/updates.
 KINDS = {api: ["create", "update"] if api == "github" else ["create", "update", "delete"] for api in COLLECTIONS}
 # A review's body edit or dismissal does not move its pull request's updated_at, and reviews have no listing

@@ -19,12 +19,12 @@ import pytest
 import redis
 from sync_helpers import history, normalize_until_consumed, record_problems, settings_for, truth
 
+from apisync.apis.github.source import GitHubSource
+from apisync.apis.github.walks import KeysetWalk
+from apisync.apis.hubspot.source import HubSpotSource
+from apisync.apis.salesforce.source import SalesforceSource
 from apisync.checkpoints import CheckpointStore, checkpoint_key
 from apisync.kafka.reader import read_topic
-from apisync.sources.github import GitHubSource
-from apisync.sources.github_walks import KeysetWalk
-from apisync.sources.hubspot import HubSpotSource
-from apisync.sources.salesforce import SalesforceSource
 from apisync.sync import run_backfill, run_incremental
 
 pytestmark = [pytest.mark.integration, pytest.mark.volume]

@@ -18,13 +18,12 @@ import pytest
 import redis
 from sync_helpers import history, record_problems, settings_for, truth
 
-from apisync.apis import build_source, spec_for
 from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter, auth_for
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
 from apisync.normalizer import open_normalizer
-from apisync.rules import rule_event_types
+from apisync.registry import build_source, rule_event_types, spec_for
 from apisync.webhooks.refetch import source_refetcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.volume]

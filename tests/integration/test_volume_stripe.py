@@ -21,10 +21,10 @@ import orjson
 import pytest
 from sync_helpers import changes, normalize_all_and_check, settings_for, settle_stripe_events
 
+from apisync.apis.stripe.events import MAX_SEEN
 from apisync.checkpoints import CheckpointStore
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
-from apisync.sources.stripe_events import MAX_SEEN
 from apisync.sync import run_backfill, run_incremental
 from devstack.airflow import SIMULATOR_TOKENS
 

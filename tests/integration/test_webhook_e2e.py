@@ -15,7 +15,7 @@ from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import Layout, TopicSpec, api_topics
-from apisync.rules import rule_event_types
+from apisync.registry import rule_event_types
 from apisync.webhooks.receiver import WebhookSettings, create_app
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from apisync.kafka.producer import Producer
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import TopicSpec
 from apisync.webhooks.receiver import WebhookSettings, create_app
-from apisync.webhooks.signatures import sign_github, sign_standard, sign_stripe
+from webhook_signing import sign_github, sign_standard, sign_stripe
 
 pytestmark = pytest.mark.integration
 

@@ -149,7 +149,7 @@ def _redis_url_of_the_airflow_connection(env: dict) -> str:
 
 
 def test_one_follow_normalizer_service_per_api(compose):
-    from apisync.catalog import APIS
+    from apisync.registry import APIS
 
     services = compose["services"]
     airflow_env = services["airflow-scheduler"]["environment"]

@@ -16,7 +16,8 @@ from apisync.events import (
     observation_from_change,
     record_value,
 )
-from apisync.rules import ThresholdRule, TransitionRule, default_rules, rule_event_types, rules_from_config
+from apisync.registry import default_rules, rule_event_types
+from apisync.rules import ThresholdRule, TransitionRule, rules_from_config
 
 
 def obs(data, version=1_795_704_812_000, deleted=False, collection="subscription", ident="sub_1"):

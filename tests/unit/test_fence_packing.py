@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 import apisync.apis  # noqa: F401 - registers the APIs whose specs declare the dictionaries
-from apisync.apis.registry import ApiSpec, all_specs, register, unregister
 from apisync.events import Observation
 from apisync.fence import VersionFence, _verdict
 from apisync.ledger_states import StateCodec, codec_for, preset_dictionary
+from apisync.registry import ApiSpec, all_specs, register, spec_for, unregister
 
 CUSTOMER = {"id": "cus_Q1w2E3r4T5y6U7", "object": "customer", "address": None, "balance": 0, "created": 1795704812,
             "currency": "usd", "default_source": None, "delinquent": False, "description": "ledger retry webhook",
@@ -74,7 +74,7 @@ def test_a_state_packed_with_its_apis_dictionary_unpacks_for_that_api(api):
     record_key, data = OBJECTS[api]
     text = codec_for(api).pack(data)
     assert fence().unpack(record_key, text) == data  # the api is read from the record key
-    assert codec_for(api).dictionary == preset_dictionary(apisync.apis.spec_for(api).ledger_fields)
+    assert codec_for(api).dictionary == preset_dictionary(spec_for(api).ledger_fields)
     assert len(text) < len(StateCodec(()).pack(data)), "the api's dictionary makes its states smaller"
 
 
@@ -131,7 +131,7 @@ def _string_lists(source: str, at_least: int = 10) -> list[int]:
 
 
 def test_every_api_declares_the_field_names_of_its_ledger_dictionary():
-    assert {api: bool(apisync.apis.spec_for(api).ledger_fields) for api in OBJECTS} == dict.fromkeys(OBJECTS, True)
+    assert {api: bool(spec_for(api).ledger_fields) for api in OBJECTS} == dict.fromkeys(OBJECTS, True)
 
 
 @pytest.mark.parametrize("module", GENERIC_MODULES)

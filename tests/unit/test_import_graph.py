@@ -78,3 +78,24 @@ def test_the_normalizer_and_the_sync_engine_do_not_import_each_other(importer, i
 def test_the_checker_finds_a_circle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+# Where a process starts: these register the APIs (`import apisync.apis`); nothing generic may.
+ENTRY_POINTS = {"apisync.cli", "apisync.webhooks.__main__"}
+
+
+def _is_api_package(name: str) -> bool:
+    return name == "apisync.apis" or name.startswith("apisync.apis.")
+
+
+def test_generic_modules_never_import_an_api_package():
+    graph = import_graph()
+    upward = {name: sorted(filter(_is_api_package, imports)) for name, imports in graph.items()
+              if not _is_api_package(name) and name not in ENTRY_POINTS}
+    assert {name: found for name, found in upward.items() if found} == {}
+
+
+def test_the_registry_sits_at_the_bottom_of_the_core():
+    graph = import_graph()
+    assert graph["apisync.registry"] <= {"apisync.http.retry", "apisync.rules"}
+    assert graph["apisync.rules"] == set()  # rules are data: the registry hands them the spec's

@@ -8,12 +8,12 @@ import pytest
 
 from api_simulator.app import create_app
 from api_simulator.config import SimulatorConfig
+from apisync.apis.hubspot.source import HubSpotSource
+from apisync.apis.salesforce.source import SalesforceSource
 from apisync.events import Observation
 from apisync.fence import SourcePosition
 from apisync.http import ApiClient, BearerTokenAuth, FatalError, RetriableError
 from apisync.refetch_outcomes import GuardedRefetch, RefetchDeferred, RefetchRefused
-from apisync.sources.hubspot import HubSpotSource
-from apisync.sources.salesforce import SalesforceSource
 from apisync.webhooks.refetch import source_refetcher
 
 with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import apisync.apis  # noqa: F401 - registers every API: the commands' choices and sources come from the registry
 from apisync._version import __version__
 from apisync.checkpoints import CheckpointError
 from apisync.cli.airflow import add_airflow

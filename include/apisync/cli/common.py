@@ -7,7 +7,7 @@ import argparse
 import os
 from collections.abc import Mapping
 
-from apisync.catalog import APIS
+from apisync.registry import APIS
 from apisync.settings import ApiSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"

@@ -22,8 +22,8 @@ def _settings(args: argparse.Namespace) -> SyncSettings:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from apisync.apis import build_source
     from apisync.metrics import metrics_from_env
+    from apisync.registry import build_source
     from apisync.sync import BackfillNotDone, run_backfill, run_incremental, run_reconcile
 
     settings, metrics = _settings(args), metrics_from_env()
@@ -67,7 +67,7 @@ def add_sync(sub: argparse._SubParsersAction) -> None:
 
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when drift is left behind: found without --repair, or zombies the breaker kept."""
-    from apisync.apis import build_source
+    from apisync.registry import build_source
     from apisync.sync.audit import AuditOptions, run_audit
 
     settings = _settings(args)

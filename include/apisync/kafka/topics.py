@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from apisync import catalog
+from apisync import registry
 
 CHECKPOINTS_TOPIC = "apisync.checkpoints"
 DEFAULT_PARTITIONS = 6
@@ -133,9 +133,9 @@ def api_topics(api: str, layout: Layout, rule_events: Mapping[str, Iterable[str]
         layout.spec(f"{api}.events", layout.events_config),
         layout.spec(f"{api}.dlq", _DLQ),
     ]
-    for collection in catalog.COLLECTIONS[api]:
+    for collection in registry.COLLECTIONS[api]:
         specs.append(layout.spec(f"{api}.{collection}", _COMPACTED))
-        types = dict.fromkeys([*catalog.BASE_EVENT_TYPES, *rule_events.get(collection, ())])
+        types = dict.fromkeys([*registry.BASE_EVENT_TYPES, *rule_events.get(collection, ())])
         specs.extend(layout.spec(f"{api}.{collection}.{kind}", layout.events_config) for kind in types)
     return specs
 
@@ -152,11 +152,9 @@ def declared_topics(
 ) -> list[TopicSpec]:
     """All apisync topics; rule_events is {api: {collection: [event type, ...]}}, default: the declared rules."""
     layout = layout or Layout.from_env()
-    apis = tuple(catalog.APIS if apis is None else apis)  # read at call time: APIs may register later
+    apis = tuple(registry.APIS if apis is None else apis)  # read at call time: APIs may register later
     if rule_events is None:
-        from apisync.rules import all_rule_event_types  # rules are data; imported late to keep this module leaf-like
-
-        rule_events = all_rule_event_types(apis)
+        rule_events = registry.all_rule_event_types(apis)
     specs = [spec for api in apis for spec in api_topics(api, layout, rule_events.get(api))]
     specs.append(checkpoints_topic(layout))
     names = [spec.name for spec in specs]

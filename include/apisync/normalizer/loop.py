@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError
 
-from apisync import catalog
+from apisync import registry
 from apisync.events import (
     NotSynced,
     Observation,
@@ -52,7 +52,7 @@ from apisync.normalizer.stats import NormalizerMetrics, NormalizerStats, _add
 from apisync.normalizer.ties import INLINE_TIE_REQUESTS, TIE_ROUNDS, _TieSettling, _TiesOutside
 from apisync.refetch_outcomes import DeferPolicy, Deferral, GuardedRefetch
 from apisync.refetch_plan import DEFAULT_MAX_REQUESTS
-from apisync.rules import Rule, default_rules
+from apisync.rules import Rule
 from apisync.webhooks.dispatch import parse_webhook
 
 log = logging.getLogger("apisync.normalizer")
@@ -68,7 +68,7 @@ DEFAULT_BATCH_SIZE = 5000
 def known_collection(api: str, obs: Observation, collections: Collection[str] | None = None) -> bool:
     """Whether an observation belongs to one of `api`'s registered collections (else: dead letter);
     `collections`: the registry's answer, read once by a caller that asks per observation."""
-    return obs.api == api and obs.collection in (catalog.COLLECTIONS.get(api, ()) if collections is None
+    return obs.api == api and obs.collection in (registry.COLLECTIONS.get(api, ()) if collections is None
                                                  else collections)
 
 
@@ -94,7 +94,7 @@ class Normalizer(_BatchPreparation, _TieSettling, _Deferrals, _Partitions):
         self._metrics = NormalizerMetrics(metrics, api)
         self._ns = f"{namespace}{api}"  # topic name stem; a namespace isolates test runs
         self._consumer, self._producer, self._fence = consumer, producer, fence
-        self._rules = default_rules(api) if rules is None else dict(rules)
+        self._rules = registry.default_rules(api) if rules is None else dict(rules)
         self._refetch = None if refetch is None else GuardedRefetch(refetch)
         self._max_refetch_requests = None if max_refetch_requests is None else max(1, max_refetch_requests)
         self._inline_tie_requests = inline_tie_requests
@@ -115,7 +115,7 @@ class Normalizer(_BatchPreparation, _TieSettling, _Deferrals, _Partitions):
         # owner can move it (a predecessor's pending transaction is settled before committed() answers).
         self._unconsumed_start: dict[str, int] = {}
         self._topics: dict[str, tuple[str, str, str, str]] = {}  # per collection, see _topics_of
-        self._collections = frozenset(catalog.COLLECTIONS.get(api, ()))  # the registry, read once
+        self._collections = frozenset(registry.COLLECTIONS.get(api, ()))  # the registry, read once
         self._at_end: set[str] = set()  # `topic:partition` read to its end since its last message
         self._failures = 0  # batches aborted in a row, across run() calls (a follower calls run() per interval)
         self._consumer.subscribe([f"{self._ns}.changes", f"{self._ns}.webhooks"],

@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from apisync import catalog
+from apisync import registry
 from apisync.events import Observation
 from apisync.fence import LEDGER_PREFIX, VersionFence
 from apisync.kafka.connect import check_kafka
@@ -22,7 +22,7 @@ from apisync.metrics import NULL_METRICS, Metrics
 from apisync.normalizer.loop import DEFAULT_BATCH_SIZE, Normalizer
 from apisync.normalizer.stats import NormalizerStats
 from apisync.refetch_plan import request_bound
-from apisync.rules import Rule, default_rules
+from apisync.rules import Rule
 
 log = logging.getLogger("apisync.normalizer")
 
@@ -47,8 +47,8 @@ def output_topics(api: str, rules: Mapping[str, Sequence[Rule]], namespace: str 
     """Every topic the normalizer of one api may write to."""
     stem = f"{namespace}{api}"
     names = [f"{stem}.records", f"{stem}.events", f"{stem}.dlq"]
-    for collection in catalog.COLLECTIONS.get(api, ()):
-        kinds = [*catalog.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
+    for collection in registry.COLLECTIONS.get(api, ()):
+        kinds = [*registry.BASE_EVENT_TYPES, *(r.event for r in rules.get(collection, ()))]
         names += [f"{stem}.{collection}"] + [f"{stem}.{collection}.{kind}" for kind in dict.fromkeys(kinds)]
     return names
 
@@ -65,7 +65,7 @@ def open_normalizer(api: str, kafka_config: Mapping[str, Any], redis_client: Any
     """A Normalizer with its own consumer and transactional producer (init_transactions fences zombies)."""
     check_kafka(kafka_config)  # a refused login fails now, in one line
     consumer = Consumer(consumer_config(api, kafka_config, instance, namespace))
-    missing = missing_topics(consumer, output_topics(api, default_rules(api), namespace))
+    missing = missing_topics(consumer, output_topics(api, registry.default_rules(api), namespace))
     if missing:
         consumer.close()
         raise NormalizerSetupError(f"normalizer {api}: topics missing: {', '.join(missing)}; "
@@ -120,7 +120,7 @@ def refetch_options(api: str, kafka_config: Mapping[str, Any], redis_url: str, a
                     "are decided by arrival order", api, api)
         return {}
     from apisync.api_client import api_client
-    from apisync.apis import build_source, spec_for
+    from apisync.registry import build_source, spec_for
     from apisync.settings import SyncSettings
     from apisync.webhooks.refetch import source_refetcher
 

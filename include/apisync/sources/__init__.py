@@ -1,6 +1,8 @@
-"""One module per API: listings, cursors, the incremental hand-over point, deletes, re-fetch of one object.
+"""What every API's source shares, naming no vendor: the `Source` protocol and its `Batch` (`base`), the
+bounded (version, id) position of a keyset walk (`keyset`).
 
-A source is built from its API's spec (`apisync.apis.<api>.build_source`), never from here.
+Each API's source (listings, cursors, the incremental hand-over point, deletes, re-fetch of one object)
+lives in its package (`apisync.apis.<api>.source`) and is built by its spec (`registry.build_source`).
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ from typing import Any
 
 import redis
 
-from apisync.apis import build_source
 from apisync.events import Observation
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
+from apisync.registry import build_source
 from apisync.settings import SyncSettings
 from apisync.sources import Source
 from apisync.sync.audit_budget import audit_client

@@ -22,8 +22,8 @@ from typing import Any
 import redis
 
 from apisync.api_client import MeteredLimiter, account_client
-from apisync.apis import spec_for
 from apisync.http import ApiClient, RateLimitSpec, RedisRateLimiter
+from apisync.registry import spec_for
 from apisync.settings import SyncSettings
 
 AUDIT_LANE = "audit"

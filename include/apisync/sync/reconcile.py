@@ -21,10 +21,10 @@ from typing import Any
 import redis
 
 from apisync.api_client import api_client
-from apisync.apis import build_source
 from apisync.failpoints import failpoint
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
+from apisync.registry import build_source
 from apisync.settings import SyncSettings
 from apisync.sources import Source
 from apisync.sources.base import ObservationFactory, PartsUnavailable, UnavailablePart, gone_reason

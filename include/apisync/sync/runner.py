@@ -24,7 +24,6 @@ from typing import Any
 import orjson
 
 from apisync.api_client import MeteredLimiter, api_client
-from apisync.apis import build_source
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
 from apisync.events import Observation, record_value
 from apisync.http import ApiError
@@ -32,6 +31,7 @@ from apisync.kafka.connect import check_kafka
 from apisync.kafka.producer import Outgoing
 from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
+from apisync.registry import build_source
 from apisync.settings import SyncSettings
 from apisync.sources import Batch, Source
 from apisync.sources.base import PartsUnavailable

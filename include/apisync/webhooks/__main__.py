@@ -14,6 +14,7 @@ import sys
 
 import uvicorn
 
+import apisync.apis  # noqa: F401 - registers every API: the receiver's routes come from the registry
 from apisync.kafka.config_loader import describe, load_kafka_config
 from apisync.kafka.producer import Producer, ProducerConfigError
 from apisync.metrics import metrics_from_env

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from apisync.apis import WebhookSpec, spec_for
 from apisync.events import Observation, ObservationError
+from apisync.registry import WebhookSpec, spec_for
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S
 
 

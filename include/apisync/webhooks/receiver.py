@@ -10,14 +10,11 @@ Schemes that sign the URL the provider called (HubSpot v3) get it from `public_u
 (`APISYNC_WEBHOOK_PUBLIC_URL`): behind a TLS-terminating proxy or load balancer the request the app sees
 has another scheme, host and port (and maybe path prefix) than the one the provider signed.
 
-`POST /webhooks/salesforce/outbound-messages/<secret>` receives Salesforce Outbound Messaging (SOAP, see
-`outbound_messaging`): endpoint configured, i.e. organisations and path secrets set (else 404) → sender
-address in the allow-list, when one is set (403) → path secret one of the configured ones (401; also
-without one) → body size (413) → well-formed notifications (400) → OrganizationId one of the configured
-organisations (403) → one Kafka message per notification, all acknowledged (else 503) → the SOAP `Ack`.
-Faults are SOAP Fault bodies; Salesforce retries anything it did not get an Ack for. The path secret is
-the only secret an Outbound Message can carry (its endpoint URL); `RedactPathSecret` keeps it out of
-the ASGI server's access log.
+An API whose provider calls another kind of endpoint mounts its own routes (`WebhookSpec.extra_routes`),
+given a `ReceiverContext`: its options (`WebhookSettings.api_options[<api>]`, read from the environment by
+the API's `options_from_env`), the acking sink, the body limit and the metrics. The request headers kept
+next to the raw body are the generic ones (`KEPT_HEADERS`) and those every registered API declares
+(`WebhookSpec.kept_headers`).
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,12 +33,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from apisync import catalog
+from apisync import registry
 from apisync.failpoints import failpoint
 from apisync.formats import epoch_to_iso
 from apisync.kafka.producer import DeliveryPoller
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
-from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S, RequestLine, SignatureError
 
@@ -53,11 +48,9 @@ log = logging.getLogger("apisync.webhooks")
 # delivery that cannot be acknowledged within the answer deadline fails instead of lingering.
 PRODUCER_DEFAULTS = {"linger.ms": 5, "message.timeout.ms": 9000}
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB; Stripe and GitHub payloads stay far below (GitHub caps at 25 MB)
-# Request headers worth keeping next to the raw body (lower-case).
-KEPT_HEADERS = ("content-type", "stripe-signature", "x-hub-signature-256", "x-github-event",
-                "x-github-delivery", "x-github-hook-id", "webhook-id", "webhook-timestamp",
-                "webhook-signature", "user-agent")
-_KEPT_BY_RAW_NAME = {name.encode("latin-1"): name for name in KEPT_HEADERS}  # ASGI names are lower-case bytes
+# Request headers worth keeping next to the raw body of any API (lower-case); each API adds its own.
+KEPT_HEADERS = ("content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent")
+RECEIVED_AT_HEADER = "apisync-received-at"  # the receiving server's clock, on every stored message
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +63,9 @@ class WebhookSettings:
     ack_timeout_s: float = 10.0  # GitHub wants an answer within 10 s
     clock: Callable[[], float] = time.time
     topic_prefix: str = ""  # isolates test runs; production topics are plain `<api>.webhooks`
-    # Salesforce organisations whose Outbound Messages are accepted (not secrets: an identity check)
-    organization_ids: tuple[str, ...] = ()
-    # Path secrets of the Outbound Messaging endpoint (`.../outbound-messages/<secret>`), several during a
-    # rotation; without one the endpoint is off.
-    outbound_secrets: tuple[str, ...] = field(default=(), repr=False)
-    # Networks (CIDR) Outbound Messages may come from, e.g. Salesforce's published ranges; empty: any.
-    outbound_allowed_ips: tuple[str, ...] = ()
+    # {api: options of its own routes (`WebhookSpec.extra_routes`)}, as its `options_from_env` reads them;
+    # they may hold secrets, so they are never shown.
+    api_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
     # The receiver's root as the providers call it (e.g. https://hooks.example.com/airflow), for
     # signatures over the URL; empty: the URL of the request as it reached this process.
     public_url: str = ""
@@ -84,26 +73,19 @@ class WebhookSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebhookSettings:
         """APISYNC_WEBHOOK_SECRETS_<API>=s1,s2 (comma-separated), APISYNC_WEBHOOK_TOLERANCE_S, ..._MAX_BODY,
-        APISYNC_WEBHOOK_PUBLIC_URL, APISYNC_SALESFORCE_ORG_IDS, APISYNC_SALESFORCE_OUTBOUND_SECRETS and
-        APISYNC_SALESFORCE_OUTBOUND_ALLOWED_IPS (comma-separated)."""
+        APISYNC_WEBHOOK_PUBLIC_URL, and what each registered API reads itself (`WebhookSpec.options_from_env`)."""
         env = os.environ if env is None else env
         prefix = "APISYNC_WEBHOOK_SECRETS_"
         secrets = {k.removeprefix(prefix).lower(): tuple(s.strip() for s in v.split(",") if s.strip())
                    for k, v in env.items() if k.startswith(prefix)}
         tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
         max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
-        orgs = _listed(env, "APISYNC_SALESFORCE_ORG_IDS")
         public_url = env.get("APISYNC_WEBHOOK_PUBLIC_URL", "").strip()
-        outbound = {"outbound_secrets": _listed(env, "APISYNC_SALESFORCE_OUTBOUND_SECRETS"),
-                    "outbound_allowed_ips": _listed(env, "APISYNC_SALESFORCE_OUTBOUND_ALLOWED_IPS")}
+        api_options = {spec.name: spec.webhook.options_from_env(env) for spec in registry.all_specs()
+                       if spec.webhook is not None and spec.webhook.options_from_env is not None}
         return cls(secrets={k: v for k, v in secrets.items() if v}, tolerance_s=tolerance,
                    max_body_bytes=max_body,
-                   **{"organization_ids": orgs, "public_url": public_url, **outbound, **overrides})
-
-
-def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated variable's non-empty items."""
-    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+                   **{"api_options": api_options, "public_url": public_url, **overrides})
 
 
 def called_url(request: Request, public_url: str) -> str:
@@ -229,14 +211,21 @@ class DeliveryReports:
             self.all_in.set_result(None)
 
 
-def _kafka_headers(request: Request, received_at: str) -> list[tuple[str, bytes]]:
+def kept_by_raw_name() -> dict[bytes, str]:
+    """{raw ASGI name (lower-case bytes): name} of the headers kept: the generic ones and every API's."""
+    declared = (spec.webhook.kept_headers for spec in registry.all_specs() if spec.webhook is not None)
+    names = [*KEPT_HEADERS, *(name for kept in declared for name in kept)]
+    return {name.lower().encode("latin-1"): name.lower() for name in names}
+
+
+def _kafka_headers(request: Request, received_at: str, kept_names: Mapping[bytes, str]) -> list[tuple[str, bytes]]:
     """The kept request headers as received (the first of a repeated one), then the receive time."""
     kept: dict[str, bytes] = {}
     for raw_name, value in request.headers.raw:  # one pass: a lookup per kept name scanned every header
-        name = _KEPT_BY_RAW_NAME.get(raw_name)
+        name = kept_names.get(raw_name)
         if name is not None:
             kept.setdefault(name, value)
-    return [*kept.items(), ("apisync-received-at", received_at.encode())]
+    return [*kept.items(), (RECEIVED_AT_HEADER, received_at.encode())]
 
 
 def _answer(status: int, message: str) -> Response:
@@ -260,7 +249,7 @@ class WebhookMetrics:
         self._names: dict[tuple[str, str], str] = {}  # metric_name's regex per answer was ~2% of a request
 
     def answered(self, api: str, status: int, stored: int = 0) -> None:
-        if api not in catalog.APIS:
+        if api not in registry.APIS:
             api = "unknown"  # a path segment from the internet must not mint metric names
         outcome = "stored" if status < 400 else ("failed" if status >= 500 else "rejected")
         self._metrics.incr(self._name(api, outcome), stored if status < 400 else 1, {"api": api})
@@ -272,11 +261,40 @@ class WebhookMetrics:
         return name
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiverContext:
+    """What the receiver lends one API's own routes (`WebhookSpec.extra_routes(app, context)`)."""
+
+    api: str
+    settings: WebhookSettings
+    sink: AckingSink
+    metrics: WebhookMetrics
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """This API's receiver options (`WebhookSettings.api_options[api]`; empty when none are set)."""
+        return self.settings.api_options.get(self.api, {})
+
+    @property
+    def topic(self) -> str:
+        """Where this API's deliveries go: `<prefix><api>.webhooks`."""
+        return f"{self.settings.topic_prefix}{self.api}.webhooks"
+
+    async def read_body(self, request: Request) -> bytes:
+        """The raw body within the receiver's limit (BodyTooLarge otherwise)."""
+        return await read_limited(request, self.settings.max_body_bytes)
+
+    def answered(self, status: int, stored: int = 0) -> None:
+        """Count an answer in the receiver's metrics, as for `POST /webhooks/<api>`."""
+        self.metrics.answered(self.api, status, stored)
+
+
 def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL_METRICS) -> FastAPI:
     """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all)."""
     app = FastAPI(title="apisync webhooks", docs_url=None, redoc_url=None)
     sink = AckingSink(producer, settings.ack_timeout_s)
     counted = WebhookMetrics(metrics)
+    kept_names = kept_by_raw_name()  # the registry, read once per app
 
     async def receive(request: Request) -> Response:
         api = request.path_params["api"]
@@ -305,7 +323,7 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
         return await _forward(api, body, request)
 
     async def _forward(api: str, body: bytes, request: Request) -> tuple[Response, int]:
-        headers = _kafka_headers(request, epoch_to_iso(settings.clock()))
+        headers = _kafka_headers(request, epoch_to_iso(settings.clock()), kept_names)
         try:
             items = [(webhook_key(api, part, request.headers), part, headers) for part in split_delivery(api, body)]
         except ValueError as exc:  # a batch that cannot be split: the provider's retry will not mend it
@@ -320,7 +338,9 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
         failpoint("webhook.acked")  # in Kafka, the provider not yet answered: it will deliver again
         return _stored(), len(items)
 
-    _mount_outbound_messaging(app, settings, sink, counted)
+    for spec in registry.all_specs():
+        if spec.webhook is not None and spec.webhook.extra_routes is not None:
+            spec.webhook.extra_routes(app, ReceiverContext(spec.name, settings, sink, counted))
 
     @app.get("/webhooks/health")
     async def health() -> dict[str, str]:
@@ -328,100 +348,3 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
 
     return app
 
-
-def _soap(status: int, body: bytes) -> Response:
-    return Response(body, status_code=status, media_type=om.CONTENT_TYPE)
-
-
-def _fault(status: int, message: str) -> Response:
-    return _soap(status, om.fault_body("Server" if status >= 500 else "Client", message))
-
-
-def _notification_items(message: om.OutboundMessage, received_at: str) -> list[tuple]:
-    """(key, single-notification body, Kafka headers) per notification; key = record key, else its Id."""
-    items = []
-    for note in message.notifications:
-        headers = [("content-type", om.CONTENT_TYPE.encode()), ("apisync-received-at", received_at.encode()),
-                   ("apisync-notification-id", note.id.encode()), ("apisync-action-id", message.action_id.encode())]
-        items.append((note.record_key or note.id, om.single_notification_body(message, note), headers))
-    return items
-
-
-OUTBOUND_PATH = "/webhooks/salesforce/outbound-messages"
-
-
-class RedactPathSecret(logging.Filter):
-    """Masks the Outbound Messaging path secret in access-log lines (uvicorn passes the path as an arg)."""
-
-    _SECRET = re.compile(r"(/salesforce/outbound-messages/)[^/?\s\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._SECRET.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = self._SECRET.sub(r"\1***", record.msg)
-        return True
-
-
-def _redact_access_log() -> None:
-    """Install `RedactPathSecret` on the ASGI server's access logger, once."""
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactPathSecret) for f in access.filters):
-        access.addFilter(RedactPathSecret())
-
-
-def _outbound_refusal(request: Request, settings: WebhookSettings, networks: tuple) -> Response | None:
-    """The fault for a request not from a configured sender (endpoint, allow-list, path secret), else None."""
-    if not settings.organization_ids or not settings.outbound_secrets:
-        return _fault(404, "no Outbound Messaging endpoint: configure the Salesforce organization_id "
-                           "and an outbound messaging path secret")
-    host = request.client.host if request.client else None
-    if not om.sender_allowed(host, networks):
-        log.warning("rejected Salesforce Outbound Message from %s: not in the allowed networks", host)
-        return _fault(403, "sender address is not in the allowed networks")
-    if not om.path_secret_matches(request.path_params.get("secret", ""), settings.outbound_secrets):
-        log.warning("rejected Salesforce Outbound Message from %s: the endpoint URL's path secret is missing "
-                    "or wrong", host)
-        return _fault(401, "the endpoint URL lacks the configured path secret")
-    return None
-
-
-def _mount_outbound_messaging(app: FastAPI, settings: WebhookSettings, sink: AckingSink,
-                              counted: WebhookMetrics) -> None:
-    """POST /webhooks/salesforce/outbound-messages/<secret>: SOAP in, one message per notification, Ack out."""
-    networks = om.allowed_networks(settings.outbound_allowed_ips)
-    if settings.outbound_secrets:
-        _redact_access_log()
-
-    async def receive_outbound(request: Request) -> Response:
-        answer, stored = await _receive_outbound(request)
-        counted.answered("salesforce", answer.status_code, stored)
-        return answer
-
-    # Without a secret too: a URL that lacks it gets a fault that says so, not a bare 404.
-    app.add_route(OUTBOUND_PATH, receive_outbound, methods=["POST"])
-    app.add_route(OUTBOUND_PATH + "/{secret}", receive_outbound, methods=["POST"])
-
-    async def _receive_outbound(request: Request) -> tuple[Response, int]:
-        refusal = _outbound_refusal(request, settings, networks)
-        if refusal is not None:
-            return refusal, 0
-        try:
-            message = om.parse_envelope(await read_limited(request, settings.max_body_bytes))
-        except BodyTooLarge:
-            return _fault(413, f"body larger than {settings.max_body_bytes} bytes"), 0
-        except om.OutboundMessageError as exc:
-            log.warning("rejected Salesforce Outbound Message: %s", exc)
-            return _fault(400, str(exc)), 0
-        if not om.same_org(message.organization_id, settings.organization_ids):
-            log.warning("rejected Salesforce Outbound Message from organisation %s (not configured)",
-                        message.organization_id[:18])
-            return _fault(403, "OrganizationId is not a configured Salesforce organisation"), 0
-        received_at = epoch_to_iso(settings.clock())
-        items = _notification_items(message, received_at)
-        try:
-            await sink.send_all(f"{settings.topic_prefix}salesforce.webhooks", items)
-        except Exception as exc:  # any Kafka trouble: no Ack, so Salesforce retries the whole message
-            log.error("Salesforce Outbound Message not stored: %s", exc)
-            return _fault(503, "notifications not stored, retry later"), 0
-        return _soap(200, om.ack_body()), len(items)

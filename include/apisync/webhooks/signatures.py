@@ -1,9 +1,10 @@
-"""Webhook signature schemes (Stripe, GitHub, Standard Webhooks), verified over the raw body bytes.
+"""Webhook signatures, verified over the raw body bytes: what every scheme shares, and Standard Webhooks.
 
 Each scheme is one small class with `verify(body, headers, now, request)` (`request`: the method and URL
 the delivery was posted to, for schemes that sign them); it raises `MalformedSignature`
 (answer 400) or `InvalidSignature` (answer 401) and never puts a secret in the message.
-Several secrets may be active at once (rotation): any one matching is enough.
+Several secrets may be active at once (rotation): any one matching is enough. A provider's own scheme
+lives in its API's package (`apisync.apis.<api>.webhook`), built from the helpers here.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class InvalidSignature(SignatureError):
     status = 401
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
+def required_header(headers: Mapping[str, str], name: str) -> str:
     """Return a required header (case-insensitive lookup) or raise MalformedSignature."""
     lowered = {k.lower(): v for k, v in headers.items()}
     value = lowered.get(name.lower())
@@ -56,11 +57,12 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 digest of message."""
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def _any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
+def any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
     """Constant-time comparison of every expected digest against every given one."""
     found = False
     for digest in expected:
@@ -70,69 +72,20 @@ def _any_match(expected: Sequence[bytes], given: Sequence[bytes]) -> bool:
     return found
 
 
-def _timestamp(raw: str, header: str) -> int:
+def int_timestamp(raw: str, header: str) -> int:
+    """An integer timestamp header value, else MalformedSignature naming the header."""
     try:
         return int(raw)
     except ValueError:
         raise MalformedSignature(f"header {header} has a non-integer timestamp") from None
 
 
-@dataclass(frozen=True, slots=True)
-class StripeSignature:
-    """`Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>]`, HMAC-SHA256 over "<t>.<body>"."""
-
-    secrets: tuple[str, ...] = field(repr=False)
-    tolerance_s: int = DEFAULT_TOLERANCE_S
-    header = "Stripe-Signature"
-
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
-        """Raise SignatureError unless one v1 signature matches and t is recent enough."""
-        timestamp, signatures = self._parse(_header(headers, self.header))
-        # Stripe's own libraries reject only timestamps older than the tolerance.
-        if timestamp < now - self.tolerance_s:
-            raise InvalidSignature("Stripe-Signature timestamp outside the tolerance (replayed or delayed)")
-        signed = f"{timestamp}.".encode() + body
-        expected = [_hmac_sha256(s.encode(), signed) for s in self.secrets]
-        if not _any_match(expected, signatures):
-            raise InvalidSignature("Stripe-Signature does not match any active secret")
-
-    def _parse(self, value: str) -> tuple[int, list[bytes]]:
-        timestamp, signatures = None, []
-        for item in value.split(","):
-            name, _, val = item.strip().partition("=")
-            if name == "t":
-                timestamp = _timestamp(val, self.header)
-            elif name == "v1":
-                signatures.append(_unhex(val, self.header))
-        if timestamp is None or not signatures:
-            raise MalformedSignature("Stripe-Signature needs t= and at least one v1=")
-        return timestamp, signatures
-
-
-def _unhex(value: str, header: str) -> bytes:
+def unhex(value: str, header: str) -> bytes:
+    """A hex signature's bytes, else MalformedSignature naming the header."""
     try:
         return bytes.fromhex(value)
     except ValueError:
         raise MalformedSignature(f"header {header} carries a signature that is not hex") from None
-
-
-@dataclass(frozen=True, slots=True)
-class GitHubSignature:
-    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`; GitHub signs no timestamp."""
-
-    secrets: tuple[str, ...] = field(repr=False)
-    tolerance_s: int = DEFAULT_TOLERANCE_S  # unused: kept so every scheme takes the same settings
-    header = "X-Hub-Signature-256"
-
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
-        """Raise SignatureError unless the sha256 signature matches one active secret."""
-        scheme, _, hexdigest = _header(headers, self.header).partition("=")
-        if scheme != "sha256" or not hexdigest:
-            raise MalformedSignature("X-Hub-Signature-256 must look like sha256=<hex>")
-        given = [_unhex(hexdigest, self.header)]
-        expected = [_hmac_sha256(s.encode(), body) for s in self.secrets]
-        if not _any_match(expected, given):
-            raise InvalidSignature("X-Hub-Signature-256 does not match any active secret")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +97,15 @@ class StandardWebhooksSignature:
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float, request: RequestLine = NO_REQUEST) -> None:
         """Raise SignatureError unless one v1 signature matches and the timestamp is within ±tolerance."""
-        msg_id = _header(headers, "webhook-id")
-        raw_ts = _header(headers, "webhook-timestamp")
-        given = _sw_signatures(_header(headers, "webhook-signature"))
+        msg_id = required_header(headers, "webhook-id")
+        raw_ts = required_header(headers, "webhook-timestamp")
+        given = _sw_signatures(required_header(headers, "webhook-signature"))
         # the spec rejects timestamps too far in the future as well as too old
-        if abs(now - _timestamp(raw_ts, "webhook-timestamp")) > self.tolerance_s:
+        if abs(now - int_timestamp(raw_ts, "webhook-timestamp")) > self.tolerance_s:
             raise InvalidSignature("webhook-timestamp outside the tolerance (replayed or delayed)")
         signed = f"{msg_id}.{raw_ts}.".encode() + body
-        expected = [_hmac_sha256(_sw_key(s), signed) for s in self.secrets]
-        if not _any_match(expected, given):
+        expected = [hmac_sha256(_sw_key(s), signed) for s in self.secrets]
+        if not any_match(expected, given):
             raise InvalidSignature("webhook-signature does not match any active secret")
 
 
@@ -181,21 +134,3 @@ def _sw_key(secret: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ValueError("a configured Standard Webhooks secret is not valid whsec_<base64>") from None
 
-
-# --- signing, for the simulator-free tests and for tools that replay deliveries -------------
-
-def sign_stripe(secret: str, body: bytes, timestamp: int) -> str:
-    """A Stripe-Signature header value for body at timestamp."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def sign_github(secret: str, body: bytes) -> str:
-    """An X-Hub-Signature-256 header value for body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """A webhook-signature header value (one v1 entry) for body."""
-    digest = _hmac_sha256(_sw_key(secret), f"{msg_id}.{timestamp}.".encode() + body)
-    return "v1," + base64.b64encode(digest).decode()

@@ -6,7 +6,6 @@ import logging
 import httpx
 import pytest
 
-from apisync.apis import spec_for
 from apisync.http import (
     ApiClient,
     Backoff,
@@ -17,6 +16,7 @@ from apisync.http import (
     RateLimitedError,
     RetriableError,
 )
+from apisync.registry import spec_for
 
 TOKEN = "sk_test_SUPERSECRET_123"
 NOW = 1_800_000_000.0

@@ -7,10 +7,10 @@ import pickle
 import httpx
 import pytest
 
-from apisync.apis import spec_for
 from apisync.http import BearerTokenAuth, Outcome, QuotaSignal, classify, redact
 from apisync.http.auth import scrub_logs
 from apisync.http.errors import FatalError, RetriableError
+from apisync.registry import spec_for
 
 NOW = 1_800_000_000.0
 SF_LIMIT = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from apisync import catalog
+from apisync import registry
 from apisync.kafka.topics import CHECKPOINTS_TOPIC, Layout, TopicSpec, declared_topics
 
 EVENTS = {"cleanup.policy": "delete", "retention.ms": "604800000", "retention.bytes": "-1"}
@@ -17,7 +17,7 @@ def by_name():
 
 def test_every_api_has_its_topics_and_nothing_else(by_name):
     expected = {CHECKPOINTS_TOPIC}
-    for api, collections in catalog.COLLECTIONS.items():
+    for api, collections in registry.COLLECTIONS.items():
         expected |= {f"{api}.{kind}" for kind in ("changes", "webhooks", "records", "events", "dlq")}
         for c in collections:
             expected |= {f"{api}.{c}"} | {f"{api}.{c}.{t}" for t in ("created", "updated", "deleted")}
@@ -60,7 +60,7 @@ def test_defaults_and_env_overrides():
 
 def events_topics(layout: Layout) -> list:
     """The events topics: `<api>.events` and every `<api>.<collection>.<event>`."""
-    collections = {f"{api}.{c}" for api, names in catalog.COLLECTIONS.items() for c in names}
+    collections = {f"{api}.{c}" for api, names in registry.COLLECTIONS.items() for c in names}
     return [s for s in declared_topics(layout)
             if s.name.endswith(".events") or s.name.rsplit(".", 1)[0] in collections]
 
@@ -68,7 +68,7 @@ def events_topics(layout: Layout) -> list:
 def test_events_age_out_by_time_alone_by_default():
     # A byte cap per partition would delete a large backfill's events before consumers read them.
     specs = events_topics(Layout.from_env({}))
-    assert len(specs) > len(catalog.COLLECTIONS) * 4  # the main and every secondary events topic
+    assert len(specs) > len(registry.COLLECTIONS) * 4  # the main and every secondary events topic
     assert {(s.config["retention.ms"], s.config["retention.bytes"]) for s in specs} == {("604800000", "-1")}
 
 

@@ -18,11 +18,11 @@ from api_simulator.app import create_app
 from api_simulator.clock import Clock
 from api_simulator.config import SimulatorConfig
 from api_simulator.state import Simulator
-from apisync.apis import spec_for
+from apisync.apis.stripe.source import COLLECTIONS, StripeSource
 from apisync.events import Observation
 from apisync.http import ApiClient
+from apisync.registry import spec_for
 from apisync.sources import Batch
-from apisync.sources.stripe import COLLECTIONS, StripeSource
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

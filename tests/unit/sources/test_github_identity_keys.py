@@ -8,12 +8,12 @@ import httpx
 import orjson
 import pytest
 
-from apisync.apis import spec_for
+from apisync.apis.github.source import RE_KEYED, GitHubSource, is_name_keyed, record_id, split_id, unique_repos
+from apisync.apis.github.webhook import parse_github
 from apisync.http import ApiClient, BearerTokenAuth
+from apisync.registry import spec_for
 from apisync.sources.base import Gone, PartsUnavailable, UnavailablePart
-from apisync.sources.github import RE_KEYED, GitHubSource, is_name_keyed, record_id, split_id, unique_repos
 from apisync.sync.reconcile import confirm_gone, split_candidates
-from apisync.webhooks.payloads import parse_github
 
 DATE = "Thu, 26 Nov 2026 14:53:32 GMT"
 DEMO, TOOLS = 7000001, 7000002

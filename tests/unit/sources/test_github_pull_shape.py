@@ -15,10 +15,10 @@ from api_simulator.app import create_app
 from api_simulator.clock import Clock
 from api_simulator.config import SimulatorConfig
 from api_simulator.state import Simulator
-from apisync.apis import spec_for
+from apisync.apis.github.source import PULL_REQUEST_SIMPLE, GitHubSource
+from apisync.apis.github.webhook import parse_github
 from apisync.http import ApiClient
-from apisync.sources.github import PULL_REQUEST_SIMPLE, GitHubSource
-from apisync.webhooks.payloads import parse_github
+from apisync.registry import spec_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -14,12 +14,12 @@ from api_simulator.app import create_app
 from api_simulator.clock import Clock
 from api_simulator.config import SimulatorConfig
 from api_simulator.state import Simulator
-from apisync.apis import spec_for
+from apisync.apis.github.reviews import is_submitted, review_record_id, split_review_id
+from apisync.apis.github.source import GitHubSource
+from apisync.apis.github.webhook import parse_github
 from apisync.http import ApiClient
+from apisync.registry import spec_for
 from apisync.sources.base import Gone
-from apisync.sources.github import GitHubSource
-from apisync.sources.github_reviews import is_submitted, review_record_id, split_review_id
-from apisync.webhooks.payloads import parse_github
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

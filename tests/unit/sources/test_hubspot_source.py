@@ -9,12 +9,12 @@ import httpx
 import orjson
 import pytest
 
-from apisync.apis import spec_for
+from apisync.apis.hubspot.source import HubSpotSource
 from apisync.events import iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, BearerTokenAuth
 from apisync.http.retry import Outcome, classify
+from apisync.registry import spec_for
 from apisync.sources.base import Gone
-from apisync.sources.hubspot import HubSpotSource
 
 DATE = "Sun, 15 Jan 2034 08:00:00 GMT"
 T0 = 2_000_000_000_000

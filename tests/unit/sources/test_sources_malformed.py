@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from apisync.apis.github.source import GitHubSource
+from apisync.apis.salesforce.source import SalesforceSource
+from apisync.apis.stripe.source import StripeSource
 from apisync.http import ApiClient, MalformedResponseError
-from apisync.sources.github import GitHubSource
-from apisync.sources.salesforce import SalesforceSource
-from apisync.sources.stripe import StripeSource
 
 DATE = {"Date": "Thu, 26 Nov 2026 14:53:32 GMT"}
 

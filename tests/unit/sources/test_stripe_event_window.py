@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from stripe_sim_harness import Runs, StripeSim, cursor_bytes, event_fingerprint
 
-from apisync.sources.stripe import SETTLE_S, StripeSource
-from apisync.sources.stripe_events import MAX_SEEN, EventWindow, SeenEvents
+from apisync.apis.stripe.events import MAX_SEEN, EventWindow, SeenEvents
+from apisync.apis.stripe.source import SETTLE_S, StripeSource
 
 MAX_CHECKPOINT_BYTES = 64_000  # the bound this module promises; Kafka refuses messages over 1 MB
 SMALL_BOUND = 40

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from stripe_sim_harness import Runs, StripeSim, cursor_bytes
 
-from apisync.sources.stripe import SETTLE_S, StripeSource
-from apisync.sources.stripe_events import EventWindow
-from apisync.sources.stripe_lists import MAX_IDS_AT_CREATED, ListPosition, walk_newest_first
+from apisync.apis.stripe.events import EventWindow
+from apisync.apis.stripe.lists import MAX_IDS_AT_CREATED, ListPosition, walk_newest_first
+from apisync.apis.stripe.source import SETTLE_S, StripeSource
 
 MAX_CHECKPOINT_BYTES = 64_000
 MONTH_S = 31 * 86400

@@ -9,9 +9,9 @@ import orjson
 import pytest
 from stripe_sim_harness import Runs, StripeSim
 
+from apisync.apis.stripe.events import EventWindow
+from apisync.apis.stripe.source import COLLECTIONS, SETTLE_S, StripeSource
 from apisync.events import NotSynced, ObservationError
-from apisync.sources.stripe import COLLECTIONS, SETTLE_S, StripeSource
-from apisync.sources.stripe_events import EventWindow
 from apisync.webhooks.dispatch import parse_webhook, webhook_key
 
 CREATED = 1_790_000_123

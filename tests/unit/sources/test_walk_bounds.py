@@ -15,13 +15,13 @@ import pytest
 from test_hubspot_source import FakeCrm, _obj
 from test_hubspot_source import _client as hubspot_client
 
-from apisync.apis import spec_for
+from apisync.apis.github.source import GitHubSource
+from apisync.apis.hubspot.source import HubSpotSource
+from apisync.apis.salesforce.source import OBJECTS, SalesforceSource
 from apisync.events import iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, BearerTokenAuth
-from apisync.sources.github import GitHubSource
-from apisync.sources.hubspot import HubSpotSource
+from apisync.registry import spec_for
 from apisync.sources.keyset import MAX_RECENT
-from apisync.sources.salesforce import OBJECTS, SalesforceSource
 
 DATE = "Sun, 15 Jan 2034 08:00:00 GMT"
 NOW = iso_to_ms("2034-01-15T08:00:00Z")

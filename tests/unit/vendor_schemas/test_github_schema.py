@@ -28,7 +28,7 @@ from githubkit_schemas.v2022_11_28 import rest as gh_rest
 from pydantic import TypeAdapter, ValidationError
 from vendor_recording import RecordingSimulator, model_errors, run_quietly
 
-from apisync.sources.github import GitHubSource
+from apisync.apis.github.source import GitHubSource
 
 REPOS = ("apisync/demo", "apisync/tools")
 PAGE = 10  # small pages, so every walk follows Link headers and re-queries

@@ -23,7 +23,7 @@ from hubspot.crm.objects import models as hs_models
 from hubspot.crm.objects.api import basic_api, batch_api, search_api
 from vendor_recording import Exchange, RecordingSimulator, run_quietly
 
-from apisync.sources.hubspot import HubSpotSource
+from apisync.apis.hubspot.source import HubSpotSource
 
 PAGE = 20
 OBJECT = r"/crm/v3/objects/(contacts|companies|deals)"

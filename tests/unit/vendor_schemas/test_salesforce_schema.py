@@ -22,11 +22,11 @@ from vendor_recording import Exchange, RecordingSimulator, run_quietly
 
 from api_simulator.salesforce_model import FIELDS
 from api_simulator.webhooks import WebhookDispatcher
+from apisync.apis.salesforce import outbound_messaging
+from apisync.apis.salesforce.source import API_VERSION, OBJECTS, SalesforceSource
 from apisync.http import ApiClient
 from apisync.http.oauth import OAuth2Auth
 from apisync.settings import OAuthSettings
-from apisync.sources.salesforce import API_VERSION, OBJECTS, SalesforceSource
-from apisync.webhooks import outbound_messaging
 
 BASE = "http://sim.test"
 PREFIX = f"/services/data/{API_VERSION}"

@@ -18,8 +18,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from api_simulator.app import create_app
 from api_simulator.config import SimulatorConfig
-from apisync.apis import spec_for
 from apisync.http import ApiClient
+from apisync.registry import spec_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette nudges towards httpx2; httpx is the pinned client here

@@ -9,9 +9,9 @@ import hmac
 import orjson
 import pytest
 
+from apisync.apis.hubspot.webhook import parse_hubspot
 from apisync.events import ObservationError
 from apisync.webhooks.dispatch import scheme_for, split_delivery, webhook_key
-from apisync.webhooks.hubspot import parse_hubspot
 from apisync.webhooks.signatures import InvalidSignature, MalformedSignature, RequestLine
 
 SECRET = "hs-client-secret-0123"

@@ -9,15 +9,16 @@ from fastapi.testclient import TestClient
 from test_outbound_messaging import ORG, ROW, message, sobject
 from test_receiver import RecordingProducer
 
-from apisync.webhooks.receiver import OUTBOUND_PATH, RedactPathSecret, WebhookSettings, create_app
+from apisync.apis.salesforce.outbound_endpoint import OUTBOUND_PATH, RedactPathSecret
+from apisync.webhooks.receiver import WebhookSettings, create_app
 
 SECRET = "Zm9yLXRoZS1zaW11bGF0ZWQtb3Jn"
 BODY = message(sobject(ROW))
 
 
-def client(producer, client_host="testclient", **settings) -> TestClient:
+def client(producer, client_host="testclient", **options) -> TestClient:
     defaults = {"organization_ids": (ORG,), "outbound_secrets": ("old-path-secret", SECRET)}
-    app = create_app(WebhookSettings(**{**defaults, **settings}), producer)
+    app = create_app(WebhookSettings(api_options={"salesforce": {**defaults, **options}}), producer)
     return TestClient(app, client=(client_host, 50000))
 
 
@@ -47,10 +48,10 @@ def test_a_missing_or_wrong_path_secret_is_401_logged_once_without_the_secret(pa
     assert "old-path-secret" not in caplog.text
 
 
-@pytest.mark.parametrize("settings", [{"outbound_secrets": ()}, {"organization_ids": ()}])
-def test_without_a_path_secret_or_an_organisation_the_endpoint_is_off(settings):
+@pytest.mark.parametrize("options", [{"outbound_secrets": ()}, {"organization_ids": ()}])
+def test_without_a_path_secret_or_an_organisation_the_endpoint_is_off(options):
     producer = RecordingProducer()
-    answer = post(client(producer, **settings), f"{OUTBOUND_PATH}/{SECRET}")
+    answer = post(client(producer, **options), f"{OUTBOUND_PATH}/{SECRET}")
     assert answer.status_code == 404 and b"path secret" in answer.content and producer.stored == []
 
 
@@ -71,8 +72,8 @@ def test_the_organisation_is_still_checked_behind_the_secret():
 def test_settings_read_from_env_and_never_shown():
     settings = WebhookSettings.from_env({"APISYNC_SALESFORCE_OUTBOUND_SECRETS": f" {SECRET}, ,next ",
                                          "APISYNC_SALESFORCE_OUTBOUND_ALLOWED_IPS": "13.108.0.0/14,2605:6180::/32"})
-    assert settings.outbound_secrets == (SECRET, "next")
-    assert settings.outbound_allowed_ips == ("13.108.0.0/14", "2605:6180::/32")
+    assert settings.api_options["salesforce"]["outbound_secrets"] == (SECRET, "next")
+    assert settings.api_options["salesforce"]["outbound_allowed_ips"] == ("13.108.0.0/14", "2605:6180::/32")
     assert SECRET not in repr(settings)
 
 
@@ -81,5 +82,6 @@ def test_the_access_log_never_shows_the_path_secret():
                                ("1.2.3.4:5", "POST", f"/apisync{OUTBOUND_PATH}/{SECRET}?x=1", "1.1", 200), None)
     assert RedactPathSecret().filter(record)
     assert record.getMessage() == f'1.2.3.4:5 - "POST /apisync{OUTBOUND_PATH}/***?x=1 HTTP/1.1" 200'
-    create_app(WebhookSettings(organization_ids=(ORG,), outbound_secrets=(SECRET,)), RecordingProducer())
+    outbound = {"organization_ids": (ORG,), "outbound_secrets": (SECRET,)}
+    create_app(WebhookSettings(api_options={"salesforce": outbound}), RecordingProducer())
     assert any(isinstance(f, RedactPathSecret) for f in logging.getLogger("uvicorn.access").filters)

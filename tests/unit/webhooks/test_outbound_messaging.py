@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from apisync.apis.salesforce import outbound_messaging as om
 from apisync.events import Observation, iso_to_ms
-from apisync.webhooks import outbound_messaging as om
 from apisync.webhooks.dispatch import parse_webhook, webhook_key
 from apisync.webhooks.refetch import refreshed
 

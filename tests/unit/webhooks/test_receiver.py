@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from apisync.webhooks.receiver import WebhookSettings, create_app
-from apisync.webhooks.signatures import sign_github, sign_standard, sign_stripe
+from webhook_signing import sign_github, sign_standard, sign_stripe
 
 NOW = 1_795_704_812
 SW_SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
@@ -166,7 +166,7 @@ def _acme_change(body: bytes, headers, synced_at: str, **_options):
 
 @pytest.fixture
 def batching_api():
-    from apisync.apis import ApiSpec, WebhookSpec, register, unregister
+    from apisync.registry import ApiSpec, WebhookSpec, register, unregister
 
     split = lambda body: [orjson.dumps(change) for change in orjson.loads(body)]  # noqa: E731
     register(ApiSpec("acme", ("widget",), lambda settings: None, 1.0,

@@ -3,10 +3,10 @@
 import httpx
 import pytest
 
+from apisync.apis.salesforce.source import SalesforceSource
+from apisync.apis.stripe.source import StripeSource
 from apisync.events import Observation
 from apisync.http import ApiClient, BearerTokenAuth, FatalError
-from apisync.sources.salesforce import SalesforceSource
-from apisync.sources.stripe import StripeSource
 from apisync.webhooks.refetch import source_refetcher
 
 DATE = "Thu, 26 Nov 2026 14:53:40 GMT"

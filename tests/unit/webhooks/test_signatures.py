@@ -6,16 +6,10 @@ import hmac
 
 import pytest
 
-from apisync.webhooks.signatures import (
-    GitHubSignature,
-    InvalidSignature,
-    MalformedSignature,
-    StandardWebhooksSignature,
-    StripeSignature,
-    sign_github,
-    sign_standard,
-    sign_stripe,
-)
+from apisync.apis.github.webhook import GitHubSignature
+from apisync.apis.stripe.webhook import StripeSignature
+from apisync.webhooks.signatures import InvalidSignature, MalformedSignature, StandardWebhooksSignature
+from webhook_signing import sign_github, sign_standard, sign_stripe
 
 NOW = 1_795_704_812
 BODY = b'{"id":"evt_1","object":"event"}'

@@ -2,7 +2,7 @@
 
 How Stripe really behaves, and what this module does about it:
 - A list cursor (`starting_after`) that names an object deleted since answers 400 `resource_missing`
-  (stripe-php#1264). Walks re-anchor on the `created` second instead (`stripe_lists`).
+  (stripe-php#1264). Walks re-anchor on the `created` second instead (`lists`).
 - Events are kept 30 days, and an `ending_before=<event>` cursor older than that answers 400. The
   incremental cursor is therefore a *time* (`at`, the server clock of the last run), not an event id:
   it moves forward on every run, even when a collection is quiet, and cannot age out while the
@@ -15,12 +15,12 @@ How Stripe really behaves, and what this module does about it:
 - The events list is eventually consistent: an event can become visible seconds after a newer one
   (Sequin and Estuary read Stripe events only up to now minus a settle window). Every run re-reads the
   last `settle_s` seconds before `at` and skips the event ids it remembers emitting (`seen`, bounded).
-  A window is read oldest first, a page at a time, with a checkpoint after each (`stripe_events`): a
+  A window is read oldest first, a page at a time, with a checkpoint after each (`events`): a
   billing run's burst of events costs pages, never memory or a checkpoint beyond its bound.
 - Many event types change an object beyond created/updated/deleted; each collection subscribes to
   every type whose `data.object` is that object (https://docs.stripe.com/api/events/types), and
   events are routed by `data.object.object`; sub-resource events (a dispute, a refund, a discount, a tax
-  ID, a card) re-fetch the parent they change (`stripe_subresources`). `customer.subscription.deleted`
+  ID, a card) re-fetch the parent they change (`subresources`). `customer.subscription.deleted`
   means the subscription *ended*: it stays retrievable with `status: canceled`, so it is an update, not a delete.
 - Listed objects render in the request's `Stripe-Version` (else the account default), but event
   payloads in the version the event was created with (API reference, List all events). The source
@@ -40,10 +40,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apisync.events import Observation, iso_to_ms, ms_to_iso
-from apisync.http import ApiClient, FatalError
-from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
-from apisync.sources.stripe_events import (
+from apisync.apis.stripe.events import (
     EVENTS_PATH,
     MAX_SEEN,
     EventPage,
@@ -52,8 +49,11 @@ from apisync.sources.stripe_events import (
     checked_events,
     walk_oldest_first,
 )
-from apisync.sources.stripe_lists import ListPage, ListPosition, walk_newest_first
-from apisync.sources.stripe_subresources import event_types_of, parent_of
+from apisync.apis.stripe.lists import ListPage, ListPosition, walk_newest_first
+from apisync.apis.stripe.subresources import event_types_of, parent_of
+from apisync.events import Observation, iso_to_ms, ms_to_iso
+from apisync.http import ApiClient, FatalError
+from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
 
 log = logging.getLogger("apisync.sources.stripe")
 
@@ -97,7 +97,7 @@ COLLECTIONS: dict[str, StripeCollection] = {
         tuple(f"charge.{kind}" for kind in (
             "captured", "expired", "failed", "pending", "refunded", "succeeded", "updated"))),
 }
-# Sub-resource events change the object too (`stripe_subresources`): each collection also reads those of its children.
+# Sub-resource events change the object too (`subresources`): each collection also reads those of its children.
 COLLECTIONS = {name: dataclasses.replace(spec, event_types=spec.event_types + event_types_of(name))
                for name, spec in COLLECTIONS.items()}
 DELETE_EVENTS = frozenset(spec.delete_event for spec in COLLECTIONS.values() if spec.delete_event)

@@ -6,7 +6,7 @@ and one as `/pulls/{number}/reviews/{review_id}`. So:
 
 - **Key**: `<repository id>#<number>/<review id>`. The review id alone is unique, but a review can be
   re-fetched (reconcile, an equal-version tie) only through its PR, so the id carries the number; the
-  repository by id, as for issues and PRs (see `sources.github`).
+  repository by id, as for issues and PRs (see `source`).
 - **Version**: `submitted_at`. A review has no `updated_at`: an edit of its body or a dismissal keeps its
   version. The fence then sees an equal version with other content, answers "conflict", and the normalizer
   re-fetches the review: GitHub's current state decides, whatever order the observations arrived in.
@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from apisync.apis.github.walks import CreatedOrderWalk, UpdatedDescWalk, get_page
 from apisync.events import Observation, iso_to_ms
 from apisync.sources.base import Batch, Gone, require
-from apisync.sources.github_walks import CreatedOrderWalk, UpdatedDescWalk, get_page
 from apisync.sources.keyset import KeysetPosition
 
 COLLECTION = "pull_request_review"

@@ -1,6 +1,5 @@
-"""Salesforce as apisync knows it: the spec. SOQL walks and `latestDateCovered` live in
-`sources.salesforce`; Outbound Messaging in `webhooks.outbound_messaging`; the payload parser in
-`webhooks.payloads`.
+"""Salesforce as apisync knows it: the spec. SOQL walks and `latestDateCovered` live in `source`;
+Outbound Messaging (SOAP) in `outbound_messaging`; the payload parser in `webhook`.
 
 Limits (https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta):
 every response has `Sforce-Limit-Info: api-usage=used/allowed`; over the daily allowance → 403 with
@@ -11,15 +10,16 @@ while. Error bodies are `[{"message", "errorCode"}]`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
+from apisync.apis.salesforce.source import SalesforceSource
+from apisync.apis.salesforce.webhook import parse_salesforce
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals
-from apisync.sources.salesforce import SalesforceSource
-from apisync.webhooks.payloads import parse_salesforce
+from apisync.registry import ApiSpec, WebhookSpec
 from apisync.webhooks.signatures import StandardWebhooksSignature
 
 LIMIT_WAIT_S = 300.0
@@ -49,6 +49,20 @@ def quota(headers: httpx.Headers) -> QuotaSignal | None:
     return QuotaSignal(remaining=allowed - used, limit=allowed, reset_at=None)
 
 
+def _outbound_options(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """The Outbound Messaging endpoint's receiver options (see `outbound_endpoint`)."""
+    from apisync.apis.salesforce.outbound_endpoint import options_from_env  # FastAPI loads where a receiver runs
+
+    return options_from_env(env)
+
+
+def _mount_outbound_messaging(app: Any, context: Any) -> None:
+    """Mount the Outbound Messaging endpoint on the receiver's app (see `outbound_endpoint`)."""
+    from apisync.apis.salesforce.outbound_endpoint import mount_outbound_messaging
+
+    mount_outbound_messaging(app, context)
+
+
 def build_source(settings: Any) -> SalesforceSource:
     """Extras: `lookback_s` (the keyset's minimum re-read window), `page_size`."""
     options: dict[str, Any] = {}
@@ -67,7 +81,8 @@ SPEC = ApiSpec(
     signals=ApiSignals(is_rate_limited=_is_rate_limited, rate_limit_wait=_rate_limit_wait, message=_message,
                        quota=quota),
     # Outbound Messages (SOAP) are received on their own route; JSON relays use Standard Webhooks.
-    webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id"),
+    webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id",
+                        options_from_env=_outbound_options, extra_routes=_mount_outbound_messaging),
     rules={"opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}]},
     # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
     ledger_fields=(

@@ -1,5 +1,5 @@
-"""HubSpot CRM as apisync knows it: the spec. Search walks and archived listings live in `sources.hubspot`;
-the v3 signature, the batch split and the event parser in `webhooks.hubspot`.
+"""HubSpot CRM as apisync knows it: the spec. Search walks and archived listings live in `source`; the v3
+signature, the batch split and the event parser in `webhook`.
 
 Limits (https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines; "Search the CRM",
 Limitations): a private app gets 100 (190 on Professional/Enterprise) requests per rolling 10 seconds, with
@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
+from apisync.apis.hubspot.source import HubSpotSource
+from apisync.apis.hubspot.webhook import HubSpotSignatureV3, parse_hubspot, split_events
 from apisync.formats import http_date_s
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals
-from apisync.sources.hubspot import HubSpotSource
-from apisync.webhooks.hubspot import HubSpotSignatureV3, parse_hubspot, split_events
+from apisync.registry import ApiSpec, WebhookSpec
 
 INTERVAL_MS = 10_000  # the rolling window when a 429 or the headers do not say
 POLICY_WAIT_S = {"SECONDLY": 1.0}

@@ -40,8 +40,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from apisync.apis.salesforce.source import COLLECTION_OF_TYPE, row_from_soap
 from apisync.events import Observation, ObservationError, iso_to_ms
-from apisync.sources.salesforce import COLLECTION_OF_TYPE, row_from_soap
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"

@@ -1,5 +1,6 @@
-"""Stripe as apisync knows it: the spec. Listings, events and cursors live in `sources.stripe`; the
-webhook payload parser in `webhooks.payloads`.
+"""Stripe as apisync knows it: the spec. Listings and cursors live in `source` (`lists`: newest-first
+listings; `events`: the event window; `subresources`: what changes a parent without its own event); the
+signature scheme and the payload parser in `webhook`.
 
 Errors (https://docs.stripe.com/rate-limits, https://docs.stripe.com/error-low-level): 429 on rate
 limits with no documented Retry-After; `Stripe-Should-Retry: true|false` overrides the status-based
@@ -12,11 +13,10 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
+from apisync.apis.stripe.source import StripeSource
+from apisync.apis.stripe.webhook import StripeSignature, parse_stripe
 from apisync.http.retry import ApiSignals
-from apisync.sources.stripe import StripeSource
-from apisync.webhooks.payloads import parse_stripe
-from apisync.webhooks.signatures import StripeSignature
+from apisync.registry import ApiSpec, WebhookSpec
 
 
 def _should_retry(response: httpx.Response) -> bool | None:
@@ -44,7 +44,7 @@ SPEC = ApiSpec(
     build_source=build_source,
     default_rate_per_s=20.0,  # a share of live mode's 100 req/s, leaving room for the account's own apps
     signals=ApiSignals(should_retry=_should_retry, message=_message),
-    webhook=WebhookSpec(StripeSignature, parse_stripe),
+    webhook=WebhookSpec(StripeSignature, parse_stripe, kept_headers=("stripe-signature",)),
     rules={
         "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
         "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,

@@ -2,7 +2,7 @@
 
 Key contract: issues and pull requests are `<repository id>#<number>` (numbers are unique only per
 repository), issue and review comments GitHub's comment `id` (unique across GitHub), reviews
-`<repository id>#<number>/<review id>` (see `github_reviews`: a review is addressed through its PR).
+`<repository id>#<number>/<review id>` (see `reviews`: a review is addressed through its PR).
 The repository id is the one identity every path shares: GitHub matches names without regard to case
 (https://docs.github.com/en/rest/repos/repos#get-a-repository: "The name is not case sensitive") and a
 rename or a transfer of the repository changes its name, while webhooks always carry the current
@@ -10,7 +10,7 @@ rename or a transfer of the repository changes its name, while webhooks always c
 (https://docs.github.com/en/webhooks/webhook-events-and-payloads). So polls resolve each configured name
 once per run (`GET /repos/{owner}/{repo}` → `id`, `full_name`), webhooks read `repository.id`, and
 reconcile and re-fetches address objects as `/repositories/<id>/...`, where GitHub's own redirects point.
-How each listing is walked without skipping: `github_walks`.
+How each listing is walked without skipping: `walks`.
 
 Redirects (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#follow-redirects):
 the client follows 301s. A renamed repository answers its old name with a 301 to `/repositories/<id>/...`;
@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apisync.apis.github.reviews import ReviewWalks
+from apisync.apis.github.walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
 from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError
 from apisync.sources.base import (
@@ -43,8 +45,6 @@ from apisync.sources.base import (
     require,
     server_time_ms,
 )
-from apisync.sources.github_reviews import ReviewWalks
-from apisync.sources.github_walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
 from apisync.sources.keyset import MAX_CURSOR_BYTES, MAX_RECENT, KeysetPosition
 
 log = logging.getLogger("apisync.sources.github")

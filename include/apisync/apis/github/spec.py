@@ -1,5 +1,6 @@
-"""GitHub as apisync knows it: the spec. Walks, keys (by repository id, whatever a repository's name or
-its case) and redirects live in `sources.github`; the webhook payload parser in `webhooks.payloads`.
+"""GitHub as apisync knows it: the spec. Keys (by repository id, whatever a repository's name or its case)
+and redirects live in `source`, its keyset and pull-request walks in `walks`, reviews in `reviews`; the
+signature scheme and the payload parser in `webhook`.
 
 Rate limits (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api): over
 the primary limit → 403 or 429 with `x-ratelimit-remaining: 0`, wait until `x-ratelimit-reset`
@@ -13,12 +14,11 @@ from typing import Any
 
 import httpx
 
-from apisync.apis.registry import ApiSpec, WebhookSpec
+from apisync.apis.github.source import GitHubSource
+from apisync.apis.github.webhook import GitHubSignature, parse_github
 from apisync.http.ratelimit import QuotaSignal
 from apisync.http.retry import ApiSignals, server_now
-from apisync.sources.github import GitHubSource
-from apisync.webhooks.payloads import parse_github
-from apisync.webhooks.signatures import GitHubSignature
+from apisync.registry import ApiSpec, WebhookSpec
 
 SECONDARY_MIN_WAIT_S = 60.0
 
@@ -66,7 +66,9 @@ SPEC = ApiSpec(
     build_source=build_source,
     default_rate_per_s=1.3,  # 5,000 requests an hour, a little under
     signals=ApiSignals(is_rate_limited=_is_rate_limited, rate_limit_wait=_rate_limit_wait, quota=quota),
-    webhook=WebhookSpec(GitHubSignature, parse_github, delivery_header="x-github-delivery"),
+    webhook=WebhookSpec(GitHubSignature, parse_github, delivery_header="x-github-delivery",
+                        kept_headers=("x-hub-signature-256", "x-github-event", "x-github-delivery",
+                                      "x-github-hook-id")),
     rules={
         "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
         "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from apisync.apis.hubspot.source import OBJECTS
 from apisync.events import Observation, ObservationError
-from apisync.sources.hubspot import OBJECTS
 from apisync.webhooks.signatures import (
     DEFAULT_TOLERANCE_S,
     NO_REQUEST,
@@ -79,12 +79,6 @@ class HubSpotSignatureV3:
             found |= hmac.compare_digest(hmac.new(secret.encode(), signed, hashlib.sha256).digest(), signature)
         if not found:
             raise InvalidSignature(f"{SIGNATURE_HEADER} does not match any active secret")
-
-
-def sign_hubspot_v3(secret: str, method: str, url: str, body: bytes, timestamp_ms: int) -> str:
-    """An X-HubSpot-Signature-v3 value (for tools that replay deliveries)."""
-    signed = method.upper().encode() + signed_uri(url).encode() + body + str(timestamp_ms).encode()
-    return base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
 
 
 def split_events(body: bytes) -> list[bytes]:

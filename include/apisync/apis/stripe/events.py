@@ -33,10 +33,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apisync.apis.stripe.lists import ListPosition, cursor_object_gone, list_data, walk_newest_first
 from apisync.events import ms_to_iso
 from apisync.http import ApiClient, FatalError, MalformedResponseError
 from apisync.sources.base import require
-from apisync.sources.stripe_lists import ListPosition, cursor_object_gone, list_data, walk_newest_first
 
 log = logging.getLogger("apisync.sources.stripe")
 

@@ -1,0 +1,5 @@
+"""GitHub: everything apisync knows about it, declared in `spec.SPEC` (registered in `apisync.apis`)."""
+
+from apisync.apis.github.spec import SPEC
+
+__all__ = ["SPEC"]

@@ -1,0 +1,5 @@
+"""Stripe: everything apisync knows about it, declared in `spec.SPEC` (registered in `apisync.apis`)."""
+
+from apisync.apis.stripe.spec import SPEC
+
+__all__ = ["SPEC"]
