@@ -30,7 +30,7 @@ from fastapi.responses import Response
 
 import apisync.apis.salesforce.outbound_messaging as om
 from apisync.formats import epoch_to_iso
-from apisync.webhooks.receiver import BodyTooLarge, ReceiverContext
+from apisync.webhooks.context import BodyTooLarge, ReceiverContext
 
 log = logging.getLogger("apisync.webhooks")
 
