@@ -41,9 +41,9 @@ log = logging.getLogger("apisync.sync")
 MAX_TRANSACTION_MESSAGES = 2000  # consecutive pages join one transaction up to about this many messages
 # A transaction waits this long for pages still being fetched (up to MAX_TRANSACTION_MESSAGES), as
 # linger.ms does for a producer's batches: each transaction costs the broker ~10 ms of CPU whatever its
-# size, and without the wait a walk faster than the commits still made 15-30 of them per 100 Stripe pages
-# (~50-100 µs of broker CPU per object; 6-8 transactions and ~30 µs with it, at the same speed). A walk
-# that ends, or a budget that holds the next page back, ends the wait at once or after this long.
+# size, so a walk faster than the commits would pay it for every few pages (the bench's backfill rows
+# measure it). A walk that ends, or a budget that holds the next page back, ends the wait at once or after
+# this long.
 TRANSACTION_LINGER_S = 0.05
 # Objects fetched ahead of the transaction being written: bounds memory whatever the page size (100 for
 # Stripe, up to 2,000 for Salesforce); two transactions' worth, so a slow commit lets the next one fill.

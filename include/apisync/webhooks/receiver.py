@@ -45,7 +45,7 @@ from apisync.webhooks.sink import AckingSink
 log = logging.getLogger("apisync.webhooks")
 
 # Producer settings for the receiver, under the caller's: every answer waits for its own delivery, so
-# linger.ms adds to each one (flush() used to send at once; 5 ms still batches under load), and a
+# linger.ms adds to each one (5 ms still batches concurrent requests under load), and a
 # delivery that cannot be acknowledged within the answer deadline fails instead of lingering.
 PRODUCER_DEFAULTS = {"linger.ms": 5, "message.timeout.ms": 9000}
 # Request headers worth keeping next to the raw body of any API (lower-case); each API adds its own.

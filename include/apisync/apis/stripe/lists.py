@@ -38,7 +38,7 @@ class ListPosition:
     @classmethod
     def from_cursor(cls, cursor: Mapping[str, Any] | None, max_ids: int = MAX_IDS_AT_CREATED) -> ListPosition:
         cursor = cursor or {}
-        # `cursor` is the paginator state written before this position existed.
+        # A checkpoint in the plain paginator's form (`{"cursor": ...}`) resumes too.
         after = cursor.get("after") or cursor.get("cursor")
         ids = list(cursor.get("ids_at_created") or ())[-max_ids:]
         return cls(after, cursor.get("created"), ids, max_ids)
