@@ -95,6 +95,8 @@ def test_drift_behind_our_back_is_reported_then_repaired(admin, specs):
 def test_fewer_partitions_than_declared_is_reported_not_repaired(admin, specs):
     spec = specs[0]
     admin.create_topics([NewTopic(spec.name, 2, 1, config=dict(spec.config))])[spec.name].result(timeout=30)
+    # The controller has the topic; the broker's metadata shows it a moment later (ensure waits the same way).
+    assert eventually(lambda: spec.name in existing_partitions(admin))
 
     assert check(admin, [spec]) == [TopicDrift(spec.name, partitions=(spec.partitions, 2))]
     report = ensure(admin, [spec])
