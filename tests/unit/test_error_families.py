@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import pickle
 from pathlib import Path
 
 import pytest
 
-from apisync import errors, http
+from apisync import cli, errors, http
 from apisync.http import errors as http_errors
 from error_families import exception_classes, outside_the_families
 
@@ -64,3 +65,28 @@ def test_the_root_module_imports_nothing_of_apisync():
                 for alias in node.names]
     assert [name for name in imported if name and name.split(".")[0] == "apisync"] == []
 
+
+class Unlisted(errors.FatalError):
+    """An error no command's code names: the CLI knows it by its family."""
+
+
+def _cli_raising(monkeypatch, error: Exception) -> None:
+    """Make every command raise `error`."""
+    def command(_args: argparse.Namespace) -> int:
+        raise error
+
+    parser = argparse.ArgumentParser(prog="apisync")
+    parser.set_defaults(func=command)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+
+
+def test_the_cli_prints_any_apisync_error_as_one_line_and_exits_2(monkeypatch, capsys):
+    _cli_raising(monkeypatch, Unlisted("connection 'stripe_default': no API token"))
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == "error: connection 'stripe_default': no API token\n"
+
+
+def test_the_cli_leaves_other_errors_their_traceback(monkeypatch):
+    _cli_raising(monkeypatch, KeyError("a bug"))
+    with pytest.raises(KeyError):
+        cli.main([])
