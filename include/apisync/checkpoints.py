@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from apisync.errors import RetriableError
 from apisync.failpoints import failpoint
 from apisync.kafka.producer import Outgoing, Producer, client_config
 from apisync.kafka.reader import TopicReadError, read_topic
@@ -25,7 +26,7 @@ READ_TIMEOUT_S = 30.0
 WRITER_DEFAULTS = {"linger.ms": 2}
 
 
-class CheckpointError(Exception):
+class CheckpointError(RetriableError):
     """The checkpoint topic could not be read or a checkpoint is malformed."""
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import orjson
 
+from apisync.errors import FatalError
 from apisync.formats import ms_to_iso
 from apisync.rules import Rule
 
 SOURCES = ("backfill", "poll", "webhook", "reconcile", "audit")
 
 
-class ObservationError(ValueError):
+class ObservationError(FatalError, ValueError):
     """An observation that cannot be normalized (goes to the dead-letter topic)."""
 
 

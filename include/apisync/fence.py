@@ -62,6 +62,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from apisync.errors import RetriableError
 from apisync.events import Observation
 from apisync.ledger_states import StateCodec, codec_for
 from apisync.ledger_store import LEDGER_PREFIX, LedgerStore
@@ -69,21 +70,21 @@ from apisync.ledger_store import LEDGER_PREFIX, LedgerStore
 Item = tuple[Observation, "SourcePosition"]  # an observation and where it was read
 
 
-class LedgerLost(RuntimeError):
+class LedgerLost(RetriableError):
     """Redis lost ledger data (all of it, or writes Kafka kept, or keys): rebuild before fencing anything."""
 
 
-class FencedOut(RuntimeError):
+class FencedOut(RetriableError):
     """Another normalizer owns this partition now (a newer owner epoch): this one is a zombie."""
 
 
-class Rejudge(RuntimeError):
+class Rejudge(RetriableError):
     """A streamed judgement cannot go on (Redis no longer knows the script): the caller drops what it
     did with earlier chunks and judges the whole batch with `VersionFence.check_chunks` under a new
     attempt, which rolls the first one's states back."""
 
 
-class LedgerUnavailable(RuntimeError):
+class LedgerUnavailable(RetriableError):
     """Redis did not answer a fence call; the batch must be judged again under a new attempt (the call
     may have run, and a repeat under the same attempt would read its own states as "unchanged")."""
 

@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from apisync import errors
 from apisync.events import Observation
 from apisync.fence import SourcePosition
 from apisync.http import FatalError, RetriableError
@@ -52,11 +53,11 @@ DEFERRAL_HEADERS = frozenset({DEFERRALS_HEADER, NOT_BEFORE_HEADER, FIRST_FAILED_
 MAX_REASON_CHARS = 500  # a header, not a log: the API's whole error body does not travel with the message
 
 
-class RefetchRefused(Exception):
+class RefetchRefused(errors.FatalError):
     """The API will not give this object: dead-letter its message (str() is the one-line reason)."""
 
 
-class RefetchDeferred(Exception):
+class RefetchDeferred(errors.RetriableError):
     """A re-fetch failed transiently: write the message back to be tried later (str() is the reason)."""
 
 

@@ -1,13 +1,13 @@
-"""Translate include/apisync errors into Airflow terms, in one place.
+"""Translate apisync errors into Airflow terms, in one place, by family.
 
 Fatal (retrying cannot help: bad credentials, a broken config, an unrepairable topic) becomes
 AirflowFailException, so the task fails at once. Everything else is re-raised as it is, so Airflow
-retries it with backoff. The library already sorted HTTP statuses into fatal / retriable at its edge.
+retries it with backoff. Each error class says its family once, where it is defined (`apisync.errors`);
+the HTTP layer sorted statuses into fatal / retriable at its edge.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,36 +19,22 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from apisync.errors import FatalError
+
 log = logging.getLogger("apisync.airflow")
 
-# (module, class) pairs, resolved lazily: a missing optional module must not break the others.
-FATAL = (
-    ("apisync.http.errors", "FatalError"),
-    ("apisync.kafka.producer", "ProducerConfigError"),
-    ("apisync.kafka.connect", "KafkaAuthenticationError"),
-    ("apisync_airflow.hooks", "ConnectionConfigError"),
-)
+# Airflow's missing connection or variable is a deployment problem a retry cannot fix, and so is
+# ImportError: a missing engine feature.
+FATAL = (FatalError, AirflowNotFoundException, ImportError)
 
 
-class UnrepairedDrift(Exception):
+class UnrepairedDrift(FatalError):
     """Topic drift that ensure() cannot repair by itself (an operator must act)."""
-
-
-def fatal_types() -> tuple[type[BaseException], ...]:
-    """The exception classes that must not be retried (those whose modules exist)."""
-    # ImportError: a missing engine feature is a deployment problem a retry cannot fix.
-    found: list[type[BaseException]] = [AirflowNotFoundException, UnrepairedDrift, ImportError]
-    for module, name in FATAL:
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
 
 
 def is_fatal(exc: BaseException) -> bool:
     """True when a retry cannot help."""
-    return isinstance(exc, fatal_types())
+    return isinstance(exc, FATAL)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import BaseHook
 
+from apisync.errors import FatalError
 from apisync_airflow.connection_forms import coerce, connection_type
 from apisync_airflow.provider_info import api_hook_class_name
 
@@ -37,7 +38,7 @@ GITHUB_API_URL = "https://api.github.com"
 _REDIS_SSL_ARGS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_keyfile", "ssl_certfile", "ssl_check_hostname")
 
 
-class ConnectionConfigError(ValueError):
+class ConnectionConfigError(FatalError, ValueError):
     """A connection lacks something apisync needs; the message names the connection and the field."""
 
 

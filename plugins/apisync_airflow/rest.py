@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from apisync.errors import RetriableError
+
 FINISHED = ("success", "failed")
 
 
-class AirflowRestError(RuntimeError):
+class AirflowRestError(RetriableError):
     """Airflow did not reach the expected state in time."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from apisync.errors import FatalError
 from apisync.registry import APIS
 
 log = logging.getLogger("apisync.webhooks")
@@ -32,7 +33,7 @@ log = logging.getLogger("apisync.webhooks")
 KAFKA_CONN_ID = "kafka_default"
 
 
-class WebhookConfigError(RuntimeError):
+class WebhookConfigError(FatalError):
     """The receiver has no usable Kafka config."""
 
 

@@ -14,22 +14,13 @@ from collections.abc import Callable, Sequence
 
 import apisync.apis  # noqa: F401 - registers every API: the commands' choices and sources come from the registry
 from apisync._version import __version__
-from apisync.checkpoints import CheckpointError
 from apisync.cli.airflow import add_airflow
 from apisync.cli.common import DEFAULT_BOOTSTRAP, common_options, kafka_config
 from apisync.cli.kafka import add_cursor, add_topics
 from apisync.cli.normalize import add_normalize
 from apisync.cli.sync import add_audit, add_sync
-from apisync.http import ApiError
-from apisync.kafka.admin import TopicAdminError
-from apisync.kafka.connect import KafkaAuthenticationError
-from apisync.kafka.producer import DeliveryError, ProducerConfigError, TransactionError
-from apisync.kafka.reader import TopicReadError
-from apisync.normalizer import NormalizerSetupError
-from apisync.sync import TooManyDeletes
+from apisync.errors import ApisyncError
 
-OPERATOR_ERRORS = (TopicAdminError, CheckpointError, TopicReadError, DeliveryError, ProducerConfigError,
-                   TransactionError, ApiError, TooManyDeletes, NormalizerSetupError, KafkaAuthenticationError)
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_topics, add_cursor, add_sync, add_audit,
                                                                         add_normalize, add_airflow]
 
@@ -50,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except OPERATOR_ERRORS as exc:
-        # Known failures already read as one sentence; a traceback would only bury it.
+    except ApisyncError as exc:
+        # apisync's errors already read as one sentence; a traceback would only bury it.
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,12 +1,17 @@
-"""Errors raised by the HTTP layer: one line a person understands, never a secret."""
+"""Errors raised by the HTTP layer: one line a person understands, never a secret.
+
+`RetriableError` and `FatalError` here are the root families' HTTP members, so `except
+apisync.errors.FatalError` catches an HTTP 401 too.
+"""
 from __future__ import annotations
 
+from apisync import errors
 from apisync.formats import shorten
 
 _MAX_REASON = 200
 
 
-class ApiError(Exception):
+class ApiError(errors.ApisyncError):
     """A request to a third-party API failed; str() is one line naming api, endpoint and status."""
 
     def __init__(
@@ -42,11 +47,11 @@ class ApiError(Exception):
         )
 
 
-class RetriableError(ApiError):
+class RetriableError(ApiError, errors.RetriableError):
     """Transient failure: the same request may succeed later (5xx, timeouts, rate limits)."""
 
 
-class FatalError(ApiError):
+class FatalError(ApiError, errors.FatalError):
     """Permanent failure: repeating the request cannot help (bad auth, not found, bad request)."""
 
 

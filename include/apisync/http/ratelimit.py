@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from apisync.errors import RetriableError
 from apisync.metrics import NULL_METRICS, Metrics, metric_name
 
 # `audit` comes last: the self-audit only compares and must never delay a sync. It also paces itself
@@ -84,7 +85,7 @@ class Grant:
     asked_at: float
 
 
-class RateLimitTimeout(TimeoutError):
+class RateLimitTimeout(RetriableError):
     """acquire() waited longer than its timeout."""
 
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from apisync.errors import RetriableError
+
 # Compare-and-set: the newest token moves from `old` (the configured seed when nothing is stored) to `new`.
 _REPLACE = """
 local current = redis.call('GET', KEYS[1]) or ARGV[3]
@@ -42,7 +44,7 @@ WAIT_S = 90.0  # a worker waits this long for another's refresh before giving up
 POLL_S = 0.05
 
 
-class RefreshLockTimeout(Exception):
+class RefreshLockTimeout(RetriableError):
     """Another worker held the refresh lock for longer than a refresh can take."""
 
 

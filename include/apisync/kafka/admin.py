@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
+from apisync.errors import RetriableError
 from apisync.kafka.producer import client_config
 from apisync.kafka.topics import TopicSpec
 
 TIMEOUT_S = 30.0
 
 
-class TopicAdminError(Exception):
+class TopicAdminError(RetriableError):
     """A topic could not be created, described or altered."""
 
 

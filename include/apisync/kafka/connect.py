@@ -17,13 +17,14 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from apisync.errors import FatalError
 from apisync.kafka.producer import client_config, is_secret_key
 
 log = logging.getLogger("apisync.kafka")
 _AUTH_CODES = (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 
 
-class KafkaAuthenticationError(Exception):
+class KafkaAuthenticationError(FatalError):
     """The brokers refused the client's credentials; retrying with the same ones cannot help."""
 
 

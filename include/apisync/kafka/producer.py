@@ -15,6 +15,8 @@ import confluent_kafka
 import orjson
 from confluent_kafka import KafkaError, KafkaException
 
+from apisync.errors import FatalError, RetriableError
+
 log = logging.getLogger(__name__)
 
 # Non-negotiable: a different value would break ordering, durability or key placement.
@@ -35,15 +37,15 @@ _SECRET_WORDS = ("password", "secret", "jaas", "token", "ssl.key", "ssl_key", "c
 Headers = Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None
 
 
-class ProducerConfigError(ValueError):
+class ProducerConfigError(FatalError, ValueError):
     """The client config is unusable or would weaken a delivery guarantee."""
 
 
-class DeliveryError(Exception):
+class DeliveryError(RetriableError):
     """Kafka did not acknowledge one or more messages."""
 
 
-class TransactionError(Exception):
+class TransactionError(RetriableError):
     """A Kafka transaction failed; nothing from it is visible to read_committed consumers."""
 
 

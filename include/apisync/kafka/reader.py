@@ -9,12 +9,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from apisync.errors import RetriableError
 from apisync.kafka.producer import client_config
 
 _PRODUCER_ONLY = ("transactional.", "enable.idempotence", "acks", "linger.ms", "compression.", "partitioner")
 
 
-class TopicReadError(Exception):
+class TopicReadError(RetriableError):
     """A topic could not be read to its end."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from apisync import registry
+from apisync.errors import RetriableError
 from apisync.events import Observation
 from apisync.fence import LEDGER_PREFIX, VersionFence
 from apisync.kafka.connect import check_kafka
@@ -39,7 +40,7 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-class NormalizerSetupError(Exception):
+class NormalizerSetupError(RetriableError):
     """The normalizer cannot start (e.g. its output topics do not exist)."""
 
 

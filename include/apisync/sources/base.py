@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from apisync import errors
 from apisync.events import Observation
 from apisync.formats import http_date_s, iso_utc
 from apisync.http import ApiClient, FatalError, MalformedResponseError
@@ -46,7 +47,7 @@ class UnavailablePart(FatalError):
         return cls(error.api, error.method, error.endpoint, error.status, error.reason, params=part)
 
 
-class PartsUnavailable(Exception):
+class PartsUnavailable(errors.RetriableError):
     """Raised by a walk once it finished every part it could read: one line per part the API refused.
 
     `may_hold(object_id)` says whether an object may belong to one of those parts, so a delete sweep

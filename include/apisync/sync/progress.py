@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from apisync.errors import RetriableError
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -48,7 +50,7 @@ class RunSummary:
         return asdict(self)
 
 
-class IncompleteRun(RuntimeError):
+class IncompleteRun(RetriableError):
     """A run that synced every part of the source that answered, then failed for the parts that did not.
 
     Not fatal: Airflow retries it (a repository whose access comes back is synced by a retry) and

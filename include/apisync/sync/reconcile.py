@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from apisync.api_client import api_client
+from apisync.errors import RetriableError
 from apisync.failpoints import failpoint
 from apisync.fence import VersionFence
 from apisync.kafka.producer import Producer
@@ -35,7 +36,7 @@ log = logging.getLogger("apisync.sync")
 GONE = "missing from the listing, and the API has no such object"
 
 
-class TooManyDeletes(RuntimeError):
+class TooManyDeletes(RetriableError):
     """The diff would delete more than the configured share of a collection."""
 
 

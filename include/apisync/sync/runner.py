@@ -25,6 +25,7 @@ import orjson
 
 from apisync.api_client import MeteredLimiter, api_client
 from apisync.checkpoints import CheckpointStore, PageWriter, checkpoint_key, checkpoint_value
+from apisync.errors import RetriableError
 from apisync.events import Observation, record_value
 from apisync.http import ApiError
 from apisync.kafka.connect import check_kafka
@@ -51,7 +52,7 @@ TRANSACTION_LINGER_S = 0.05
 PREFETCH_OBJECTS = 2 * MAX_TRANSACTION_MESSAGES
 
 
-class BackfillNotDone(RuntimeError):
+class BackfillNotDone(RetriableError):
     """Incremental sync waits for a finished backfill; it has nothing safe to start from before."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 
 from apisync import registry
+from apisync.errors import FatalError
 from apisync.metrics import Metrics, metric_name
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S
 from apisync.webhooks.sink import AckingSink
@@ -54,7 +55,7 @@ class WebhookSettings:
                    **{"api_options": api_options, "public_url": public_url, **overrides})
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(FatalError):
     """The request body exceeds the configured limit."""
 
 

@@ -16,6 +16,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from apisync.errors import FatalError
+
 DEFAULT_TOLERANCE_S = 300
 
 
@@ -30,7 +32,7 @@ class RequestLine:
 NO_REQUEST = RequestLine()
 
 
-class SignatureError(Exception):
+class SignatureError(FatalError):
     """A delivery that must not be accepted; `status` is the HTTP answer."""
 
     status = 401
