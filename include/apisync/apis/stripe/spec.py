@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.stripe.connection import CONNECTION
 from apisync.apis.stripe.source import StripeSource
 from apisync.apis.stripe.webhook import StripeSignature, parse_stripe
 from apisync.http.retry import ApiSignals
@@ -45,6 +46,7 @@ SPEC = ApiSpec(
     default_rate_per_s=20.0,  # a share of live mode's 100 req/s, leaving room for the account's own apps
     signals=ApiSignals(should_retry=_should_retry, message=_message),
     webhook=WebhookSpec(StripeSignature, parse_stripe, kept_headers=("stripe-signature",)),
+    connection=CONNECTION,
     rules={
         "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
         "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,
