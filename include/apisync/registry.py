@@ -42,6 +42,9 @@ class WebhookSpec:
     # Routes of its own beside `POST /webhooks/<api>` (e.g. a SOAP endpoint): called once per app as
     # extra_routes(app, context), the context being the receiver's `ReceiverContext` for this API.
     extra_routes: Callable[[Any, Any], None] | None = None
+    # When a setting would spare the re-fetch of a thin webhook (e.g. a version pinned apart from the
+    # provider's): (raw body, parser options) -> the line that says so, or None. Logged once per normalizer run.
+    refetch_hint: Callable[[bytes, Mapping[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
