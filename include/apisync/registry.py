@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from apisync.connections import ConnectionSpec
 from apisync.http.retry import HTTP_SIGNALS, ApiSignals
 from apisync.rules import Rule, rules_from_config
 
@@ -35,9 +36,15 @@ class WebhookSpec:
     # Receiver options of its own, read from the environment: env -> options, which the receiver keeps as
     # `WebhookSettings.api_options[<api>]` for `extra_routes`.
     options_from_env: Callable[[Mapping[str, str]], Mapping[str, Any]] | None = None
+    # And from its connection's extra: extra -> options, joined with the environment's (a tuple value adds
+    # its items after the environment's; any other fills in only where the environment sets none).
+    options_from_connection: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     # Routes of its own beside `POST /webhooks/<api>` (e.g. a SOAP endpoint): called once per app as
     # extra_routes(app, context), the context being the receiver's `ReceiverContext` for this API.
     extra_routes: Callable[[Any, Any], None] | None = None
+    # When a setting would spare the re-fetch of a thin webhook (e.g. a version pinned apart from the
+    # provider's): (raw body, parser options) -> the line that says so, or None. Logged once per normalizer run.
+    refetch_hint: Callable[[bytes, Mapping[str, Any]], str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class ApiSpec:
     default_rate_per_s: float  # the account's request budget when the connection sets none
     signals: ApiSignals = HTTP_SIGNALS  # what its responses say beyond HTTP (rate limits, quota, errors)
     webhook: WebhookSpec | None = None  # None: no push channel, polling only
+    # How its account is given: connection form fields, base URL default, provider types, env variables.
+    connection: ConnectionSpec = field(default_factory=ConnectionSpec)
     rules: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # {collection: [rule, ...]}
     # Field names of its objects: the preset dictionary that compresses its ledger states
     # (`apisync.ledger_states`). NEVER change them once a ledger holds data: a state decodes only with

@@ -84,7 +84,7 @@ def check_api_connection(api: str, required: bool) -> Check:
     """The `<api>_default` connection's test; a missing one fails only when the API was asked for."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from apisync_airflow.connection_forms import connection_type
+    from apisync.connections import connection_type
     from apisync_airflow.hooks import ApiConnectionHook
 
     hook = ApiConnectionHook(api)

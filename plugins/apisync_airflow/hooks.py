@@ -2,13 +2,15 @@
 
 The connections are those of the official providers, read the way each provider reads them: Kafka
 (`kafka`: the provider's `KafkaBaseHook` builds the client config, with SASL/SSL settings, allowed
-callbacks and managed OAuth), Redis (`redis`: the Redis provider's fields), Stripe (`http`: the HTTP
-provider's host/schema/port), GitHub (`github`: token and optional Enterprise URL), Salesforce
-(`salesforce`: see salesforce_connection.py). apisync's own connection types (`apisync_<api>`, one per
-registered API, forms in connection_forms.py) store apisync's options (rate limits, `repos`, ...) as
-named form fields; on the official types they are JSON extras. The HTTP provider's `proxies`, `cert`
-and `verify` extras are refused with the environment variable that does the job instead (httpx honours
-HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE), never ignored.
+callbacks and managed OAuth), Redis (`redis`: the Redis provider's fields), and an API account as the
+HTTP provider's `http` (host/schema/port, token as password) or the type of the API's own official
+provider, read as its spec declares (`ApiSpec.connection`, an `apisync.connections.ConnectionSpec`:
+e.g. GitHub's default URL, Salesforce's OAuth grants in `apisync.apis.salesforce.connection`).
+`connection_fields` is the one place an Airflow connection becomes the plain data the core maps.
+apisync's own connection types (`apisync_<api>`, one per registered API, forms in connection_forms.py)
+store apisync's options (rate limits, `repos`, ...) as named form fields; on the official types they are
+JSON extras. The HTTP provider's `proxies`, `cert` and `verify` extras are refused with the environment
+variable that does the job instead (httpx honours HTTPS_PROXY / NO_PROXY and SSL_CERT_FILE), never ignored.
 
 Connections are read through the Task SDK (`BaseHook.get_connection`), only when a hook method is
 called, i.e. inside `execute`, never at DAG-parse time. The `*_from` functions do the translation
@@ -19,21 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
 from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import BaseHook
 
+from apisync.connections import ConnectionFields, connection_type, listed, settings_from_connection
 from apisync.errors import FatalError
-from apisync_airflow.connection_forms import coerce, connection_type
+from apisync_airflow.connection_forms import coerce
 from apisync_airflow.provider_info import api_hook_class_name
 
-# Keys of an API connection's extra that configure apisync rather than the source.
-_API_EXTRA_RESERVED = ("rate_per_s", "burst", "webhook_secrets")
-# The GitHub provider's App-authentication extras: credentials, never passed on as source options.
-_GITHUB_APP_EXTRAS = ("key_path", "private_key", "app_id", "installation_id", "token_permissions")
-GITHUB_API_URL = "https://api.github.com"
 # The Redis provider's TLS extras (RedisHook.get_conn passes exactly these to redis.Redis).
 _REDIS_SSL_ARGS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_keyfile", "ssl_certfile", "ssl_check_hostname")
 
@@ -70,12 +68,11 @@ def plain_extra(conn: Any, api: str) -> dict[str, Any]:
         raise ConnectionConfigError(f"connection {conn.conn_id!r}: a form field has the wrong type: {exc}") from None
 
 
-def _with_plain_extra(conn: Any, api: str) -> Any:
-    """A read-only view of the connection whose extra_dejson is plain_extra (what the builders read)."""
-    from types import SimpleNamespace
-
-    fields = ("conn_id", "conn_type", "host", "schema", "port", "login", "password")
-    return SimpleNamespace(**{f: getattr(conn, f, None) for f in fields}, extra_dejson=plain_extra(conn, api))
+def connection_fields(conn: Any, api: str) -> ConnectionFields:
+    """The one place an Airflow connection becomes plain data: its standard fields and its plain_extra."""
+    return ConnectionFields(conn_id=conn.conn_id, conn_type=conn.conn_type or "", host=conn.host, login=conn.login,
+                            password=conn.password, port=conn.port, schema=conn.schema,
+                            extra=plain_extra(conn, api))
 
 
 def _flag(value: Any) -> bool:
@@ -103,60 +100,21 @@ def redis_url_from(conn: Any) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
-def base_url_from(conn: Any) -> str:
-    """The API base URL as the HTTP provider builds it from host, schema and port (https by default)."""
-    host = (conn.host or "").strip().rstrip("/")
-    if not host:
-        raise ConnectionConfigError(f"connection {conn.conn_id!r}: no host (the API base URL)")
-    # The provider defaults to http; an API token must not travel in clear text unless asked for.
-    url = host if "://" in host else f"{(conn.schema or 'https').strip()}://{host}"
-    parts = urlsplit(url)
-    if conn.port and parts.port is None:
-        parts = parts._replace(netloc=f"{parts.netloc}:{conn.port}")
-    return urlunsplit(parts)
-
-
-def github_base_url_from(conn: Any) -> str:
-    """The GitHub provider's rule: the host (a GitHub Enterprise `.../api/v3` URL) or api.github.com."""
-    return base_url_from(conn) if (conn.host or "").strip() else GITHUB_API_URL
-
-
 def api_settings_from(conn: Any, api: str):
-    """ApiSettings for one API: base URL from host, token from password, options from extra."""
-    from apisync.settings import ApiSettings
+    """ApiSettings for one API, mapped from its connection as the API's spec declares (`ApiSpec.connection`)."""
+    from apisync.registry import spec_for
 
-    conn = _with_plain_extra(conn, api)
-    refuse_unsupported_http_extras(conn.conn_id, conn.extra_dejson)
-    if api == "salesforce":
-        from apisync_airflow.salesforce_connection import salesforce_settings_from
-
-        try:
-            return salesforce_settings_from(conn)
-        except (ValueError, OSError) as exc:
-            raise ConnectionConfigError(f"connection {conn.conn_id!r}: {exc}") from None
-    extra = dict(conn.extra_dejson or {})
-    is_github_type = api == "github" and conn.conn_type in ("github", connection_type("github"))
-    if not conn.password:
-        hint = (" (GitHub App authentication is not supported: installation tokens expire within a sync)"
-                if is_github_type and any(k in extra for k in _GITHUB_APP_EXTRAS) else "")
-        raise ConnectionConfigError(f"connection {conn.conn_id!r}: no API token (set the password field){hint}")
-    rate = extra.get("rate_per_s")
-    dropped = _API_EXTRA_RESERVED + (_GITHUB_APP_EXTRAS if api == "github" else ())
-    return ApiSettings(
-        api=api,
-        base_url=github_base_url_from(conn) if is_github_type else base_url_from(conn),
-        token=conn.password,
-        extra={k: v for k, v in extra.items() if k not in dropped},
-        rate_per_s=float(rate) if rate not in (None, "") else None,
-        burst=int(extra.get("burst", 5)),
-    )
+    fields = connection_fields(conn, api)
+    refuse_unsupported_http_extras(fields.conn_id, fields.extra)
+    try:
+        return settings_from_connection(api, spec_for(api).connection, fields)
+    except (ValueError, OSError) as exc:  # the mapping names what is missing, never a secret
+        raise ConnectionConfigError(f"connection {fields.conn_id!r}: {exc}") from None
 
 
 def webhook_secrets_from(extra: Mapping[str, Any]) -> tuple[str, ...]:
     """The `webhook_secrets` list of an API connection's extra (a comma-separated string works too)."""
-    raw = extra.get("webhook_secrets") or ()
-    items = raw.split(",") if isinstance(raw, str) else raw
-    return tuple(str(s).strip() for s in items if str(s).strip())
+    return listed(extra.get("webhook_secrets"))
 
 
 class KafkaConfigHook(KafkaBaseHook):
@@ -188,7 +146,7 @@ class RedisUrlHook(RedisHook):
 
 
 class ApiConnectionHook(BaseHook):
-    """Third-party API connection (`<api>_default`: apisync_<api>, http, github or salesforce type) → ApiSettings."""
+    """Third-party API connection (`<api>_default`: apisync_<api>, http or its provider's type) → ApiSettings."""
 
     conn_name_attr = "api_conn_id"
     hook_name = "apisync API"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from apisync._version import __version__
-from apisync_airflow.connection_forms import conn_fields, connection_type, ui_field_behaviour
+from apisync.connections import connection_type
+from apisync_airflow.connection_forms import conn_fields, ui_field_behaviour
 
 PACKAGE_NAME = "apisync"
 
@@ -32,10 +33,12 @@ def connection_types() -> list[dict[str, Any]]:
 
 def get_provider_info() -> dict[str, Any]:
     """The provider info dict Airflow's ProvidersManager validates and reads."""
+    from apisync.registry import APIS
+
     return {
         "package-name": PACKAGE_NAME,
         "name": "apisync",
-        "description": "Third-party API data (Stripe, GitHub, Salesforce, HubSpot) into Kafka as records and events.",
+        "description": f"Third-party API data ({', '.join(APIS)}) into Kafka as records and events.",
         "versions": [__version__],
         "connection-types": connection_types(),
         "notifications": ["apisync_airflow.notifiers.ApisyncAlertNotifier"],

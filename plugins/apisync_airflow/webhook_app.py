@@ -5,12 +5,12 @@ and the triggerer (any secrets backend, SASL/TLS settings, allowlisted callbacks
 Google Managed Kafka token callbacks), read on the first webhook; without that connection
 `APISYNC_KAFKA_CONFIG` / `APISYNC_KAFKA_*` (see apisync.kafka.config_loader).
 Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus
-the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. Salesforce organisations whose
-Outbound Messages are accepted: `APISYNC_SALESFORCE_ORG_IDS`, plus the Salesforce connection's
-`organization_id` extra (the official provider's field). The path secrets of the Outbound Messaging
-endpoint (`.../outbound-messages/<secret>`): `APISYNC_SALESFORCE_OUTBOUND_SECRETS`, plus the Salesforce
-connection's `outbound_message_secrets` extra (a list, or comma-separated). Reading env and
-contacting Kafka only on the first webhook keep the plugin importable with no Kafka or database around.
+the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. The options of an API's own
+routes: what its spec reads from the environment (`WebhookSpec.options_from_env`), joined with what it
+reads from that connection's extra (`WebhookSpec.options_from_connection`; e.g. Salesforce's accepted
+organisations, `organization_id`, and Outbound Messaging path secrets, `outbound_message_secrets`).
+Reading env and contacting Kafka only on the first webhook keep the plugin importable with no Kafka or
+database around.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from apisync.errors import FatalError
-from apisync.registry import APIS
+from apisync.registry import APIS, all_specs
 
 log = logging.getLogger("apisync.webhooks")
 
@@ -71,60 +71,62 @@ def receiver_kafka_config(env: Mapping[str, str], conn_id: str = KAFKA_CONN_ID) 
     return config
 
 
-def connection_secrets(env: Mapping[str, str], apis: tuple[str, ...] = APIS) -> dict[str, tuple[str, ...]]:
-    """`webhook_secrets` from each API connection's extra (`AIRFLOW_CONN_<API>_DEFAULT`)."""
-    from apisync_airflow.hooks import webhook_secrets_from
-
+def connection_extras(env: Mapping[str, str], apis: tuple[str, ...] = APIS) -> dict[str, dict[str, Any]]:
+    """The extra of each API connection given as `AIRFLOW_CONN_<API>_DEFAULT` (an unreadable one is left out)."""
     found = {}
     for api in apis:
         raw = env.get(f"AIRFLOW_CONN_{api.upper()}_DEFAULT", "")
+        if not raw:
+            continue
         try:
-            secrets = webhook_secrets_from(_conn_extra(raw)) if raw else ()
+            extra = _conn_extra(raw)
         except (ValueError, AttributeError):
-            log.warning("AIRFLOW_CONN_%s_DEFAULT is unreadable; no webhook secrets from it", api.upper())
-            secrets = ()
-        if secrets:
-            found[api] = secrets
+            extra = None
+        if isinstance(extra, dict):
+            found[api] = extra
+        else:
+            log.warning("AIRFLOW_CONN_%s_DEFAULT is unreadable; no webhook settings from it", api.upper())
     return found
 
 
+def connection_secrets(extras: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """`webhook_secrets` from each API connection's extra."""
+    from apisync_airflow.hooks import webhook_secrets_from
+
+    return {api: secrets for api, extra in extras.items() if (secrets := webhook_secrets_from(extra))}
+
+
+def connection_options(extras: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Receiver options each API reads from its connection's extra (`WebhookSpec.options_from_connection`)."""
+    readers = {spec.name: spec.webhook.options_from_connection for spec in all_specs()
+               if spec.webhook is not None and spec.webhook.options_from_connection is not None}
+    return {api: readers[api](extra) for api, extra in extras.items() if api in readers}
+
+
+def _joined(from_env: Mapping[str, Any], from_connection: Mapping[str, Any]) -> dict[str, Any]:
+    """The environment's options with the connection's: a tuple adds its items after the environment's (no
+    repeats); any other value fills in only where the environment sets none."""
+    joined = dict(from_env)
+    for name, value in from_connection.items():
+        if isinstance(value, tuple):
+            joined[name] = tuple(dict.fromkeys((*joined.get(name, ()), *value)))
+        else:
+            joined.setdefault(name, value)
+    return joined
+
+
 def webhook_settings_from_env(env: Mapping[str, str]):
-    """WebhookSettings with secrets from APISYNC_WEBHOOK_SECRETS_<API> and the API connections."""
+    """WebhookSettings with secrets and options from the environment and from the API connections."""
     from apisync.webhooks.receiver import WebhookSettings
 
     settings = WebhookSettings.from_env(env)  # the env's other settings (tolerance, public URL, ...) carry over
-    merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *extra)))
-              for api, extra in connection_secrets(env).items()}
-    outbound = settings.api_options.get("salesforce", {})
-    orgs = tuple(dict.fromkeys((*outbound.get("organization_ids", ()), *connection_org_ids(env))))
-    paths = tuple(dict.fromkeys((*outbound.get("outbound_secrets", ()), *connection_outbound_secrets(env))))
-    api_options = {**settings.api_options,
-                   "salesforce": {**outbound, "organization_ids": orgs, "outbound_secrets": paths}}
-    return dataclasses.replace(settings, secrets={**settings.secrets, **merged}, api_options=api_options)
-
-
-def connection_outbound_secrets(env: Mapping[str, str]) -> tuple[str, ...]:
-    """`outbound_message_secrets` of the Salesforce connection's extra (`AIRFLOW_CONN_SALESFORCE_DEFAULT`)."""
-    from apisync_airflow.hooks import webhook_secrets_from
-
-    raw = env.get("AIRFLOW_CONN_SALESFORCE_DEFAULT", "")
-    try:
-        extra = _conn_extra(raw) if raw else {}
-    except (ValueError, AttributeError):
-        return ()
-    return webhook_secrets_from({"webhook_secrets": extra.get("outbound_message_secrets")})
-
-
-def connection_org_ids(env: Mapping[str, str]) -> tuple[str, ...]:
-    """`organization_id` of the Salesforce connection's extra (`AIRFLOW_CONN_SALESFORCE_DEFAULT`)."""
-    from apisync_airflow.salesforce_connection import provider_field
-
-    raw = env.get("AIRFLOW_CONN_SALESFORCE_DEFAULT", "")
-    try:
-        org = provider_field(_conn_extra(raw), "organization_id") if raw else None
-    except (ValueError, AttributeError):
-        return ()
-    return (str(org).strip(),) if org and str(org).strip() else ()
+    extras = connection_extras(env)
+    merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *secrets)))
+              for api, secrets in connection_secrets(extras).items()}
+    options = {api: _joined(settings.api_options.get(api, {}), found)
+               for api, found in connection_options(extras).items()}
+    return dataclasses.replace(settings, secrets={**settings.secrets, **merged},
+                               api_options={**settings.api_options, **options})
 
 
 class LazyProducer:

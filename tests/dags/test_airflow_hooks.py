@@ -10,13 +10,14 @@ from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from apisync.connections import base_url_from
 from apisync_airflow.hooks import (
     ApiConnectionHook,
     ConnectionConfigError,
     KafkaConfigHook,
     RedisUrlHook,
     api_settings_from,
-    base_url_from,
+    connection_fields,
     redis_url_from,
     webhook_secrets_from,
 )
@@ -77,7 +78,7 @@ def test_the_url_gives_the_client_the_redis_provider_builds(monkeypatch, fields)
     ({"host": "https://ghe.example.com/api/v3", "port": 8443}, "https://ghe.example.com:8443/api/v3"),
 ])
 def test_base_url(fields, url):
-    assert base_url_from(conn(conn_type="http", **fields)) == url
+    assert base_url_from(connection_fields(conn(conn_type="http", **fields), "stripe")) == url
 
 
 @pytest.mark.parametrize("fields, url", [
@@ -103,7 +104,7 @@ def test_github_app_credentials_are_refused_and_never_kept():
     (lambda: redis_url_from(conn(conn_id="redis_x", conn_type="redis")), "redis_x.*no host"),
     (lambda: redis_url_from(conn(conn_id="redis_x", conn_type="redis", host="h", extra='{"cluster": true}')),
      "redis_x.*cluster"),
-    (lambda: base_url_from(conn(conn_id="api_x", conn_type="http")), "api_x.*base URL"),
+    (lambda: api_settings_from(conn(conn_id="api_x", conn_type="http", password="x"), "stripe"), "api_x.*base URL"),
 ])
 def test_incomplete_connections_name_the_connection_and_field(make, message):
     with pytest.raises(ConnectionConfigError, match=message):

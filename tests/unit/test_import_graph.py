@@ -97,5 +97,7 @@ def test_generic_modules_never_import_an_api_package():
 
 def test_the_registry_sits_at_the_bottom_of_the_core():
     graph = import_graph()
-    assert graph["apisync.registry"] <= {"apisync.http.retry", "apisync.rules"}
+    assert graph["apisync.registry"] <= {"apisync.connections", "apisync.http.retry", "apisync.rules"}
     assert graph["apisync.rules"] == set()  # rules are data: the registry hands them the spec's
+    assert graph["apisync.connections"] <= {"apisync.settings"}  # connection specs and their mapping
+    assert graph["apisync.settings"] == set()

@@ -7,6 +7,7 @@ import orjson
 import pytest
 from confluent_kafka import OFFSET_INVALID, TopicPartition
 
+from apisync import registry
 from apisync.fence import Verdict
 from apisync.normalizer import Normalizer
 
@@ -220,6 +221,31 @@ def test_thin_webhooks_of_one_key_become_one_read_and_one_record():
     assert [sorted(ids) for ids, _open in refetch.calls] == [["7", "8"]]  # one list call, each key once
     recs = [(t, k) for t, k, _v, _h in producer.sent if t == f"{API}.records"]
     assert sorted(recs) == [(f"{API}.records", b"hubspot.contact.7"), (f"{API}.records", b"hubspot.contact.8")]
+
+
+@pytest.fixture
+def hinting_spec():
+    """The API's spec with a webhook refetch hint that names each body it is asked about."""
+    original = registry.spec_for(API)
+    asked = []
+
+    def hint(body, options):
+        asked.append((orjson.loads(body)["objectId"], dict(options)))
+        return f"set the subscription's full payloads to spare reading {orjson.loads(body)['objectId']}"
+
+    registry.register(dataclasses.replace(original, webhook=dataclasses.replace(original.webhook, refetch_hint=hint)))
+    yield asked
+    registry.register(original)
+
+
+def test_the_specs_refetch_hint_is_said_once_per_run(hinting_spec, caplog):
+    norm, consumer, _producer, _refetch = normalizer()
+    for start in (1, 3):  # two batches, so a second thin webhook comes after the hint was said
+        consumer.add(WEBHOOKS, 0, [hubspot_event(start, 500), hubspot_event(start + 1, 500)])
+        drain(norm, consumer)
+    said = [r.getMessage() for r in caplog.records if "spare reading" in r.getMessage()]
+    assert said == [f"normalizer {API}: set the subscription's full payloads to spare reading 1"]
+    assert hinting_spec == [(1, {})]  # not asked again once said
 
 
 def test_non_thin_observations_of_the_key_keep_their_place_and_the_fence_decides():

@@ -7,7 +7,8 @@ import argparse
 import os
 from collections.abc import Mapping
 
-from apisync.registry import APIS
+from apisync.connections import extras_from_env
+from apisync.registry import APIS, spec_for
 from apisync.settings import ApiSettings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -54,14 +55,12 @@ def has_api_account(api: str, env: Mapping[str, str] = os.environ) -> bool:
 
 
 def api_settings_from_env(api: str, env: Mapping[str, str] = os.environ) -> ApiSettings:
-    """ApiSettings from APISYNC_<API>_* variables; a missing one is a one-line error."""
+    """ApiSettings from APISYNC_<API>_* variables (URL, TOKEN, RATE and the extras the API's spec maps from
+    its own, `ConnectionSpec.env_extras`); a missing one is a one-line error."""
     prefix = f"APISYNC_{api.upper()}_"
     missing = [name for name in ("URL", "TOKEN") if not env.get(prefix + name)]
     if missing:
         raise SystemExit(f"error: set {', '.join(prefix + m for m in missing)} to sync {api}")
     rate = env.get(prefix + "RATE")
-    repos = [r.strip() for r in env.get(prefix + "REPO", "").split(",") if r.strip()]
-    extra: dict = {"repos": repos} if repos else {}
-    if env.get(prefix + "API_VERSION"):
-        extra["api_version"] = env[prefix + "API_VERSION"]  # Stripe-Version to pin
+    extra = extras_from_env(spec_for(api).connection, env, prefix)
     return ApiSettings(api, env[prefix + "URL"], env[prefix + "TOKEN"], extra, float(rate) if rate else None)

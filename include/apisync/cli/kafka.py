@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from apisync.cli.common import common_options, kafka_config, timeout
+from apisync.registry import APIS, COLLECTIONS
 
 
 def declared() -> list:
@@ -73,9 +74,11 @@ def add_cursor(sub: argparse._SubParsersAction) -> None:
     cursor = sub.add_parser("cursor", help="inspect or reset sync checkpoints"
                             ).add_subparsers(dest="action", required=True)
     common = [common_options()]
+    # the help's example key: the first registered API's first collection
+    api, collection = next(((name, COLLECTIONS[name][0]) for name in APIS), ("<api>", "<collection>"))
     show = cursor.add_parser("show", parents=common, help="print checkpoints, optionally under a key prefix")
-    show.add_argument("prefix", nargs="?", help="e.g. stripe. or stripe.backfill.")
+    show.add_argument("prefix", nargs="?", help=f"e.g. {api}. or {api}.backfill.")
     show.set_defaults(func=_cursor_show)
     reset = cursor.add_parser("reset", parents=common, help="forget one checkpoint (stop its job first)")
-    reset.add_argument("key", help="<api>.<job>.<collection>, e.g. stripe.backfill.customer")
+    reset.add_argument("key", help=f"<api>.<job>.<collection>, e.g. {api}.backfill.{collection}")
     reset.set_defaults(func=_cursor_reset)

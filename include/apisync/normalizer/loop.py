@@ -101,7 +101,7 @@ class Normalizer(_BatchPreparation, _TieSettling, _Deferrals, _Partitions):
         # deferrals of transient re-fetch failures; their due times travel with the messages, so wall-clock
         self._defer = DeferPolicy.from_env() if defer_policy is None else defer_policy
         self._wall_clock, self._sleep = wall_clock, sleep
-        self._version_warned = False  # the Stripe version mismatch is said once per run
+        self._refetch_hint_said = False  # the spec's refetch hint is said once per run
         # Re-fetched states of keys whose thin messages a cut left for the next batch, with the polled
         # end offsets per partition they are newer than (see `_carry`).
         self._carried: dict[str, tuple[Observation, dict[tuple[str, int], int]]] = {}

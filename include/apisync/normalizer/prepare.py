@@ -11,14 +11,12 @@ two polls grows with a backlog of thin webhooks.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
+from apisync import registry
 from apisync.events import Observation
 from apisync.fence import Item
 from apisync.normalizer.batch import _per_collection, _Prepared, _spans
@@ -46,7 +44,7 @@ class _BatchPreparation:
                 if self._refetch is None:
                     ready[index] = f"thin webhook for {entry[0].key} and no re-fetch client configured"
                 else:
-                    self._warn_version(msg, entry[0])
+                    self._say_refetch_hint(msg, entry[0])
                     needs.append((index, entry[0]))
         prepared = _Prepared(messages, len(messages), ready)
         if needs:
@@ -126,17 +124,12 @@ class _BatchPreparation:
             ready[item.last] = (outcome, ready[item.last][1])
         return fetched
 
-    def _warn_version(self, msg: Any, obs: Observation) -> None:
-        """Once per run: Stripe payloads rendered in another API version than the pinned one."""
-        pinned = self._webhook_options.get("api_version")
-        if self._version_warned or self.api != "stripe" or pinned is None:
+    def _say_refetch_hint(self, msg: Any, obs: Observation) -> None:
+        """Once per run: a thin webhook whose re-fetch a setting would spare (`WebhookSpec.refetch_hint`)."""
+        webhook = registry.spec_for(self.api).webhook
+        if self._refetch_hint_said or webhook is None or webhook.refetch_hint is None:
             return
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            event = orjson.loads(msg.value())
-            version = event.get("api_version")
-            if version not in (None, pinned) and isinstance((event.get("data") or {}).get("object"), dict):
-                self._version_warned = True
-                log.warning("normalizer stripe: webhook events arrive in API version %s but apisync pins %s, so "
-                            "every such event's object is re-fetched (one request each); set the webhook "
-                            "endpoint's API version to %s, or the connection extra `api_version` to %s if "
-                            "apisync should read that version", version, pinned, pinned, version)
+        hint = webhook.refetch_hint(msg.value(), self._webhook_options)
+        if hint:
+            self._refetch_hint_said = True
+            log.warning("normalizer %s: %s", self.api, hint)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from apisync.apis.stripe.webhook import version_mismatch_hint
 from apisync.events import ObservationError
 from apisync.webhooks.dispatch import delivery_id, parse_webhook, webhook_key
 
@@ -64,3 +65,24 @@ def test_the_kafka_key_and_delivery_id():
 def test_unusable_thin_events_are_refused_with_a_reason(body, message):
     with pytest.raises(ObservationError, match=message):
         parse_webhook("stripe", body, {})
+
+
+def snapshot(version: str | None, data: object) -> bytes:
+    return orjson.dumps({"id": "evt_1", "object": "event", "type": "customer.updated", "created": 1_700_000_000,
+                         "api_version": version, "data": data})
+
+
+@pytest.mark.parametrize(("body", "options", "says"), [
+    (snapshot("2023-10-16", {"object": {"id": "cus_1", "object": "customer"}}), {"api_version": "2024-06-20"}, True),
+    (snapshot("2024-06-20", {"object": {"id": "cus_1", "object": "customer"}}), {"api_version": "2024-06-20"}, False),
+    (snapshot("2023-10-16", {"object": {"id": "cus_1", "object": "customer"}}), {}, False),  # nothing pinned
+    (snapshot(None, {"object": {"id": "cus_1", "object": "customer"}}), {"api_version": "2024-06-20"}, False),
+    (thin(api_version="2023-10-16"), {"api_version": "2024-06-20"}, False),  # thin anyway: no setting spares it
+    (snapshot("2023-10-16", "not an object"), {"api_version": "2024-06-20"}, False),
+    (b"not json", {"api_version": "2024-06-20"}, False),
+])
+def test_an_event_in_another_version_than_the_pinned_one_says_how_to_spare_its_refetch(body, options, says):
+    hint = version_mismatch_hint(body, options)
+    assert (hint is not None) is says
+    if says:
+        assert "2023-10-16" in hint and "2024-06-20" in hint and "api_version" in hint

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.github.connection import CONNECTION
 from apisync.apis.github.source import GitHubSource
 from apisync.apis.github.webhook import GitHubSignature, parse_github
 from apisync.http.ratelimit import QuotaSignal
@@ -69,6 +70,7 @@ SPEC = ApiSpec(
     webhook=WebhookSpec(GitHubSignature, parse_github, delivery_header="x-github-delivery",
                         kept_headers=("x-hub-signature-256", "x-github-event", "x-github-delivery",
                                       "x-github-hook-id")),
+    connection=CONNECTION,
     rules={
         "issue": [{"kind": "transition", "field": "state", "event": "state_changed"}],
         "pull_request": [{"kind": "transition", "field": "state", "event": "state_changed"}],

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.hubspot.connection import CONNECTION
 from apisync.apis.hubspot.source import HubSpotSource
 from apisync.apis.hubspot.webhook import HubSpotSignatureV3, parse_hubspot, split_events
 from apisync.formats import http_date_s
@@ -79,6 +80,7 @@ SPEC = ApiSpec(
     default_rate_per_s=4.0,  # under the search limit (5/s per account), itself under 100 per 10 s
     signals=ApiSignals(rate_limit_wait=_rate_limit_wait, message=_message, quota=quota),
     webhook=WebhookSpec(HubSpotSignatureV3, parse_hubspot, split=split_events),
+    connection=CONNECTION,
     rules={"deal": [{"kind": "transition", "field": "properties.dealstage", "event": "dealstage_changed"}]},
     # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
     ledger_fields=(

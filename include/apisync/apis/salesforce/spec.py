@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.salesforce.connection import CONNECTION, outbound_options_from_connection
 from apisync.apis.salesforce.source import SalesforceSource
 from apisync.apis.salesforce.webhook import parse_salesforce
 from apisync.http.ratelimit import QuotaSignal
@@ -82,7 +83,9 @@ SPEC = ApiSpec(
                        quota=quota),
     # Outbound Messages (SOAP) are received on their own route; JSON relays use Standard Webhooks.
     webhook=WebhookSpec(StandardWebhooksSignature, parse_salesforce, delivery_header="webhook-id",
-                        options_from_env=_outbound_options, extra_routes=_mount_outbound_messaging),
+                        options_from_env=_outbound_options, options_from_connection=outbound_options_from_connection,
+                        extra_routes=_mount_outbound_messaging),
+    connection=CONNECTION,
     rules={"opportunity": [{"kind": "transition", "field": "StageName", "event": "stage_changed"}]},
     # its objects' field names, the ledger states' dictionary: never change them once a ledger holds data
     ledger_fields=(

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
+from apisync.apis.stripe.connection import CONNECTION
 from apisync.apis.stripe.source import StripeSource
-from apisync.apis.stripe.webhook import StripeSignature, parse_stripe
+from apisync.apis.stripe.webhook import StripeSignature, parse_stripe, version_mismatch_hint
 from apisync.http.retry import ApiSignals
 from apisync.registry import ApiSpec, WebhookSpec
 
@@ -44,7 +45,9 @@ SPEC = ApiSpec(
     build_source=build_source,
     default_rate_per_s=20.0,  # a share of live mode's 100 req/s, leaving room for the account's own apps
     signals=ApiSignals(should_retry=_should_retry, message=_message),
-    webhook=WebhookSpec(StripeSignature, parse_stripe, kept_headers=("stripe-signature",)),
+    webhook=WebhookSpec(StripeSignature, parse_stripe, kept_headers=("stripe-signature",),
+                        refetch_hint=version_mismatch_hint),
+    connection=CONNECTION,
     rules={
         "subscription": [{"kind": "transition", "field": "status", "event": "status_changed"}],
         "invoice": [{"kind": "threshold", "field": "amount_due", "threshold": 1000,

@@ -17,9 +17,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from apisync.apis.stripe.source import COLLECTION_OF_OBJECT, DELETE_EVENTS
 from apisync.apis.stripe.subresources import is_subresource, parent_of
@@ -101,6 +104,23 @@ def parse_stripe(body: bytes, headers: Mapping[str, str], synced_at: str,
     data = None if thin else obj
     return Observation("stripe", collection, str(obj["id"]), created * 1000, "webhook", synced_at,
                        data, deleted, thin and not deleted, reason=f"Stripe {kind} event" if deleted else None)
+
+
+def version_mismatch_hint(body: bytes, options: Mapping[str, Any]) -> str | None:
+    """For an event rendered in another API version than the pinned one (`api_version` of the parser's
+    options): how to spare its re-fetch; None for any other."""
+    pinned = options.get("api_version")
+    if pinned is None:
+        return None
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+        event = orjson.loads(body)
+        version = event.get("api_version")
+        if version not in (None, pinned) and isinstance((event.get("data") or {}).get("object"), dict):
+            return (f"webhook events arrive in API version {version} but apisync pins {pinned}, so every such "
+                    f"event's object is re-fetched (one request each); set the webhook endpoint's API version "
+                    f"to {pinned}, or the connection extra `api_version` to {version} if apisync should read "
+                    "that version")
+    return None
 
 
 def _stripe_parent(kind: str, created: int, sub: dict[str, Any], synced_at: str) -> Observation:

@@ -16,38 +16,69 @@ With refresh-token rotation on in the org's app, the `refresh_token` extra is on
 every refresh returns a new token and invalidates the old one, so the newest lives in Redis, shared by
 every worker (apisync.http.refresh_tokens); a re-authorised app's new `refresh_token` starts a new chain.
 `instance_url` is where requests start; a token answer naming another instance (the org moved) wins.
+
+The connection also feeds the receiver's Outbound Messaging endpoint (`outbound_options_from_connection`):
+its `organization_id` and `outbound_message_secrets` join APISYNC_SALESFORCE_ORG_IDS and
+APISYNC_SALESFORCE_OUTBOUND_SECRETS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from apisync.connections import (
+    APISYNC_EXTRAS,
+    ConnectionFields,
+    ConnectionSpec,
+    FormField,
+    base_url_from,
+    listed,
+    rate_from,
+)
 from apisync.settings import ApiSettings, OAuthSettings
 
+LEGACY_PREFIX = "extra__salesforce__"  # the provider's older extra names
 # Extras that are credentials: they go into OAuthSettings (never repr'd), never into `extra`.
 SECRET_EXTRAS = ("consumer_secret", "private_key", "private_key_file_path", "refresh_token", "security_token")
-_RESERVED = ("rate_per_s", "burst", "webhook_secrets", "outbound_message_secrets", *SECRET_EXTRAS)
+_RESERVED = (*APISYNC_EXTRAS, "outbound_message_secrets", *SECRET_EXTRAS)
+
+FORM_FIELDS = (
+    FormField("instance_url", "Instance URL", "The org's My Domain URL, e.g. https://acme.my.salesforce.com."),
+    FormField("auth_flow", "OAuth grant", "Empty: inferred from the fields set (private key, refresh "
+              "token, consumer secret).", "choice", ("refresh_token", "client_credentials", "jwt_bearer")),
+    FormField("consumer_key", "Consumer key", "The connected app's client id."),
+    FormField("consumer_secret", "Consumer secret", "Client credentials and refresh-token grants.", "secret"),
+    FormField("refresh_token", "Refresh token", "Refresh-token grant: where the token chain starts.", "secret"),
+    FormField("private_key", "Private key (PEM)", "JWT-bearer grant: the RS256 signing key.", "secret"),
+    FormField("private_key_file_path", "Private key file", "JWT-bearer grant: a PEM file on the workers."),
+    FormField("domain", "Login domain", "login (production) or test (sandbox) for JWT bearer; or a "
+              "My Domain URL."),
+    FormField("token_url", "Token URL", "Empty: <instance URL>/services/oauth2/token."),
+    FormField("audience", "JWT audience", "Empty: https://login.salesforce.com (test.salesforce.com for "
+              "domain test)."),
+    FormField("lookback_s", "Lookback (s)", "The smallest window re-read on every incremental run "
+              "(late commits).", "number"),
+)
 
 
-def provider_field(extra: dict[str, Any], name: str) -> Any:
+def provider_field(extra: Mapping[str, Any], name: str) -> Any:
     """An extra by its short name, else by the provider's legacy `extra__salesforce__` name."""
-    return extra.get(name) or extra.get(f"extra__salesforce__{name}") or None
+    return extra.get(name) or extra.get(f"{LEGACY_PREFIX}{name}") or None
 
 
-def instance_url_from(conn: Any, extra: dict[str, Any]) -> str:
+def instance_url_from(conn: ConnectionFields, extra: Mapping[str, Any]) -> str:
     """The org's instance (My Domain) URL: extra instance_url, else instance, else the host."""
     url = str(provider_field(extra, "instance_url") or provider_field(extra, "instance") or "").strip().rstrip("/")
     if url:
         return url if "://" in url else f"https://{url}"
     if not conn.host:
         raise ValueError("no instance URL: set extra instance_url (e.g. https://mycompany.my.salesforce.com)")
-    from apisync_airflow.hooks import base_url_from
-
     return base_url_from(conn)
 
 
-def login_url_from(extra: dict[str, Any], instance_url: str) -> str:
+def login_url_from(extra: Mapping[str, Any], instance_url: str) -> str:
     """Where tokens come from: extra token_url, else the provider's `domain`, else the instance."""
     if extra.get("token_url"):
         return str(extra["token_url"])
@@ -58,7 +89,7 @@ def login_url_from(extra: dict[str, Any], instance_url: str) -> str:
     return f"{base.rstrip('/')}/services/oauth2/token"
 
 
-def choose_flow(conn: Any, extra: dict[str, Any]) -> str:
+def choose_flow(conn: ConnectionFields, extra: Mapping[str, Any]) -> str:
     """The explicit `auth_flow`, else the documented inference order (module docstring)."""
     if extra.get("auth_flow"):
         return str(extra["auth_flow"])
@@ -74,7 +105,7 @@ def choose_flow(conn: Any, extra: dict[str, Any]) -> str:
                      "refresh_token, or private_key (JWT bearer); username-password login is not supported")
 
 
-def oauth_from(conn: Any, extra: dict[str, Any], flow: str, instance_url: str) -> OAuthSettings:
+def oauth_from(conn: ConnectionFields, extra: Mapping[str, Any], flow: str, instance_url: str) -> OAuthSettings:
     """OAuthSettings for one of the three grants (ValueError naming a missing field)."""
     key = provider_field(extra, "private_key")
     key_path = provider_field(extra, "private_key_file_path")
@@ -90,14 +121,30 @@ def oauth_from(conn: Any, extra: dict[str, Any], flow: str, instance_url: str) -
                          private_key=str(key or ""), username=str(conn.login or ""), audience=str(audience))
 
 
-def salesforce_settings_from(conn: Any) -> ApiSettings:
+def salesforce_settings_from(conn: ConnectionFields) -> ApiSettings:
     """ApiSettings for a Salesforce connection (ValueError naming the field that is missing)."""
-    extra = dict(conn.extra_dejson or {})
+    extra = dict(conn.extra)
     instance_url = instance_url_from(conn, extra)
     flow = choose_flow(conn, extra)
     oauth = None if flow == "access_token" else oauth_from(conn, extra, flow, instance_url)
-    rate = extra.get("rate_per_s")
-    kept = {k: v for k, v in extra.items() if k.removeprefix("extra__salesforce__") not in _RESERVED}
+    kept = {k: v for k, v in extra.items() if k.removeprefix(LEGACY_PREFIX) not in _RESERVED}
     return ApiSettings(api="salesforce", base_url=instance_url, token=(conn.password or "") if oauth is None else "",
-                       extra=kept, rate_per_s=float(rate) if rate not in (None, "") else None,
-                       burst=int(extra.get("burst", 5)), oauth=oauth)
+                       extra=kept, rate_per_s=rate_from(extra), burst=int(extra.get("burst", 5)), oauth=oauth)
+
+
+def outbound_options_from_connection(extra: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The Outbound Messaging endpoint's options a connection gives: its organisation, its path secrets."""
+    org = str(provider_field(extra, "organization_id") or "").strip()
+    return {"organization_ids": (org,) if org else (),
+            "outbound_secrets": listed(extra.get("outbound_message_secrets"))}
+
+
+CONNECTION = ConnectionSpec(
+    form_fields=FORM_FIELDS,
+    # The JWT-bearer grant signs the integration user's username (its `sub` claim): the login field.
+    shown_fields={"login": "Username (JWT bearer)",
+                  "password": "Access token (static; leave empty with an OAuth grant)"},
+    placeholders={"instance_url": "https://acme.my.salesforce.com", "login": "integration@acme.com"},
+    provider_conn_types=("salesforce",),
+    settings_from=salesforce_settings_from,
+)
