@@ -8,7 +8,8 @@ import httpx
 import orjson
 import pytest
 
-from apisync.apis.github.source import RE_KEYED, GitHubSource, is_name_keyed, record_id, split_id, unique_repos
+from apisync.apis.github.keys import RE_KEYED, is_name_keyed, record_id, split_id, unique_repos
+from apisync.apis.github.source import GitHubSource
 from apisync.apis.github.webhook import parse_github
 from apisync.http import ApiClient, BearerTokenAuth
 from apisync.registry import spec_for

@@ -15,7 +15,8 @@ from api_simulator.app import create_app
 from api_simulator.clock import Clock
 from api_simulator.config import SimulatorConfig
 from api_simulator.state import Simulator
-from apisync.apis.github.source import PULL_REQUEST_SIMPLE, GitHubSource
+from apisync.apis.github.keys import PULL_REQUEST_SIMPLE
+from apisync.apis.github.source import GitHubSource
 from apisync.apis.github.webhook import parse_github
 from apisync.http import ApiClient
 from apisync.registry import spec_for

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from apisync.apis.github.keys import RE_KEYED, Repository, is_name_keyed, record_data, record_id, split_id, unique_repos
 from apisync.apis.github.reviews import ReviewWalks
 from apisync.apis.github.walks import CreatedOrderWalk, KeysetWalk, UpdatedDescWalk, get_page
 from apisync.events import Observation, iso_to_ms, ms_to_iso
@@ -54,71 +54,11 @@ LOOKBACK_MS = 60_000
 # 403 (SAML SSO enforced, an app installation without access), 451 (blocked for legal reasons).
 # https://docs.github.com/en/rest/authentication/authenticating-to-the-rest-api#failed-login-limit
 REPOSITORY_REFUSALS = (403, 404, 451)
-RE_KEYED = ("re-keyed: GitHub issues and pull requests are keyed by repository id, and this key names the "
-            "repository by name")
 _ANNOUNCED_RENAMES: set[tuple[str, str]] = set()  # log a rename once per process, not once per page
 # The repository-wide listing of each collection walked by `since` (review comments: `/pulls/comments`,
 # https://docs.github.com/en/rest/pulls/comments#list-review-comments-in-a-repository: since, sort, direction).
 LISTINGS = {"issue": "issues", "issue_comment": "issues/comments", "pull_request_review_comment": "pulls/comments"}
 COMMENTS = ("issue_comment", "pull_request_review_comment")  # keyed by their global id
-# The fields of GitHub's `pull-request-simple`: what GET /pulls lists
-# (https://docs.github.com/en/rest/pulls/pulls#list-pull-requests). GET /pulls/{number} adds `merged`,
-# `mergeable`, `comments`, `additions`, ... (`pull-request`, https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request)
-# and a `pull_request` delivery carries that full object and more (`pull-request-webhook`,
-# https://docs.github.com/en/webhooks/webhook-events-and-payloads#pull_request). A poll can only list, and a
-# GET per PR would cost one request each, so every path keeps the list's fields: a PR seen by a poll, then by
-# a webhook or a re-fetch, is the same record, not a change.
-PULL_REQUEST_SIMPLE = frozenset((
-    "url", "id", "node_id", "html_url", "diff_url", "patch_url", "issue_url", "commits_url", "review_comments_url",
-    "review_comment_url", "comments_url", "statuses_url", "number", "state", "locked", "title", "user", "body",
-    "labels", "milestone", "active_lock_reason", "created_at", "updated_at", "closed_at", "merged_at",
-    "merge_commit_sha", "assignee", "assignees", "requested_reviewers", "requested_teams", "head", "base",
-    "_links", "author_association", "auto_merge", "stack", "draft"))
-
-
-@dataclass(frozen=True, slots=True)
-class Repository:
-    """One configured repository as GitHub names it now: its stable id and its current full name."""
-
-    id: int
-    full_name: str
-
-
-def record_id(repository_id: int, number: Any) -> str:
-    """`<repository id>#<number>`: the record id of an issue or pull request, the same on every path."""
-    return f"{int(repository_id)}#{int(number)}"
-
-
-def record_data(collection: str, data: Any) -> Any:
-    """An object as its record holds it, whichever path observed it: a pull request keeps `pull-request-simple`'s
-    fields (see PULL_REQUEST_SIMPLE); any other object stays as GitHub sent it."""
-    if collection != "pull_request" or not isinstance(data, dict):
-        return data
-    return {name: value for name, value in data.items() if name in PULL_REQUEST_SIMPLE}
-
-
-def split_id(object_id: str) -> tuple[int, int]:
-    """`<repository id>#<number>` -> (repository id, number)."""
-    repository, _, number = object_id.rpartition("#")
-    if not repository.isdigit() or not number.isdigit():
-        raise ValueError(f"github issue/PR id must look like <repository id>#<number>, got {object_id!r}")
-    return int(repository), int(number)
-
-
-def is_name_keyed(object_id: str) -> bool:
-    """Whether an id names its repository (`owner/repo#n`), as keys written before repository ids did."""
-    repository, _, number = object_id.rpartition("#")
-    return repository.count("/") == 1 and number.isdigit()
-
-
-def unique_repos(repos: Sequence[str]) -> list[str]:
-    """Each repository once, in the given order; names that differ only in case are one repository."""
-    seen: dict[str, str] = {}
-    for repo in repos:
-        seen.setdefault(repo.lower(), repo)
-    return list(seen.values())
-
-
 class GitHubSource:
     """Issues, pull requests, comments and reviews of the repositories in the connection (`owner/name` each)."""
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apisync.apis.github.keys import record_data, record_id
 from apisync.apis.github.reviews import review_record_id
-from apisync.apis.github.source import record_data, record_id
 from apisync.events import Observation, ObservationError, iso_to_ms
 from apisync.webhooks.payloads import json_object, lowered
 from apisync.webhooks.signatures import (
