@@ -115,7 +115,7 @@ def test_a_renamed_repository_is_followed_and_announced_once(
     clean_slate(seed=14, objects=20)
     sim.post("/_admin/github/rename", json={"repo": "apisync/tools", "to": "apisync/toolbox"}).raise_for_status()
     settings = settings_for("github", kafka_config, redis_url, simulator_url)
-    with caplog.at_level(logging.WARNING, logger="apisync.sources.github"):
+    with caplog.at_level(logging.WARNING, logger="apisync.apis.github"):
         for collection in COLLECTIONS:
             run_backfill(settings, collection)
         _mutate(sim, None, 20, ["create", "update"])

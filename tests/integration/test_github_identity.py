@@ -78,7 +78,7 @@ def test_a_rename_and_a_connection_in_another_case_keep_one_key_per_object_on_ev
     assert any(m["id"].startswith(TOOLS) for m in after)  # sent with the new full_name
     delivered = wait_until_webhooks_delivered(sim, "github")
     assert delivered["delivered"] >= 30 and len(settled_read(kafka_config, "github.webhooks")) >= 30
-    with caplog.at_level(logging.WARNING, logger="apisync.sources.github"):
+    with caplog.at_level(logging.WARNING, logger="apisync.apis.github"):
         for collection in EVERY_COLLECTION:
             run_incremental(settings, collection)  # the connection still names apisync/TOOLS: 301 followed
     assert any("renamed to ApiSync/Toolbox" in r.getMessage() for r in caplog.records)

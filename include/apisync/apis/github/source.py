@@ -47,7 +47,7 @@ from apisync.sources.base import (
 )
 from apisync.sources.keyset import MAX_CURSOR_BYTES, MAX_RECENT, KeysetPosition
 
-log = logging.getLogger("apisync.sources.github")
+log = logging.getLogger("apisync.apis.github")
 PER_PAGE = 100
 LOOKBACK_MS = 60_000
 # How GitHub refuses a repository the token can no longer see: 404 (deleted, or private to this token),

@@ -30,7 +30,7 @@ LOOKBACK_MS = 60_000  # ties and clock jitter; long transactions are covered by 
 # REST API's 16,384-byte URI limit and SOQL's 100,000-character statement limit.
 REFETCH_IDS = 200
 REPLICATION_DAYS = 29  # `updated/` accepts a start at most 30 days back
-log = logging.getLogger("apisync.sources.salesforce")
+log = logging.getLogger("apisync.apis.salesforce")
 _AUDIT = ("OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 # Declared fields per object (a connector names what it syncs; SOQL has no SELECT *).
 OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -38,7 +38,7 @@ from apisync.events import ms_to_iso
 from apisync.http import ApiClient, FatalError, MalformedResponseError
 from apisync.sources.base import require
 
-log = logging.getLogger("apisync.sources.stripe")
+log = logging.getLogger("apisync.apis.stripe")
 
 EVENTS_PATH = "/v1/events"
 MAX_SEEN = 1_000  # ~31 KB of checkpoint JSON, far below Kafka's 1 MB message limit

@@ -21,7 +21,7 @@ from apisync.events import ms_to_iso
 from apisync.http import ApiClient, FatalError, MalformedResponseError
 from apisync.sources.base import require
 
-log = logging.getLogger("apisync.sources.stripe")
+log = logging.getLogger("apisync.apis.stripe")
 
 MAX_IDS_AT_CREATED = 1_000
 

@@ -55,7 +55,7 @@ from apisync.events import Observation, iso_to_ms, ms_to_iso
 from apisync.http import ApiClient, FatalError
 from apisync.sources.base import Batch, ObservationFactory, require, server_time_ms
 
-log = logging.getLogger("apisync.sources.stripe")
+log = logging.getLogger("apisync.apis.stripe")
 
 DEFAULT_API_VERSION = "2024-06-20"
 PAGE_SIZE = 100
