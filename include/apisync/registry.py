@@ -1,8 +1,10 @@
 """The registry of API specs, at the bottom of the core: it knows no API by name and imports none.
 
 Each API declares an `ApiSpec` in its package (`apisync.apis.<api>`), registered once by importing
-`apisync.apis` (what every entry point does: the CLI, the receiver, the Airflow plugin, the tests); a
-test (or a plugin) may register its own with `register`. Everything generic (topics, CLI choices, DAGs,
+`apisync.apis` (what every entry point does: the CLI, the receiver, the Airflow plugin, the tests). A
+process that imports only generic modules (a script calling `normalize`, a worker) gets them on its first
+lookup: the registry loads `BUILTIN_APIS` by name then, like a plugin, so it never imports an API itself.
+A test (or a plugin) may register its own with `register`. Everything generic (topics, CLI choices, DAGs,
 the receiver, the normalizer, the sync runs) asks this module, never an API's package.
 
 `APIS` and `COLLECTIONS` are live views of the registry, so an API registered later (a plugin, a test)
@@ -11,6 +13,7 @@ appears in topics, CLI choices, DAGs and the normalizer without touching them.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +72,20 @@ class ApiSpec:
 _SPECS: dict[str, ApiSpec] = {}
 
 
+# The package that registers the built-in APIs (one line each), loaded by name on the first lookup.
+BUILTIN_APIS = "apisync.apis"
+_builtins_loaded = False
+
+
+def _specs() -> dict[str, ApiSpec]:
+    """The registered specs, the built-in APIs among them."""
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first: the package's own imports look things up here
+        importlib.import_module(BUILTIN_APIS)
+    return _SPECS
+
+
 def register(spec: ApiSpec) -> ApiSpec:
     """Add (or replace) an API: topics, CLI, DAGs, receiver and normalizer pick it up."""
     _SPECS[spec.name] = spec
@@ -83,14 +100,14 @@ def unregister(name: str) -> None:
 def spec_for(api: str) -> ApiSpec:
     """The spec of `api`; a one-line error naming the known APIs otherwise."""
     try:
-        return _SPECS[api]
+        return _specs()[api]
     except KeyError:
         raise KeyError(f"unknown api {api!r}; known: {', '.join(_SPECS) or 'none'}") from None
 
 
 def all_specs() -> tuple[ApiSpec, ...]:
     """Every registered API, in registration order."""
-    return tuple(_SPECS.values())
+    return tuple(_specs().values())
 
 
 def build_source(settings: Any) -> Any:
@@ -117,10 +134,10 @@ class _Apis(Sequence[str]):
     """The registered API names, in registration order."""
 
     def __getitem__(self, index):  # noqa: ANN001 - int or slice, as for any sequence
-        return tuple(_SPECS)[index]
+        return tuple(_specs())[index]
 
     def __len__(self) -> int:
-        return len(_SPECS)
+        return len(_specs())
 
     def __repr__(self) -> str:
         return repr(tuple(self))
@@ -131,15 +148,15 @@ class _Collections(Mapping[str, tuple[str, ...]]):
 
     def __getitem__(self, api: str) -> tuple[str, ...]:
         try:
-            return _SPECS[api].collections
+            return _specs()[api].collections
         except KeyError:
             raise KeyError(api) from None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(tuple(_SPECS))
+        return iter(tuple(_specs()))
 
     def __len__(self) -> int:
-        return len(_SPECS)
+        return len(_specs())
 
 
 APIS: Sequence[str] = _Apis()
