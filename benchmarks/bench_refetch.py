@@ -42,8 +42,13 @@ def drain(stack: Stack, one_by_one: bool) -> tuple[float, int]:
     from apisync.webhooks.refetch import source_refetcher
     from devstack.airflow import SIMULATOR_TOKENS
 
+    # An earlier path may have reset the simulator to fewer objects (bursts keeps 10 per collection).
+    httpx.post(f"{stack.simulator_url}/_admin/reset", json={"objects": OBJECTS},
+               timeout=60).raise_for_status()
     contacts = sorted(httpx.get(f"{stack.simulator_url}/_admin/truth/hubspot", timeout=60).json()
                       ["objects"]["contact"].items())[:OBJECTS]
+    if len(contacts) < OBJECTS:
+        raise RuntimeError(f"the simulator holds {len(contacts)} HubSpot contacts, the bench needs {OBJECTS}")
     ns = stack.namespace("hubspot", partitions=3)
     producer = Producer(stack.kafka_config)
     for k in range(PER_OBJECT):
