@@ -82,7 +82,11 @@ def _specs() -> dict[str, ApiSpec]:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True  # first: the package's own imports look things up here
-        importlib.import_module(BUILTIN_APIS)
+        try:
+            importlib.import_module(BUILTIN_APIS)
+        except BaseException:
+            _builtins_loaded = False  # the next lookup raises the same import error, not "unknown api"
+            raise
     return _SPECS
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 
 from apisync import registry
+from apisync.connections import listed
 from apisync.errors import FatalError
 from apisync.metrics import Metrics, metric_name
 from apisync.webhooks.signatures import DEFAULT_TOLERANCE_S
@@ -43,8 +44,7 @@ class WebhookSettings:
         APISYNC_WEBHOOK_PUBLIC_URL, and what each registered API reads itself (`WebhookSpec.options_from_env`)."""
         env = os.environ if env is None else env
         prefix = "APISYNC_WEBHOOK_SECRETS_"
-        secrets = {k.removeprefix(prefix).lower(): tuple(s.strip() for s in v.split(",") if s.strip())
-                   for k, v in env.items() if k.startswith(prefix)}
+        secrets = {k.removeprefix(prefix).lower(): listed(v) for k, v in env.items() if k.startswith(prefix)}
         tolerance = int(env.get("APISYNC_WEBHOOK_TOLERANCE_S", DEFAULT_TOLERANCE_S))
         max_body = int(env.get("APISYNC_WEBHOOK_MAX_BODY", DEFAULT_MAX_BODY))
         public_url = env.get("APISYNC_WEBHOOK_PUBLIC_URL", "").strip()

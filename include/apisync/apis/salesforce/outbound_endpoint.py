@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 import apisync.apis.salesforce.outbound_messaging as om
+from apisync.connections import listed
 from apisync.formats import epoch_to_iso
 from apisync.webhooks.context import BodyTooLarge, ReceiverContext
 
@@ -56,12 +57,7 @@ class OutboundOptions:
 
 def options_from_env(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     """The endpoint's options from APISYNC_SALESFORCE_ORG_IDS, ..._OUTBOUND_SECRETS, ..._OUTBOUND_ALLOWED_IPS."""
-    return {name: _listed(env, variable) for name, variable in ENV_OPTIONS.items()}
-
-
-def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated variable's non-empty items."""
-    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+    return {name: listed(env.get(variable, "")) for name, variable in ENV_OPTIONS.items()}
 
 
 class RedactPathSecret(logging.Filter):
