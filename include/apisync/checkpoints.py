@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from apisync.errors import RetriableError
+from apisync.errors import FatalError, RetriableError
 from apisync.failpoints import failpoint
 from apisync.kafka.producer import Outgoing, Producer, client_config
 from apisync.kafka.reader import TopicReadError, read_topic
@@ -27,7 +27,12 @@ WRITER_DEFAULTS = {"linger.ms": 2}
 
 
 class CheckpointError(RetriableError):
-    """The checkpoint topic could not be read or a checkpoint is malformed."""
+    """The checkpoint topic could not be read (the broker or the topic is away: a retry may find it)."""
+
+
+class MalformedCheckpoint(FatalError):
+    """A checkpoint is not a JSON object with a cursor: rereading it yields the same bytes, so only a
+    person can decide (reset it and re-read the collection; the fence absorbs the duplicates)."""
 
 
 def checkpoint_key(api: str, job: str, collection: str) -> str:
@@ -59,17 +64,27 @@ def checkpoint_value(cursor: Mapping[str, Any], pages: int, done: bool = False, 
 
 
 def fold(records: Iterable[tuple[str, bytes | None]]) -> dict[str, dict]:
-    """Last value per key, in offset order; a tombstone removes the key."""
-    state: dict[str, dict] = {}
+    """Last value per key, in offset order; a tombstone removes the key. Only the last value is parsed:
+    a malformed value that a later one replaced (compaction may not have removed it yet) is no error."""
+    latest: dict[str, bytes] = {}
     for key, value in records:
         if value is None:
-            state.pop(key, None)
-            continue
-        try:
-            state[key] = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise CheckpointError(f"checkpoint {key!r} is not valid JSON") from None
-    return state
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    return {key: _parsed(key, value) for key, value in latest.items()}
+
+
+def _parsed(key: str, value: bytes) -> dict:
+    """One checkpoint value, or MalformedCheckpoint saying what is wrong and how to recover."""
+    remedy = f"`python -m apisync cursor reset {key}` makes the next run re-read the collection"
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise MalformedCheckpoint(f"checkpoint {key!r} is not valid JSON; {remedy}") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("cursor"), dict):
+        raise MalformedCheckpoint(f"checkpoint {key!r} has no cursor object; {remedy}")
+    return parsed
 
 
 class CheckpointStore:

@@ -1,4 +1,5 @@
-"""A malformed page fails the run with one line naming API, endpoint and cursor; the checkpoint stays."""
+"""A malformed page fails the run with one line naming API, endpoint and cursor; the checkpoint stays.
+A malformed checkpoint fails it at once, naming the key and the reset that recovers."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import httpx
 import pytest
 from sync_helpers import settings_for
 
-from apisync.checkpoints import CheckpointStore
+from apisync.checkpoints import CheckpointStore, MalformedCheckpoint
 from apisync.http import ApiError, MalformedResponseError, RetriableError
+from apisync.kafka.producer import Producer, client_config
+from apisync.kafka.topics import CHECKPOINTS_TOPIC
 from apisync.registry import build_source
 from apisync.sync import run_backfill
 
@@ -49,3 +52,22 @@ def test_bad_page_after_a_good_one_keeps_the_checkpoint(fault, error, clean_slat
     httpx.delete(f"{simulator_url}/_admin/faults")
     resumed = run_backfill(settings, "customer")
     assert resumed.pages == 2 and resumed.records == 20  # pages 2 and 3 only
+
+
+def test_a_malformed_checkpoint_fails_the_run_at_once_and_a_reset_recovers(clean_slate, kafka_config, redis_url,
+                                                                           simulator_url):
+    clean_slate(seed=3, objects=30)
+    settings = settings_for("stripe", kafka_config, redis_url, simulator_url, page_size=10)
+    key = "stripe.backfill.customer"
+    garbage = Producer(client_config(kafka_config))
+    garbage.produce(CHECKPOINTS_TOPIC, key, b'{"pages": 2}')  # e.g. a hand-written value without a cursor
+    garbage.flush(30)
+
+    with pytest.raises(MalformedCheckpoint) as raised:
+        run_backfill(settings, "customer")
+    assert str(raised.value) == (f"checkpoint '{key}' has no cursor object; "
+                                 f"`python -m apisync cursor reset {key}` makes the next run re-read the collection")
+
+    CheckpointStore(kafka_config).reset(key)
+    recovered = run_backfill(settings, "customer")
+    assert recovered.records == 30 and CheckpointStore(kafka_config).load(key)["done"]

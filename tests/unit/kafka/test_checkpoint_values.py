@@ -5,7 +5,15 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from apisync.checkpoints import CheckpointError, PageWriter, checkpoint_key, checkpoint_value, fold, transactional_id
+from apisync.checkpoints import (
+    MalformedCheckpoint,
+    PageWriter,
+    checkpoint_key,
+    checkpoint_value,
+    fold,
+    transactional_id,
+)
+from apisync.errors import FatalError
 from apisync.kafka.producer import Producer
 
 
@@ -31,20 +39,33 @@ def test_value_shape_and_utc_timestamp():
 
 def test_fold_keeps_last_value_per_key_and_tombstones_reset():
     records = [
-        ("a", orjson.dumps({"cursor": 1})),
-        ("b", orjson.dumps({"cursor": 1})),
-        ("a", orjson.dumps({"cursor": 2})),
+        ("a", orjson.dumps({"cursor": {"n": 1}})),
+        ("b", orjson.dumps({"cursor": {"n": 1}})),
+        ("a", orjson.dumps({"cursor": {"n": 2}})),
         ("b", None),
-        ("c", orjson.dumps({"cursor": 1})),
+        ("c", orjson.dumps({"cursor": {"n": 1}})),
         ("c", None),
-        ("c", orjson.dumps({"cursor": 3})),
+        ("c", orjson.dumps({"cursor": {"n": 3}})),
     ]
-    assert fold(records) == {"a": {"cursor": 2}, "c": {"cursor": 3}}
+    assert fold(records) == {"a": {"cursor": {"n": 2}}, "c": {"cursor": {"n": 3}}}
 
 
-def test_fold_rejects_garbage_naming_the_key():
-    with pytest.raises(CheckpointError, match="'stripe.backfill.customer' is not valid JSON"):
-        fold([("stripe.backfill.customer", b"{nope")])
+@pytest.mark.parametrize(("value", "problem"), [
+    (b"{nope", "is not valid JSON"),
+    (b"[1, 2]", "has no cursor object"),
+    (b'{"pages": 3}', "has no cursor object"),
+    (b'{"cursor": "abc"}', "has no cursor object"),
+])
+def test_fold_rejects_a_malformed_checkpoint_as_fatal_naming_the_key_and_the_remedy(value, problem):
+    with pytest.raises(MalformedCheckpoint) as raised:
+        fold([("stripe.backfill.customer", value)])
+    assert str(raised.value).startswith(f"checkpoint 'stripe.backfill.customer' {problem}; ")
+    assert "python -m apisync cursor reset stripe.backfill.customer" in str(raised.value)
+    assert isinstance(raised.value, FatalError)  # rereading yields the same bytes: no retry can help
+
+
+def test_a_malformed_checkpoint_that_a_tombstone_removed_is_never_parsed():
+    assert fold([("a", b"{nope"), ("a", None), ("a", orjson.dumps({"cursor": {}}))]) == {"a": {"cursor": {}}}
 
 
 def test_page_writer_requires_a_transactional_producer():
