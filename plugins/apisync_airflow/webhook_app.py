@@ -1,28 +1,28 @@
-"""The webhook receiver as the api-server sees it: settings from env, producer built on first request.
+"""The webhook receiver as the api-server sees it: settings from env and connections, producer built on first request.
 
 Kafka config: the `kafka_default` connection, built by the Kafka provider's hook exactly as for tasks
 and the triggerer (any secrets backend, SASL/TLS settings, allowlisted callbacks, Amazon MSK IAM and
 Google Managed Kafka token callbacks), read on the first webhook; without that connection
 `APISYNC_KAFKA_CONFIG` / `APISYNC_KAFKA_*` (see apisync.kafka.config_loader).
-Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus
-the `webhook_secrets` list in the extra of `AIRFLOW_CONN_<API>_DEFAULT`. The options of an API's own
-routes: what its spec reads from the environment (`WebhookSpec.options_from_env`), joined with what it
-reads from that connection's extra (`WebhookSpec.options_from_connection`; e.g. Salesforce's accepted
-organisations, `organization_id`, and Outbound Messaging path secrets, `outbound_message_secrets`).
-Reading env and contacting Kafka only on the first webhook keep the plugin importable with no Kafka or
-database around.
+Webhook secrets: `APISYNC_WEBHOOK_SECRETS_<API>` (comma-separated), plus the `webhook_secrets` list in
+the extra of the `<api>_default` connection, wherever Airflow keeps it (environment, secrets backend,
+the metadata database), re-read every minute. The options of an API's own routes: what its spec reads
+from the environment (`WebhookSpec.options_from_env`), joined with what it reads from that connection's
+extra (`WebhookSpec.options_from_connection`; e.g. Salesforce's accepted organisations,
+`organization_id`, and Outbound Messaging path secrets, `outbound_message_secrets`). Reading connections
+and contacting Kafka only from the first webhook on keep the plugin importable with no Kafka or database
+around.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from apisync.errors import FatalError
 from apisync.registry import APIS, all_specs
@@ -31,22 +31,11 @@ log = logging.getLogger("apisync.webhooks")
 
 
 KAFKA_CONN_ID = "kafka_default"
+CONNECTION_REFRESH_S = 60.0  # how stale a secret changed in a connection may be
 
 
 class WebhookConfigError(FatalError):
     """The receiver has no usable Kafka config."""
-
-
-def _conn_extra(raw: str) -> dict[str, Any]:
-    """The extra of an AIRFLOW_CONN_* value, JSON form or URI form."""
-    raw = raw.strip()
-    if raw.startswith("{"):
-        extra = json.loads(raw).get("extra") or {}
-        return json.loads(extra) if isinstance(extra, str) else dict(extra)
-    query = parse_qs(urlsplit(raw).query)
-    if "__extra__" in query:
-        return dict(json.loads(query["__extra__"][0]))
-    return {key: values[-1] for key, values in query.items()}
 
 
 def receiver_kafka_config(env: Mapping[str, str], conn_id: str = KAFKA_CONN_ID) -> dict[str, Any]:
@@ -71,21 +60,24 @@ def receiver_kafka_config(env: Mapping[str, str], conn_id: str = KAFKA_CONN_ID) 
     return config
 
 
-def connection_extras(env: Mapping[str, str], apis: tuple[str, ...] = APIS) -> dict[str, dict[str, Any]]:
-    """The extra of each API connection given as `AIRFLOW_CONN_<API>_DEFAULT` (an unreadable one is left out)."""
+def api_connection_extras(apis: tuple[str, ...] = APIS) -> dict[str, dict[str, Any]]:
+    """The extra of each API's `<api>_default` connection, looked up as a task looks it up: environment
+    variables, the configured secrets backend (Vault, AWS Secrets Manager, ...) and, in the api-server, the
+    metadata database (a connection made in the UI). A missing connection is left out; one that cannot be
+    read is logged in one line and left out."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     found = {}
     for api in apis:
-        raw = env.get(f"AIRFLOW_CONN_{api.upper()}_DEFAULT", "")
-        if not raw:
-            continue
+        conn_id = f"{api}_default"
         try:
-            extra = _conn_extra(raw)
-        except (ValueError, AttributeError):
-            extra = None
-        if isinstance(extra, dict):
-            found[api] = extra
-        else:
-            log.warning("AIRFLOW_CONN_%s_DEFAULT is unreadable; no webhook settings from it", api.upper())
+            found[api] = dict(BaseHook.get_connection(conn_id).extra_dejson)
+        except AirflowNotFoundException:
+            continue
+        except Exception as exc:  # a backend's failure must not take the receiver down; its text may hold secrets
+            log.warning("connection %s could not be read (%s); no webhook settings from it", conn_id,
+                        type(exc).__name__)
     return found
 
 
@@ -115,18 +107,43 @@ def _joined(from_env: Mapping[str, Any], from_connection: Mapping[str, Any]) -> 
     return joined
 
 
-def webhook_settings_from_env(env: Mapping[str, str]):
-    """WebhookSettings with secrets and options from the environment and from the API connections."""
+def receiver_settings(env: Mapping[str, str], extras: Mapping[str, Mapping[str, Any]]):
+    """WebhookSettings from the environment joined with what the API connections' extras add (secrets listed
+    in both are kept once; the environment's first)."""
     from apisync.webhooks.receiver import WebhookSettings
 
     settings = WebhookSettings.from_env(env)  # the env's other settings (tolerance, public URL, ...) carry over
-    extras = connection_extras(env)
     merged = {api: tuple(dict.fromkeys((*settings.secrets.get(api, ()), *secrets)))
               for api, secrets in connection_secrets(extras).items()}
     options = {api: _joined(settings.api_options.get(api, {}), found)
                for api, found in connection_options(extras).items()}
     return dataclasses.replace(settings, secrets={**settings.secrets, **merged},
                                api_options={**settings.api_options, **options})
+
+
+class ConnectionBackedSettings:
+    """The receiver's current settings: the environment's, joined with the API connections' extras re-read
+    at most every `refresh_s` seconds, so a secret added or rotated in the UI or a secrets backend takes
+    effect within a minute, without restarting the api-server. The first read happens on the first webhook
+    (loading the plugin must not need a database), and a read is a handful of lookups, so it runs inline."""
+
+    def __init__(self, env: Mapping[str, str], refresh_s: float = CONNECTION_REFRESH_S,
+                 extras: Callable[[], Mapping[str, Mapping[str, Any]]] = api_connection_extras,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._env, self._refresh_s, self._extras, self._clock = env, refresh_s, extras, clock
+        self._settings: Any = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            if self._settings is None or self._clock() - self._read_at >= self._refresh_s:
+                settings = receiver_settings(self._env, self._extras())
+                if self._settings is None or sorted(settings.secrets) != sorted(self._settings.secrets):
+                    log.info("apisync webhook receiver: endpoints for %s",
+                             ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
+                self._settings, self._read_at = settings, self._clock()
+            return self._settings
 
 
 class LazyProducer:
@@ -164,12 +181,10 @@ class LazyProducer:
 
 def create_webhook_app(env: Mapping[str, str] | None = None, producer_factory: Callable[..., Any] | None = None):
     """The receiver FastAPI app for the api-server; Kafka is contacted on the first webhook only."""
-    from apisync.webhooks.receiver import PRODUCER_DEFAULTS, create_app
-
-    env = dict(os.environ if env is None else env)
-    settings = webhook_settings_from_env(env)
-    log.info("apisync webhook receiver: endpoints for %s", ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
+    from apisync.webhooks.receiver import PRODUCER_DEFAULTS, WebhookSettings, create_app
     from apisync_airflow.metrics import AirflowStatsMetrics
 
-    return create_app(settings, LazyProducer(lambda: {**PRODUCER_DEFAULTS, **receiver_kafka_config(env)},
-                                             producer_factory), AirflowStatsMetrics())
+    env = dict(os.environ if env is None else env)
+    return create_app(WebhookSettings.from_env(env),
+                      LazyProducer(lambda: {**PRODUCER_DEFAULTS, **receiver_kafka_config(env)}, producer_factory),
+                      AirflowStatsMetrics(), current=ConnectionBackedSettings(env))

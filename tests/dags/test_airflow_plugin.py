@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -12,11 +13,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from apisync_airflow.webhook_app import (
+    ConnectionBackedSettings,
     LazyProducer,
     WebhookConfigError,
+    api_connection_extras,
     create_webhook_app,
     receiver_kafka_config,
-    webhook_settings_from_env,
+    receiver_settings,
 )
 from webhook_signing import sign_github
 
@@ -86,9 +89,9 @@ def mounted(env: dict, factory=RecordingProducer) -> tuple[TestClient, list]:
 def test_signed_github_webhook_is_stored_raw_under_apisync_prefix(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT",
                        json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": "k:9092"}}))
-    env = {"AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps({"conn_type": "http",
-                                                      "extra": {"webhook_secrets": [GITHUB_SECRET]}})}
-    client, built = mounted(env)
+    monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT",
+                       json.dumps({"conn_type": "http", "extra": {"webhook_secrets": [GITHUB_SECRET]}}))
+    client, built = mounted({})
     assert built == []  # nothing built before the first webhook
     body = b'{"action": "edited", "issue": {"number": 7, "updated_at": "2026-01-01T00:00:00Z"}}'
     answer = client.post("/apisync/webhooks/github", content=body, headers={
@@ -171,14 +174,83 @@ def test_kafka_config_missing_says_what_to_set(monkeypatch):
         receiver_kafka_config({})
 
 
-def test_secrets_from_env_and_connection_are_merged_without_duplicates():
-    env = {"APISYNC_WEBHOOK_SECRETS_STRIPE": "whsec_new,whsec_old",
-           "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps({"conn_type": "http",
-                                                      "extra": {"webhook_secrets": ["whsec_old", "whsec_x"]}}),
-           "AIRFLOW_CONN_GITHUB_DEFAULT": "not json at all {"}
-    settings = webhook_settings_from_env(env)
+def test_secrets_from_env_and_connection_are_merged_without_duplicates(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT",
+                       json.dumps({"conn_type": "http", "extra": {"webhook_secrets": ["whsec_old", "whsec_x"]}}))
+    monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT", "not json at all {")
+    settings = receiver_settings({"APISYNC_WEBHOOK_SECRETS_STRIPE": "whsec_new,whsec_old"}, api_connection_extras())
     assert settings.secrets == {"stripe": ("whsec_new", "whsec_old", "whsec_x")}
     assert "whsec" not in repr(settings)
+
+
+@pytest.fixture
+def api_connections_in_a_secrets_backend(tmp_path, monkeypatch):
+    """Writes `<api>_default` connections into a local-filesystem secrets backend (as with Vault or AWS
+    Secrets Manager: no AIRFLOW_CONN_* variable); call it again to change them."""
+    from airflow.sdk.configuration import clear_secrets_backends_cache
+
+    path = tmp_path / "connections.json"
+    for api in ("stripe", "github", "salesforce", "hubspot"):
+        monkeypatch.delenv(f"AIRFLOW_CONN_{api.upper()}_DEFAULT", raising=False)
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend")
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"connections_file_path": str(path)}))
+    clear_secrets_backends_cache()
+
+    def write(**extras):
+        path.write_text(json.dumps({f"{api}_default": {"conn_type": "http", "extra": json.dumps(extra)}
+                                    for api, extra in extras.items()}))
+    write()
+    yield write
+    clear_secrets_backends_cache()  # the next test's lookups must not keep this backend
+
+
+def post_github(client, secret, body=b'{"action": "edited"}'):
+    return client.post("/apisync/webhooks/github", content=body, headers={
+        "X-Hub-Signature-256": sign_github(secret, body), "X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-9"})
+
+
+def test_the_receiver_reads_webhook_secrets_from_a_connection_in_a_secrets_backend(
+        api_connections_in_a_secrets_backend, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
+    api_connections_in_a_secrets_backend(github={"webhook_secrets": [GITHUB_SECRET]})
+    client, built = mounted({"APISYNC_KAFKA_BOOTSTRAP": "k:1"})
+    assert post_github(client, GITHUB_SECRET).status_code == 200
+    assert post_github(client, "not the secret").status_code == 401
+    assert [value for p in built for _topic, _key, value, _headers in p.sent] == [b'{"action": "edited"}']
+
+
+def test_a_secret_rotated_in_the_connection_takes_effect_at_the_next_refresh(api_connections_in_a_secrets_backend):
+    now = [1000.0]
+    current = ConnectionBackedSettings({}, refresh_s=60, clock=lambda: now[0])
+    api_connections_in_a_secrets_backend(github={"webhook_secrets": ["first"]})
+    assert current().secrets == {"github": ("first",)}
+    api_connections_in_a_secrets_backend(github={"webhook_secrets": ["second"]}, stripe={"webhook_secrets": ["s"]})
+    now[0] += 59
+    assert current().secrets == {"github": ("first",)}  # read at most once a minute
+    now[0] += 1
+    assert current().secrets == {"github": ("second",), "stripe": ("s",)}
+    api_connections_in_a_secrets_backend()  # the connections deleted: their endpoints go with them
+    now[0] += 60
+    assert current().secrets == {}
+
+
+def test_a_connection_that_cannot_be_read_is_one_line_and_the_others_still_count(monkeypatch, caplog):
+    from airflow.sdk import BaseHook
+
+    def get_connection(conn_id):
+        if conn_id == "github_default":
+            raise RuntimeError("vault sealed; token=hvs.SECRET")
+        return real(conn_id)
+
+    real = BaseHook.get_connection
+    monkeypatch.setattr(BaseHook, "get_connection", get_connection)
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT",
+                       json.dumps({"conn_type": "http", "extra": {"webhook_secrets": ["whsec_x"]}}))
+    with caplog.at_level(logging.WARNING, logger="apisync.webhooks"):
+        extras = api_connection_extras(("stripe", "github"))
+    assert extras == {"stripe": {"webhook_secrets": ["whsec_x"]}}
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection github_default could not be read (RuntimeError); no webhook settings from it"]
 
 
 def test_lazy_producer_builds_once():

@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk import Connection
 
 from apisync_airflow.hooks import ConnectionConfigError, api_settings_from
-from apisync_airflow.webhook_app import webhook_settings_from_env
+from apisync_airflow.webhook_app import receiver_settings
 
 SECRET = "cs-s3cr3t"
 INSTANCE = "https://acme.my.salesforce.com"
@@ -37,8 +37,8 @@ def test_an_unusable_connection_is_a_config_error_naming_it():
 
 def test_the_receiver_accepts_the_connections_organization():
     conn = {"conn_type": "salesforce", "extra": {"organization_id": "00D5g000004ApisAAA"}}
-    env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_ORG_IDS": "00DOTHER0000001"}
-    outbound = webhook_settings_from_env(env).api_options["salesforce"]
+    outbound = receiver_settings({"APISYNC_SALESFORCE_ORG_IDS": "00DOTHER0000001"},
+                                 {"salesforce": conn["extra"]}).api_options["salesforce"]
     assert outbound["organization_ids"] == ("00DOTHER0000001", "00D5g000004ApisAAA")
 
 
@@ -46,9 +46,9 @@ def test_the_receiver_accepts_the_connections_organization():
 def test_the_outbound_messaging_path_secret_comes_from_the_connection_and_the_env(listed):
     conn = {"conn_type": "salesforce", "extra": {"instance_url": INSTANCE, "consumer_key": "ck",
                                                  "consumer_secret": SECRET, "outbound_message_secrets": listed}}
-    env = {"AIRFLOW_CONN_SALESFORCE_DEFAULT": json.dumps(conn), "APISYNC_SALESFORCE_OUTBOUND_SECRETS": "env-secret"}
-    assert webhook_settings_from_env(env).api_options["salesforce"]["outbound_secrets"] == ("env-secret",
-                                                                                           "om-path-secret")
+    env = {"APISYNC_SALESFORCE_OUTBOUND_SECRETS": "env-secret"}
+    assert receiver_settings(env, {"salesforce": conn["extra"]}).api_options["salesforce"]["outbound_secrets"] == \
+        ("env-secret", "om-path-secret")
     settings = api_settings_from(sf(extra=conn["extra"]), "salesforce")
     assert "outbound_message_secrets" not in settings.extra and "om-path-secret" not in repr(settings)
 

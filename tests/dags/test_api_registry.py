@@ -19,7 +19,7 @@ from apisync.webhooks.dispatch import parse_webhook
 from apisync_airflow.factory import api_dags
 from apisync_airflow.hooks import api_settings_from
 from apisync_airflow.provider_info import get_provider_info
-from apisync_airflow.webhook_app import webhook_settings_from_env
+from apisync_airflow.webhook_app import receiver_settings
 
 
 def _parse(body: bytes, headers, synced_at: str, **_options) -> Observation:
@@ -99,5 +99,5 @@ def test_a_registered_api_maps_its_connection_as_its_spec_declares(acme_with_con
 
 def test_the_receiver_joins_an_apis_options_from_its_connection_with_the_environments(acme_with_connection):
     conn = {"conn_type": "apisync_acme", "extra": {"sites": ["conn-site", "env-site"], "mode": "strict"}}
-    options = webhook_settings_from_env({"AIRFLOW_CONN_ACME_DEFAULT": json.dumps(conn)}).api_options["acme"]
+    options = receiver_settings({}, {"acme": conn["extra"]}).api_options["acme"]
     assert options == {"sites": ("env-site", "conn-site"), "mode": "strict"}

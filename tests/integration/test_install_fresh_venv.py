@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -25,8 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sync_helpers import live_mismatches, settled_read, truth, wait_for
 
 from apisync._version import __version__
+from apisync.kafka.admin import admin_client, ensure
+from apisync.kafka.reader import read_topic
+from apisync.kafka.topics import declared_topics
 from apisync_airflow import rest
 from devstack.airflow import SIMULATOR_SALESFORCE_APP, SIMULATOR_TOKENS, AirflowStandalone, connection_env
+from webhook_signing import sign_github
 
 pytestmark = [pytest.mark.install, pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -111,6 +116,8 @@ def airflow(venv, tmp_path_factory, kafka_bootstrap, redis_url, simulator_url):
     dags.mkdir()
     (dags / "apisync_dags.py").write_text(DAG_FILE)
     conns = connection_env(kafka_bootstrap, redis_url, simulator_url)
+    # github_default is saved in the metadata database by a test, as the UI saves it: no variable may shadow it.
+    del conns["AIRFLOW_CONN_GITHUB_DEFAULT"]
     # Stripe through apisync's own connection type, its options as the form stores them (strings).
     conns["AIRFLOW_CONN_STRIPE_DEFAULT"] = orjson.dumps({
         "conn_type": "apisync_stripe", "host": simulator_url, "password": SIMULATOR_TOKENS["stripe"],
@@ -247,3 +254,28 @@ def test_the_connection_form_and_test_button_come_from_the_installed_provider(ai
         assert accepted["status"] is True and "authenticated" in accepted["message"], (case, accepted)
         assert refused["status"] is False and REFUSALS[case] in refused["message"], (case, refused)
         assert "\n" not in refused["message"], (case, refused)
+
+
+def test_a_webhook_secret_saved_in_the_ui_is_used_by_the_api_servers_receiver(airflow, kafka_bootstrap):
+    """`github_default` only in the metadata database, saved through the REST API as the UI saves it: the
+    receiver on the api-server finds its `webhook_secrets` (re-read every minute) and stores what is signed
+    with it, and refuses what is not."""
+    ensure(admin_client({"bootstrap.servers": kafka_bootstrap}), declared_topics(apis=["github"]))
+    secret, delivery = f"saved-in-the-ui-{uuid.uuid4()}", str(uuid.uuid4())
+    body = orjson.dumps({"action": "edited", "marker": delivery})
+    with airflow.client() as api:
+        saved = api.post("/connections", json={"connection_id": "github_default", "conn_type": "http",
+                                               "extra": orjson.dumps({"webhook_secrets": [secret]}).decode()})
+        assert saved.status_code == 201, saved.text
+
+    def post(signed_with: str) -> httpx.Response:
+        return httpx.post(f"{airflow.url}/apisync/webhooks/github", content=body, timeout=30, headers={
+            "X-Hub-Signature-256": sign_github(signed_with, body), "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": delivery, "Content-Type": "application/json"})
+
+    answer = wait_for(lambda: (a := post(secret)).status_code == 200 and a, "the saved secret accepted", 120, every_s=2)
+    assert answer.json() == {"status": "stored"}
+    assert post("not-the-saved-secret").status_code == 401
+    stored = [m for m in read_topic({"bootstrap.servers": kafka_bootstrap}, "github.webhooks", timeout=60)
+              if m.value() == body]
+    assert len(stored) == 1 and dict(stored[0].headers())["x-github-delivery"] == delivery.encode()

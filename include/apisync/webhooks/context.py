@@ -99,9 +99,14 @@ class ReceiverContext:
     """What the receiver lends one API's own routes (`WebhookSpec.extra_routes(app, context)`)."""
 
     api: str
-    settings: WebhookSettings
+    current: Callable[[], WebhookSettings]  # the settings a request is judged by (they may be refreshed)
     sink: AckingSink
     metrics: WebhookMetrics
+
+    @property
+    def settings(self) -> WebhookSettings:
+        """The receiver's settings now: read them per request, never keep them."""
+        return self.current()
 
     @property
     def options(self) -> Mapping[str, Any]:

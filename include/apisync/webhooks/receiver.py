@@ -20,7 +20,7 @@ next to the raw body are the generic ones (`KEPT_HEADERS`) and those every regis
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -93,8 +93,13 @@ def _stored() -> Response:
     return Response(STORED_BODY, media_type="application/json")
 
 
-def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL_METRICS) -> FastAPI:
-    """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all)."""
+def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL_METRICS,
+               current: Callable[[], WebhookSettings] | None = None) -> FastAPI:
+    """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all). `settings` build the
+    app (body limit, acknowledgement timeout, topic prefix); `current`, when given, returns the settings
+    each request is judged by (secrets, API options, tolerance), e.g. re-read from a secrets store so a
+    rotated secret takes effect without a restart; it is called once per request and must be cheap."""
+    current = current or (lambda: settings)
     app = FastAPI(title="apisync webhooks", docs_url=None, redoc_url=None)
     sink = AckingSink(producer, settings.ack_timeout_s)
     counted = WebhookMetrics(metrics)
@@ -111,16 +116,17 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
     app.add_route("/webhooks/{api}", receive, methods=["POST"])
 
     async def _receive(api: str, request: Request) -> tuple[Response, int]:
-        secrets = settings.secrets.get(api)
+        now = current()
+        secrets = now.secrets.get(api)
         if not secrets:
             return _answer(404, f"no webhook endpoint for api {api!r}"), 0
         try:
-            body = await read_limited(request, settings.max_body_bytes)
+            body = await read_limited(request, now.max_body_bytes)
         except BodyTooLarge:
-            return _answer(413, f"body larger than {settings.max_body_bytes} bytes"), 0
-        line = RequestLine(request.method, called_url(request, settings.public_url))
+            return _answer(413, f"body larger than {now.max_body_bytes} bytes"), 0
+        line = RequestLine(request.method, called_url(request, now.public_url))
         try:
-            scheme_for(api, secrets, settings.tolerance_s).verify(body, request.headers, settings.clock(), line)
+            scheme_for(api, secrets, now.tolerance_s).verify(body, request.headers, now.clock(), line)
         except SignatureError as exc:
             log.warning("rejected %s webhook: %s", api, exc)
             return _answer(exc.status, str(exc)), 0
@@ -144,7 +150,7 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
 
     for spec in registry.all_specs():
         if spec.webhook is not None and spec.webhook.extra_routes is not None:
-            spec.webhook.extra_routes(app, ReceiverContext(spec.name, settings, sink, counted))
+            spec.webhook.extra_routes(app, ReceiverContext(spec.name, current, sink, counted))
 
     @app.get("/webhooks/health")
     async def health() -> dict[str, str]:

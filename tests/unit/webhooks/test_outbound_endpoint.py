@@ -85,3 +85,25 @@ def test_the_access_log_never_shows_the_path_secret():
     outbound = {"organization_ids": (ORG,), "outbound_secrets": (SECRET,)}
     create_app(WebhookSettings(api_options={"salesforce": outbound}), RecordingProducer())
     assert any(isinstance(f, RedactPathSecret) for f in logging.getLogger("uvicorn.access").filters)
+
+
+def test_a_bad_allow_list_entry_answers_503_so_salesforce_retries_after_the_fix(caplog):
+    producer = RecordingProducer()
+    with caplog.at_level(logging.ERROR, logger="apisync.webhooks"):
+        answer = post(client(producer, outbound_allowed_ips=("13.108.0.0/14", "salesforce")),
+                      f"{OUTBOUND_PATH}/{SECRET}")
+    assert answer.status_code == 503 and b"Ack" not in answer.content and producer.stored == []
+    assert "outbound_allowed_ips): not an IP network: 'salesforce'" in caplog.text
+
+
+def test_the_options_are_read_per_request_so_a_secret_set_later_needs_no_restart():
+    producer, options = RecordingProducer(), {"organization_ids": (ORG,)}
+    app = create_app(WebhookSettings(), producer,
+                     current=lambda: WebhookSettings(api_options={"salesforce": dict(options)}))
+    test_client = TestClient(app)
+    assert post(test_client, f"{OUTBOUND_PATH}/{SECRET}").status_code == 404  # no path secret yet: off
+    options["outbound_secrets"] = (SECRET,)
+    assert post(test_client, f"{OUTBOUND_PATH}/{SECRET}").status_code == 200
+    options["outbound_secrets"] = ("rotated",)
+    assert post(test_client, f"{OUTBOUND_PATH}/{SECRET}").status_code == 401
+    assert len(producer.stored) == 1

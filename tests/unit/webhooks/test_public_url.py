@@ -83,8 +83,7 @@ def test_the_public_url_comes_from_the_environment():
 
 
 def test_the_airflow_plugin_keeps_the_public_url_from_the_environment():
-    from apisync_airflow.webhook_app import webhook_settings_from_env
+    from apisync_airflow.webhook_app import receiver_settings
 
-    settings = webhook_settings_from_env({"APISYNC_WEBHOOK_PUBLIC_URL": PUBLIC,
-                                          "APISYNC_WEBHOOK_SECRETS_HUBSPOT": SECRET})
+    settings = receiver_settings({"APISYNC_WEBHOOK_PUBLIC_URL": PUBLIC, "APISYNC_WEBHOOK_SECRETS_HUBSPOT": SECRET}, {})
     assert (settings.public_url, settings.secrets["hubspot"]) == (PUBLIC, (SECRET,))

@@ -216,3 +216,21 @@ def test_kept_headers_are_stored_the_first_of_a_repeated_one_and_no_others():
     (_topic, _key, _value, stored), = producer.stored
     assert stored["user-agent"] == b"Stripe/1.0"
     assert set(stored) == {"stripe-signature", "user-agent", "apisync-received-at"}
+
+
+def test_secrets_are_judged_by_the_current_settings_of_each_request():
+    producer, secrets = RecordingProducer(), {}
+    app = create_app(WebhookSettings(), producer, current=lambda: WebhookSettings(secrets=dict(secrets),
+                                                                                   clock=lambda: NOW))
+    test_client = TestClient(app)
+
+    def post():
+        return test_client.post("/webhooks/stripe", content=BODY, headers={
+            "Stripe-Signature": sign_stripe("whsec_new", BODY, NOW), "Content-Type": "application/json"})
+
+    assert post().status_code == 404  # no secret yet: no endpoint
+    secrets["stripe"] = ("whsec_old", "whsec_new")
+    assert post().status_code == 200
+    secrets["stripe"] = ("whsec_newer",)  # rotated past the sender's secret
+    assert post().status_code == 401
+    assert len(producer.stored) == 1

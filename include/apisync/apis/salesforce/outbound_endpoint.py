@@ -19,6 +19,7 @@ published ranges; empty: any), each comma-separated.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -114,12 +115,16 @@ def _outbound_refusal(request: Request, options: OutboundOptions, networks: tupl
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(allowed_ips: tuple[str, ...]) -> tuple:
+    """The parsed allow-list, once per distinct setting (the options are read per request)."""
+    return om.allowed_networks(allowed_ips)
+
+
 def mount_outbound_messaging(app: FastAPI, context: ReceiverContext) -> None:
-    """POST /webhooks/salesforce/outbound-messages/<secret>: SOAP in, one message per notification, Ack out."""
-    options = OutboundOptions.of(context.options)
-    networks = om.allowed_networks(options.outbound_allowed_ips)
-    if options.outbound_secrets:
-        _redact_access_log()
+    """POST /webhooks/salesforce/outbound-messages/<secret>: SOAP in, one message per notification, Ack out.
+    The options are read per request: a path secret set later (e.g. in the connection) needs no restart."""
+    _redact_access_log()
 
     async def receive_outbound(request: Request) -> Response:
         answer, stored = await _receive_outbound(request)
@@ -131,6 +136,12 @@ def mount_outbound_messaging(app: FastAPI, context: ReceiverContext) -> None:
     app.add_route(OUTBOUND_PATH + "/{secret}", receive_outbound, methods=["POST"])
 
     async def _receive_outbound(request: Request) -> tuple[Response, int]:
+        options = OutboundOptions.of(context.options)
+        try:
+            networks = _networks(options.outbound_allowed_ips)
+        except ValueError as exc:  # our setting is wrong, not the message: no Ack, Salesforce retries it later
+            log.error("Salesforce Outbound Messaging allow-list (outbound_allowed_ips): %s", exc)
+            return _fault(503, "the receiver's allowed sender networks are misconfigured"), 0
         refusal = _outbound_refusal(request, options, networks)
         if refusal is not None:
             return refusal, 0
