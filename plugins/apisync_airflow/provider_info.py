@@ -42,5 +42,7 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "connection-types": connection_types(),
         "notifications": ["apisync_airflow.notifiers.ApisyncAlertNotifier"],
-        "plugins": [{"name": "apisync", "plugin-class": "apisync_airflow.plugin.ApisyncPlugin"}],
+        # No "plugins" entry: Airflow loads a provider's plugins only with `lazy_discover_providers = False`
+        # (not the default), so the plugin comes through the package's `airflow.plugins` entry point, which is
+        # always loaded; declaring it here as well would register it twice and show a plugin import error.
     }

@@ -49,8 +49,21 @@ def test_the_provider_info_is_what_airflow_accepts():
         built = hook(**{hook.conn_name_attr: "some_conn"})
         assert (hook.conn_type, built.api_conn_id) == (conn_type["connection-type"], "some_conn")
         assert hook.default_conn_name == f"{built.api}_default" and isinstance(built, ApiConnectionHook)
-    for dotted in info["notifications"] + [p["plugin-class"] for p in info["plugins"]]:
+    for dotted in info["notifications"]:
         assert resolve(dotted) is not None
+
+
+def test_the_plugin_comes_from_the_packages_entry_point_once():
+    """Airflow always loads `airflow.plugins` entry points, a provider's own plugins only when providers are
+    discovered eagerly: the receiver must come through the entry point, and only through it."""
+    from airflow.plugins_manager import AirflowPlugin
+
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    (plugin_path,) = entry_points["airflow.plugins"].values()
+    plugin = resolve(plugin_path)
+    assert issubclass(plugin, AirflowPlugin) and plugin.name == "apisync"
+    assert [app["url_prefix"] for app in plugin.fastapi_apps] == ["/apisync"]
+    assert "plugins" not in get_provider_info()
 
 
 def test_every_api_form_has_its_options():
