@@ -121,29 +121,51 @@ def receiver_settings(env: Mapping[str, str], extras: Mapping[str, Mapping[str, 
                                api_options={**settings.api_options, **options})
 
 
+def _in_a_thread(job: Callable[[], None]) -> None:
+    threading.Thread(target=job, name="apisync-webhook-settings", daemon=True).start()
+
+
 class ConnectionBackedSettings:
     """The receiver's current settings: the environment's, joined with the API connections' extras re-read
-    at most every `refresh_s` seconds, so a secret added or rotated in the UI or a secrets backend takes
-    effect within a minute, without restarting the api-server. The first read happens on the first webhook
-    (loading the plugin must not need a database), and a read is a handful of lookups, so it runs inline."""
+    every `refresh_s` seconds, so a secret added or rotated in the UI or a secrets backend takes effect
+    within a minute, without restarting the api-server.
+
+    The first read happens on the first webhook (loading the plugin must not need a database) and that
+    request waits for it; every later read runs in a thread while requests are judged by the settings read
+    before, so a slow secrets backend never stalls the api-server's event loop more than once."""
 
     def __init__(self, env: Mapping[str, str], refresh_s: float = CONNECTION_REFRESH_S,
                  extras: Callable[[], Mapping[str, Mapping[str, Any]]] = api_connection_extras,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._env, self._refresh_s, self._extras, self._clock = env, refresh_s, extras, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 start: Callable[[Callable[[], None]], None] = _in_a_thread) -> None:
+        self._env, self._refresh_s, self._extras, self._clock, self._start = env, refresh_s, extras, clock, start
         self._settings: Any = None
-        self._read_at = 0.0
+        self._due_at = 0.0  # when the next read starts
         self._lock = threading.Lock()
 
     def __call__(self):
         with self._lock:
-            if self._settings is None or self._clock() - self._read_at >= self._refresh_s:
-                settings = receiver_settings(self._env, self._extras())
-                if self._settings is None or sorted(settings.secrets) != sorted(self._settings.secrets):
-                    log.info("apisync webhook receiver: endpoints for %s",
-                             ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
-                self._settings, self._read_at = settings, self._clock()
-            return self._settings
+            first, due = self._settings is None, self._clock() >= self._due_at
+            if due:
+                self._due_at = self._clock() + self._refresh_s  # one read at a time, a period apart
+        if first:
+            self._read()
+        elif due:
+            self._start(self._read)
+        return self._settings
+
+    def _read(self) -> None:
+        try:
+            settings = receiver_settings(self._env, self._extras())
+        except Exception as exc:  # e.g. an extra of a shape its API cannot read; the text may hold a secret
+            log.error("apisync webhook receiver: the API connections could not be read (%s); the settings "
+                      "read before stay", type(exc).__name__)
+            settings = self._settings or receiver_settings(self._env, {})
+        with self._lock:
+            before, self._settings = self._settings, settings
+        if before is None or sorted(settings.secrets) != sorted(before.secrets):
+            log.info("apisync webhook receiver: endpoints for %s",
+                     ", ".join(sorted(settings.secrets)) or "no api (no secrets)")
 
 
 class LazyProducer:

@@ -220,18 +220,45 @@ def test_the_receiver_reads_webhook_secrets_from_a_connection_in_a_secrets_backe
 
 
 def test_a_secret_rotated_in_the_connection_takes_effect_at_the_next_refresh(api_connections_in_a_secrets_backend):
-    now = [1000.0]
-    current = ConnectionBackedSettings({}, refresh_s=60, clock=lambda: now[0])
+    now, started = [1000.0], []
+    current = ConnectionBackedSettings({}, refresh_s=60, clock=lambda: now[0], start=started.append)
     api_connections_in_a_secrets_backend(github={"webhook_secrets": ["first"]})
-    assert current().secrets == {"github": ("first",)}
+    assert current().secrets == {"github": ("first",)}  # the first read: the first request waits for it
     api_connections_in_a_secrets_backend(github={"webhook_secrets": ["second"]}, stripe={"webhook_secrets": ["s"]})
     now[0] += 59
-    assert current().secrets == {"github": ("first",)}  # read at most once a minute
+    assert current().secrets == {"github": ("first",)} and started == []  # read at most once a minute
     now[0] += 1
+    assert current().secrets == {"github": ("first",)}  # the read starts beside the request, not in it
+    (read,) = started
+    assert current().secrets == {"github": ("first",)} and len(started) == 1  # one read at a time
+    read()
     assert current().secrets == {"github": ("second",), "stripe": ("s",)}
     api_connections_in_a_secrets_backend()  # the connections deleted: their endpoints go with them
     now[0] += 60
+    current()
+    started[-1]()
     assert current().secrets == {}
+
+
+def test_a_read_that_fails_keeps_the_settings_read_before(caplog):
+    extras = [{"github": {"webhook_secrets": ["kept"]}}]
+
+    def read():
+        if isinstance(extras[0], Exception):
+            raise extras[0]
+        return extras[0]
+
+    now, started = [0.0], []
+    current = ConnectionBackedSettings({}, refresh_s=60, extras=read, clock=lambda: now[0], start=started.append)
+    assert current().secrets == {"github": ("kept",)}
+    extras[0] = TypeError("secret-in-the-message")
+    now[0] += 60
+    current()
+    with caplog.at_level(logging.ERROR, logger="apisync.webhooks"):
+        started[-1]()
+    assert current().secrets == {"github": ("kept",)}
+    assert "could not be read (TypeError); the settings read before stay" in caplog.text
+    assert "secret-in-the-message" not in caplog.text
 
 
 def test_a_connection_that_cannot_be_read_is_one_line_and_the_others_still_count(monkeypatch, caplog):
