@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from airflow_secrets import connections_file_backend
 from apisync_airflow.webhook_app import (
     ConnectionBackedSettings,
     LazyProducer,
@@ -187,21 +188,14 @@ def test_secrets_from_env_and_connection_are_merged_without_duplicates(monkeypat
 def api_connections_in_a_secrets_backend(tmp_path, monkeypatch):
     """Writes `<api>_default` connections into a local-filesystem secrets backend (as with Vault or AWS
     Secrets Manager: no AIRFLOW_CONN_* variable); call it again to change them."""
-    from airflow.sdk.configuration import clear_secrets_backends_cache
-
-    path = tmp_path / "connections.json"
-    for api in ("stripe", "github", "salesforce", "hubspot"):
-        monkeypatch.delenv(f"AIRFLOW_CONN_{api.upper()}_DEFAULT", raising=False)
-    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend")
-    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"connections_file_path": str(path)}))
-    clear_secrets_backends_cache()
-
     def write(**extras):
         path.write_text(json.dumps({f"{api}_default": {"conn_type": "http", "extra": json.dumps(extra)}
                                     for api, extra in extras.items()}))
-    write()
-    yield write
-    clear_secrets_backends_cache()  # the next test's lookups must not keep this backend
+
+    apis = ("stripe", "github", "salesforce", "hubspot")
+    with connections_file_backend(monkeypatch, tmp_path / "connections.json", [f"{a}_default" for a in apis]) as path:
+        write()
+        yield write
 
 
 def post_github(client, secret, body=b'{"action": "edited"}'):

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from sync_helpers import served, settled_read, wait_for
 
+from airflow_secrets import connections_file_backend
 from apisync.kafka.admin import admin_client, ensure
 from apisync.kafka.reader import read_topic
 from apisync.kafka.topics import declared_topics
@@ -191,16 +192,10 @@ def _healthy(base: str) -> bool:
 @pytest.fixture
 def connection_in_a_secrets_backend(tls_config, tmp_path, monkeypatch):
     """`kafka_default` only in a local-filesystem secrets backend, as with Vault or AWS Secrets Manager."""
-    from airflow.sdk.configuration import clear_secrets_backends_cache
-
     path = tmp_path / "connections.json"
     path.write_text(json.dumps({"kafka_default": {"conn_type": "kafka", "extra": json.dumps(tls_config)}}))
-    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
-    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", "airflow.secrets.local_filesystem.LocalFilesystemBackend")
-    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"connections_file_path": str(path)}))
-    clear_secrets_backends_cache()
-    yield
-    clear_secrets_backends_cache()  # the next test's lookups must not keep this backend
+    with connections_file_backend(monkeypatch, path, ["kafka_default"]):
+        yield
 
 
 def test_the_api_server_receiver_reads_the_connection_from_a_secrets_backend(tls_config, tls_cluster,

@@ -98,7 +98,7 @@ def create_app(settings: WebhookSettings, producer: Any, metrics: Metrics = NULL
     """The FastAPI app; producer is an `apisync.kafka.producer.Producer` (acks=all). `settings` build the
     app (body limit, acknowledgement timeout, topic prefix); `current`, when given, returns the settings
     each request is judged by (secrets, API options, tolerance), e.g. re-read from a secrets store so a
-    rotated secret takes effect without a restart; it is called once per request and must be cheap."""
+    rotated secret takes effect without a restart; it is called on every request, so it must be cheap."""
     current = current or (lambda: settings)
     app = FastAPI(title="apisync webhooks", docs_url=None, redoc_url=None)
     sink = AckingSink(producer, settings.ack_timeout_s)
